@@ -1,0 +1,158 @@
+"""The ``fleet`` command line: ``serve``, ``demo``, ``simulate``, ``import-osm``, ``bench``.
+
+Settings come from ``FLEET_*`` variables; flags given here win. Errors a user can fix are printed
+as one sentence on stderr with exit code 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from server.errors import StartupError
+from server.settings import Settings, SettingsError, load_settings
+
+EXIT_USAGE = 2
+
+
+class NotYetAvailable(Exception):
+    """A subcommand a later issue fills in."""
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to bind (FLEET_HOST, default 127.0.0.1)")
+    parser.add_argument("--port", help="HTTP port, 0 = any free port (FLEET_PORT, default 8000)")
+    parser.add_argument(
+        "--redis-url",
+        help="use this Redis instead of starting a private redis-server (FLEET_REDIS_URL)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        help="folder for the private Redis data and caches (FLEET_DATA_DIR, default ./var)",
+    )
+    parser.add_argument(
+        "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
+    )
+
+
+def _settings_from(args: argparse.Namespace) -> Settings:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return load_settings(overrides=overrides)
+
+
+def _serve(settings: Settings, *, banner: Callable[[str], list[str]]) -> int:
+    """Start Redis (or check the configured one), then the HTTP server, until Ctrl-C."""
+    from server.app import create_app
+    from server.redis_process import redis_for
+    from server.serving import build_server
+
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        raise StartupError(
+            f"Cannot listen on {settings.host}:{settings.port} (FLEET_PORT/--port): {exc.strerror}."
+        ) from None
+    port = sock.getsockname()[1]
+    try:
+        with redis_for(
+            settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
+        ) as redis_url:
+            settings = dataclasses.replace(settings, redis_url=redis_url, port=port)
+            app = create_app(settings)
+            server = build_server(app, log_level=settings.log_level)
+            base = f"http://{settings.host}:{port}"
+            for line in banner(base):
+                print(line, flush=True)
+            print(f"  Redis:   {redis_url}", flush=True)
+            server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(
+        _settings_from(args),
+        banner=lambda base: [
+            f"fleet server listening on {base}",
+            f"  health:  {base}/health",
+            f"  ready:   {base}/ready",
+            f"  API doc: {base}/schema/swagger",
+        ],
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    return _serve(
+        _settings_from(args),
+        banner=lambda base: [
+            "fleet demo is running (Ctrl-C to stop).",
+            "  The simulated fleet and the console arrive with the simulator issue; for now the",
+            "  demo starts Redis and the server.",
+            f"  ready:   {base}/ready",
+            f"  API doc: {base}/schema/swagger",
+        ],
+    )
+
+
+def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
+    def run(_: argparse.Namespace) -> int:
+        raise NotYetAvailable(f"'fleet {what}' is not available yet in this version of fleet.")
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet",
+        description="Real-time fleet tracking and dispatch server.",
+        epilog="Settings: " + ", ".join(Settings.variables()) + ". See docs/ARCHITECTURE.md.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run the server (starts a private Redis unless FLEET_REDIS_URL)"
+    )
+    _add_server_flags(serve)
+    serve.set_defaults(run=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="run the live demo on the built-in map")
+    _add_server_flags(demo)
+    demo.set_defaults(run=_cmd_demo)
+
+    simulate = sub.add_parser("simulate", help="run a simulation scenario and write a report")
+    simulate.add_argument("--scenario", default="smoke", help="scenario name")
+    simulate.add_argument("--report", help="where to write the JSON report")
+    simulate.set_defaults(run=_not_yet("simulate"))
+
+    imp = sub.add_parser("import-osm", help="import an OpenStreetMap extract into the road cache")
+    imp.add_argument("file", help="the .osm.pbf extract")
+    imp.add_argument("--data-dir", help="where the road cache goes (FLEET_DATA_DIR)")
+    imp.set_defaults(run=_not_yet("import-osm"))
+
+    bench = sub.add_parser("bench", help="run a benchmark; ends with one JSON line of figures")
+    bench.add_argument("name", choices=["routing", "ingest", "dispatch"], help="which benchmark")
+    bench.add_argument("--osm", dest="osm_file", help="road network extract (.osm.pbf)")
+    bench.set_defaults(run=_not_yet("bench"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except (SettingsError, StartupError, NotYetAvailable) as exc:
+        print(f"fleet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The edge where exceptions become HTTP answers (and, later, WebSocket close codes).
+
+Exception tree of the server package::
+
+    FleetError                      base of everything the server raises on purpose
+    ├── StartupError                cannot start: Redis missing or unreachable, data dir in use
+    └── ApiError                    a request cannot be served; carries status and code
+        ├── NotFound                404 not_found
+        ├── BadRequest              400 bad_request (and 422 validation_failed)
+        └── ServiceUnavailable      503 not_ready
+
+Every error answer, whatever raised it, has one JSON shape::
+
+    {"error": {"status": 404, "code": "not_found", "message": "…", "details": …}}
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+log = logging.getLogger("fleet.server")
+
+
+class FleetError(Exception):
+    """Base class of the errors the server raises on purpose."""
+
+
+class StartupError(FleetError):
+    """The server cannot start; the message is one sentence for the operator."""
+
+
+class ApiError(FleetError):
+    """A request cannot be served."""
+
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(ApiError):
+    status, code = 400, "bad_request"
+
+
+class NotFound(ApiError):
+    status, code = 404, "not_found"
+
+
+class ServiceUnavailable(ApiError):
+    status, code = 503, "not_ready"
+
+
+def error_body(status: int, code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one JSON shape of every error answer."""
+    return {"error": {"status": status, "code": code, "message": message, "details": details}}
+
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "validation_failed",
+    429: "rate_limited",
+    503: "not_ready",
+}
+
+
+def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[dict[str, Any]]:
+    return Response(
+        error_body(exc.status, exc.code, exc.message, exc.details), status_code=exc.status
+    )
+
+
+def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    code = (
+        "validation_failed" if isinstance(exc, ValidationException) else _CODES.get(status, "error")
+    )
+    details = exc.extra if exc.extra else None
+    return Response(error_body(status, code, exc.detail, details), status_code=status)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    status = HTTP_500_INTERNAL_SERVER_ERROR
+    return Response(
+        error_body(status, "internal_error", "The server failed to handle this request."),
+        status_code=status,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ApiError: _api_error,
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

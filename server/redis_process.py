@@ -1,0 +1,256 @@
+"""The private ``redis-server`` that ``fleet serve`` and ``fleet demo`` start when no
+``FLEET_REDIS_URL`` is given.
+
+Lifecycle:
+
+1. A free loopback port is chosen; ``redis-server`` starts with persistence on (AOF, fsync every
+   second) and its files in ``<data_dir>/redis``, in its own session so that Ctrl-C reaches the
+   server first and Redis is stopped after the server has finished with it.
+2. The child asks the kernel (``PR_SET_PDEATHSIG``) to send it SIGTERM when its parent dies, so a
+   server killed with SIGKILL does not leave Redis running forever.
+3. ``<data_dir>/redis/owner.json`` records both pids. A start that finds a live Redis whose owner
+   is dead stops it and takes over the data; one whose owner is alive refuses to start.
+4. On exit (normal, Ctrl-C, crash) Redis gets SIGTERM, which makes it flush the AOF and exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from server.errors import StartupError
+
+_PR_SET_PDEATHSIG = 1
+_NO_RETRY = Retry(NoBackoff(), 0)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); read its state to be sure.
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _is_redis(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def check_redis(url: str, *, timeout_s: float, source: str = "FLEET_REDIS_URL") -> None:
+    """Raise :class:`StartupError` unless the Redis at ``url`` answers PING within ``timeout_s``."""
+    client = redis.Redis.from_url(
+        url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s, retry=_NO_RETRY
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = str(exc).rstrip(".") or type(exc).__name__
+        raise StartupError(f"Cannot reach Redis at {url} ({source}): {reason}.") from None
+    finally:
+        client.close()
+
+
+class PrivateRedis:
+    """A ``redis-server`` child process owned by this process. Use as a context manager."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        binary: str = "redis-server",
+        host: str = "127.0.0.1",
+        startup_timeout_s: float = 10.0,
+        stop_timeout_s: float = 10.0,
+    ) -> None:
+        self.dir = (Path(data_dir) / "redis").resolve()
+        self.binary = binary
+        self.host = host
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_timeout_s = stop_timeout_s
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("Redis has not been started")
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def _owner_file(self) -> Path:
+        return self.dir / "owner.json"
+
+    def start(self) -> str:
+        """Start Redis and wait until it answers; return its URL."""
+        exe = shutil.which(self.binary)
+        if exe is None:
+            raise StartupError(
+                f"{self.binary} is not installed: install it (apt-get install redis-server) "
+                "or set FLEET_REDIS_URL to a running Redis."
+            )
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"Cannot create the Redis data folder {self.dir}: {exc}.") from None
+        self._take_over_orphan()
+        for attempt in range(3):  # the free port may be taken between probe and bind
+            self.port = free_port(self.host)
+            self.process = subprocess.Popen(
+                [exe, *self._arguments()],
+                cwd=self.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+            self._owner_file.write_text(
+                json.dumps(
+                    {"owner_pid": os.getpid(), "redis_pid": self.process.pid, "port": self.port}
+                )
+            )
+            if self._wait_ready():
+                return self.url
+            if attempt == 2:
+                break
+        log_tail = self._log_tail()
+        self.stop()
+        raise StartupError(
+            f"redis-server did not start within {self.startup_timeout_s:g} s"
+            + (f"; its log ends with: {log_tail}" if log_tail else ".")
+        )
+
+    def _arguments(self) -> list[str]:
+        return [
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--protected-mode", "yes",
+            "--dir", str(self.dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", "redis.log",
+        ]  # fmt: skip
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        assert self.port is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        client = redis.Redis(
+            host=self.host, port=self.port, socket_connect_timeout=0.5, retry=_NO_RETRY
+        )
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    return False
+                try:
+                    if client.ping():
+                        return True
+                except redis.BusyLoadingError:
+                    pass  # still loading a large AOF: keep waiting
+                except redis.ConnectionError:
+                    pass
+                time.sleep(0.05)
+            return False
+        finally:
+            client.close()
+
+    def _take_over_orphan(self) -> None:
+        """Stop a Redis left by a dead owner; refuse to share the folder with a live one."""
+        try:
+            owner = json.loads(self._owner_file.read_text())
+            owner_pid, redis_pid = int(owner["owner_pid"]), int(owner["redis_pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if not (_alive(redis_pid) and _is_redis(redis_pid)):
+            return
+        if owner_pid != os.getpid() and _alive(owner_pid):
+            raise StartupError(
+                f"The data folder {self.dir.parent} is in use by another fleet process "
+                f"(pid {owner_pid}); stop it or set FLEET_DATA_DIR to another folder."
+            )
+        _terminate(redis_pid, self.stop_timeout_s)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.dir / "redis.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+    def stop(self) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), SIGKILL after ``stop_timeout_s``."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        with contextlib.suppress(OSError):
+            self._owner_file.unlink()
+
+    def __enter__(self) -> PrivateRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def redis_for(redis_url: str | None, data_dir: Path, *, timeout_s: float) -> Iterator[str]:
+    """Yield the URL of the Redis to use: ``redis_url`` once it answers, else a private one."""
+    if redis_url is not None:
+        check_redis(redis_url, timeout_s=timeout_s)
+        yield redis_url
+        return
+    with PrivateRedis(data_dir, startup_timeout_s=max(timeout_s, 10.0)) as private:
+        yield private.url

@@ -1,0 +1,198 @@
+"""Typed, validated settings, read once from ``FLEET_*`` environment variables and CLI flags.
+
+Every field of :class:`Settings` maps to one variable: ``h3_resolution`` ↔ ``FLEET_H3_RESOLUTION``.
+:func:`load_settings` is called once by the CLI; the result is passed to ``create_app`` and to
+everything else that needs it. Nothing reads the environment at import time.
+
+An invalid value raises :class:`SettingsError`, whose message names the variable, the value and
+what is allowed, so start-up stops with one clear sentence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+PREFIX = "FLEET_"
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the variable."""
+
+
+def _parse_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            raise ValueError(f"must be a whole number from {lo} to {hi}")
+        if lo is not None and value < lo:
+            raise ValueError(f"must be a whole number of at least {lo}")
+        return value
+
+    return parse
+
+
+def _parse_float(lo: float, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if value < lo or (lo_open and value == lo) or value != value:
+            raise ValueError(f"must be a number {'above' if lo_open else 'of at least'} {lo:g}")
+        return value
+
+    return parse
+
+
+def _parse_redis_url(raw: str) -> str | None:
+    raw = raw.strip()
+    if not raw:
+        return None
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("must be a redis://host:port/db, rediss:// or unix:// URL")
+    if parsed.scheme != "unix" and not parsed.hostname:
+        raise ValueError("must name a host, as in redis://127.0.0.1:6379/0")
+    try:
+        parsed.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return raw
+
+
+def _parse_choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _parse_path(raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError("must be a path")
+    return Path(raw.strip()).expanduser()
+
+
+def _parse_optional_path(raw: str) -> Path | None:
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
+def _parse_str(raw: str) -> str:
+    return raw.strip()
+
+
+def _meta(parse: Callable[[str], Any], doc: str) -> dict[str, Any]:
+    return {"parse": parse, "doc": doc}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the server can be configured with. Defaults are safe for a laptop demo."""
+
+    host: str = field(
+        default="127.0.0.1", metadata=_meta(_parse_str, "address the HTTP server binds to")
+    )
+    port: int = field(
+        default=8000, metadata=_meta(_parse_int(0, 65535), "HTTP port (0 = any free port)")
+    )
+    redis_url: str | None = field(
+        default=None,
+        metadata=_meta(
+            _parse_redis_url,
+            "Redis to use; unset = start a private redis-server with its data in FLEET_DATA_DIR",
+        ),
+    )
+    redis_timeout_s: float = field(
+        default=3.0,
+        metadata=_meta(
+            _parse_float(0.0, lo_open=True), "seconds to wait for Redis to answer at start"
+        ),
+    )
+    data_dir: Path = field(
+        default=Path("var"),
+        metadata=_meta(
+            _parse_path, "where the private Redis keeps its AOF and the road cache lives"
+        ),
+    )
+    osm_file: Path | None = field(
+        default=None,
+        metadata=_meta(
+            _parse_optional_path, "road network extract (.osm.pbf); unset = built-in Helsinki"
+        ),
+    )
+    h3_resolution: int = field(
+        default=9, metadata=_meta(_parse_int(0, 15), "H3 resolution of the vehicle index")
+    )
+    snap_max_distance_m: float = field(
+        default=500.0,
+        metadata=_meta(
+            _parse_float(0.0, lo_open=True),
+            "farther than this from a road = outside the service area",
+        ),
+    )
+    log_level: str = field(
+        default="info",
+        metadata=_meta(_parse_choice("debug", "info", "warning", "error"), "log verbosity"),
+    )
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """``{FLEET_NAME: description}`` for every setting, for docs and ``--help``."""
+        return {PREFIX + f.name.upper(): f.metadata["doc"] for f in dataclasses.fields(cls)}
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, str | None] | None = None
+) -> Settings:
+    """Build :class:`Settings` from ``FLEET_*`` variables, then apply CLI ``overrides``.
+
+    ``overrides`` maps field names to raw CLI values (``None`` means "not given"); they are
+    parsed like the variables and win over them. Variables named ``FLEET_TEST_*`` belong to the
+    test suite and are ignored here.
+
+    >>> load_settings({"FLEET_H3_RESOLUTION": "8"}).h3_resolution
+    8
+    >>> load_settings({"FLEET_H3_RESOLUTION": "99"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    server.settings.SettingsError: FLEET_H3_RESOLUTION=99 is invalid: must be a whole number from...
+    """
+    env = os.environ if environ is None else environ
+    known = {PREFIX + f.name.upper(): f for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name in env:
+            try:
+                values[f.name] = f.metadata["parse"](env[name])
+            except ValueError as exc:
+                raise SettingsError(f"{name}={env[name]} is invalid: {exc}.") from None
+    unknown = sorted(
+        k
+        for k in env
+        if k.startswith(PREFIX) and k not in known and not k.startswith("FLEET_TEST_")
+    )
+    if unknown:
+        names = ", ".join(sorted(known))
+        raise SettingsError(f"{unknown[0]} is not a setting fleet knows; the settings: {names}.")
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        try:
+            values[key] = fields[key].metadata["parse"](str(raw))
+        except ValueError as exc:
+            raise SettingsError(f"{flag} {raw} is invalid: {exc}.") from None
+    return Settings(**values)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a real ``redis-server`` per session, flushed per test, and a live server.
+
+Timeouts in tests are multiplied by ``FLEET_TEST_TIMEOUT_SCALE`` (default 1) for slow machines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from server.app import create_app
+from server.redis_process import PrivateRedis
+from server.serving import build_server
+from server.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+TIMEOUT_SCALE = float(os.environ.get("FLEET_TEST_TIMEOUT_SCALE", "1"))
+
+
+def scaled(seconds: float) -> float:
+    """A timeout for tests, stretched by FLEET_TEST_TIMEOUT_SCALE."""
+    return seconds * TIMEOUT_SCALE
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
+    """One real redis-server on a free loopback port for the whole session."""
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed; run scripts/test, which installs it")
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"), startup_timeout_s=scaled(10))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: PrivateRedis) -> str:
+    """URL of the session's Redis, flushed before the test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def live_server(redis_url: str, tmp_path: Path) -> Iterator[str]:
+    """The real app served by uvicorn on an ephemeral port, in a thread; yields its base URL."""
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning")
+    server = build_server(create_app(settings), log_level="warning")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + scaled(10)
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the live server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(scaled(10))
+    sock.close()

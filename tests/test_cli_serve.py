@@ -1,0 +1,188 @@
+"""``fleet serve`` as a user runs it: a subprocess with its own private Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import scaled
+
+FLEET = [sys.executable, "-m", "server.cli"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(extra)
+    return env
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[str], base: str, data_dir: Path) -> None:
+        self.process, self.base, self.data_dir = process, base, data_dir
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    @property
+    def redis_pid(self) -> int:
+        owner = json.loads((self.data_dir / "redis" / "owner.json").read_text())
+        return int(owner["redis_pid"])
+
+
+def _start(data_dir: Path) -> Served:
+    process = subprocess.Popen(
+        [*FLEET, "serve", "--port", "0", "--data-dir", str(data_dir)],
+        env=_env(FLEET_LOG_LEVEL="warning"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + scaled(20)
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if match := re.search(r"listening on (http://\S+)", line):
+            base = match.group(1)
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/ready").status_code == 200:
+                        return Served(process, base, data_dir)
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        if not line and process.poll() is not None:
+            break
+    process.kill()
+    output = process.stdout.read()
+    process.stdout.close()
+    pytest.fail(f"fleet serve did not become ready: {output}")
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    s = _start(tmp_path / "var")
+    yield s
+    s.close()
+
+
+def test_serve_starts_its_own_redis_and_ctrl_c_stops_it(served: Served) -> None:
+    answer = httpx.get(f"{served.base}/ready")
+    assert answer.json()["checks"] == {"redis": "ok"}
+    redis_pid = served.redis_pid
+    assert _alive(redis_pid)
+    assert (served.data_dir / "redis" / "appendonlydir").is_dir(), "AOF persistence is on"
+
+    served.process.send_signal(signal.SIGINT)
+    assert served.process.wait(scaled(15)) == 130  # the conventional exit status after Ctrl-C
+    assert _wait_gone(redis_pid, scaled(5)), "Ctrl-C left redis-server running"
+    assert not (served.data_dir / "redis" / "owner.json").exists()
+
+
+def test_sigkill_does_not_leave_redis_running(served: Served) -> None:
+    redis_pid = served.redis_pid
+    served.process.kill()
+    served.process.wait()
+    assert _wait_gone(redis_pid, scaled(10)), "redis-server outlived a SIGKILLed server"
+    # And the next start on the same data folder works, with the data kept.
+    again = _start(served.data_dir)
+    try:
+        assert httpx.get(f"{again.base}/ready").status_code == 200
+    finally:
+        again.process.send_signal(signal.SIGINT)
+        again.process.wait(scaled(15))
+        again.close()
+
+
+def test_a_second_server_on_the_same_data_folder_is_refused(served: Served) -> None:
+    second = subprocess.run(
+        [*FLEET, "serve", "--port", "0", "--data-dir", str(served.data_dir)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+    )
+    assert second.returncode == 2
+    assert "in use by another fleet process" in second.stderr
+
+
+def test_unreachable_redis_url_is_one_sentence_and_fails_fast() -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [*FLEET, "serve", "--port", "0"],
+        env=_env(FLEET_REDIS_URL="redis://127.0.0.1:1"),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+    )
+    assert time.monotonic() - started < scaled(5)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("fleet: Cannot reach Redis at redis://127.0.0.1:1 (FLEET_REDIS_URL)")
+
+
+def test_invalid_setting_names_the_variable() -> None:
+    result = subprocess.run(
+        [*FLEET, "serve"],
+        env=_env(FLEET_H3_RESOLUTION="99"),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+    )
+    assert result.returncode == 2
+    assert "FLEET_H3_RESOLUTION=99 is invalid" in result.stderr
+
+
+def test_missing_redis_binary_is_one_sentence(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*FLEET, "serve", "--port", "0", "--data-dir", str(tmp_path)],
+        env=_env(PATH=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "fleet: redis-server is not installed: install it (apt-get install redis-server) "
+        "or set FLEET_REDIS_URL to a running Redis."
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "demo", "simulate", "import-osm", "bench"])
+def test_every_subcommand_has_help(command: str) -> None:
+    result = subprocess.run(
+        [*FLEET, command, "--help"], capture_output=True, text=True, timeout=scaled(20)
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"usage: fleet {command}")
