@@ -3,7 +3,10 @@
 What it wires:
 
 - the Redis client (``redis.asyncio``, hiredis parser), opened at start-up and closed at shutdown,
-  stored on ``app.state.redis`` and injected into handlers as ``redis``;
+  injected into handlers as ``redis``;
+- the tracking pipeline (:class:`~server.tracking.ingest.Ingestor`, injected as ``ingestor``) and
+  its limits (``limits``);
+- the console hub (``hub``) and its lifespan task, which consumes the Redis position channel;
 - the settings object, injected as ``settings``;
 - the error handlers of :mod:`server.errors` (one JSON shape for every error);
 - OpenAPI, served at ``/schema`` (``/schema/openapi.json``, ``/schema/swagger``).
@@ -11,8 +14,12 @@ What it wires:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 from litestar import Litestar
@@ -25,6 +32,24 @@ from server import __version__
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
 from server.settings import Settings
+from server.tracking.console import Hub, console_socket
+from server.tracking.driver_ws import driver_socket
+from server.tracking.filters import Limits
+from server.tracking.ingest import Ingestor
+from server.tracking.osmand import osmand
+from server.tracking.routes import VehiclesController
+
+log = logging.getLogger("fleet.server")
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_future_s=settings.ping_max_future_s,
+        retention_s=settings.track_retention_s,
+        max_speed_mps=settings.max_speed_kmh / 3.6,
+        max_batch=settings.ping_batch_max,
+        max_messages_per_s=settings.driver_max_messages_per_s,
+    )
 
 
 def create_app(settings: Settings) -> Litestar:
@@ -32,31 +57,58 @@ def create_app(settings: Settings) -> Litestar:
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url; the CLI starts Redis first")
     redis_url = settings.redis_url
+    limits = limits_from(settings)
 
     @asynccontextmanager
     async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
         client = aioredis.Redis.from_url(
             redis_url, socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30
         )
+        hub = Hub(
+            interval_s=settings.console_interval_s, send_timeout_s=settings.console_send_timeout_s
+        )
         app.state.redis = client
+        app.state.ingestor = Ingestor(client, resolution=settings.h3_resolution, limits=limits)
+        app.state.hub = hub
+        subscribed = asyncio.Event()
+        fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         try:
             yield
         finally:
+            fan_out.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await fan_out
             await client.aclose()
 
-    def provide_redis(state: State) -> aioredis.Redis:
-        client: aioredis.Redis = state.redis
-        return client
+    def from_state(name: str) -> Provide:
+        def provide(state: State) -> Any:
+            return state[name]
+
+        return Provide(provide, sync_to_thread=False)
 
     def provide_settings() -> Settings:
         return settings
 
+    def provide_limits() -> Limits:
+        return limits
+
     return Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[
+            HealthController,
+            VehiclesController,
+            driver_socket,
+            console_socket,
+            osmand,
+        ],
         lifespan=[redis_lifespan],
         dependencies={
-            "redis": Provide(provide_redis, sync_to_thread=False),
+            "redis": from_state("redis"),
+            "ingestor": from_state("ingestor"),
+            "hub": from_state("hub"),
             "settings": Provide(provide_settings, sync_to_thread=False),
+            "limits": Provide(provide_limits, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
@@ -67,3 +119,17 @@ def create_app(settings: Settings) -> Litestar:
             render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
         ),
     )
+
+
+async def _keep_running(hub: Hub, client: aioredis.Redis, subscribed: asyncio.Event) -> None:
+    """Run the hub's subscription; after a Redis failure, resubscribe with a short back-off."""
+    delay = 0.1
+    while True:
+        try:
+            await hub.run(client, subscribed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # keep the fan-out alive through Redis restarts
+            log.warning("console fan-out lost its Redis subscription (%s); retrying", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

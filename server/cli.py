@@ -65,7 +65,9 @@ def _serve(settings: Settings, *, banner: Callable[[str], list[str]]) -> int:
         ) as redis_url:
             settings = dataclasses.replace(settings, redis_url=redis_url, port=port)
             app = create_app(settings)
-            server = build_server(app, log_level=settings.log_level)
+            server = build_server(
+                app, log_level=settings.log_level, ws_max_size=settings.ws_max_frame_bytes
+            )
             base = f"http://{settings.host}:{port}"
             for line in banner(base):
                 print(line, flush=True)

@@ -142,6 +142,41 @@ class Settings:
             "farther than this from a road = outside the service area",
         ),
     )
+    ws_max_frame_bytes: int = field(
+        default=65536,
+        metadata=_meta(
+            _parse_int(256, 16 * 1024 * 1024), "largest WebSocket frame accepted (bytes)"
+        ),
+    )
+    ping_batch_max: int = field(
+        default=100, metadata=_meta(_parse_int(1, 10_000), "most pings in one driver message")
+    )
+    driver_max_messages_per_s: float = field(
+        default=20.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "driver messages a second per connection"),
+    )
+    ping_max_future_s: float = field(
+        default=60.0,
+        metadata=_meta(_parse_float(0.0), "pings further ahead of the server clock are rejected"),
+    )
+    track_retention_s: float = field(
+        default=7 * 24 * 3600.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "how long tracks are kept (seconds)"),
+    )
+    max_speed_kmh: float = field(
+        default=250.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "a jump faster than this is rejected"),
+    )
+    console_interval_s: float = field(
+        default=0.25,
+        metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),
+    )
+    console_send_timeout_s: float = field(
+        default=5.0,
+        metadata=_meta(
+            _parse_float(0.0, lo_open=True), "a console send slower than this closes it"
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta(_parse_choice("debug", "info", "warning", "error"), "log verbosity"),

@@ -10,8 +10,9 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -52,21 +53,37 @@ def redis_url(redis_server: PrivateRedis) -> str:
 
 
 @pytest.fixture
-def live_server(redis_url: str, tmp_path: Path) -> Iterator[str]:
-    """The real app served by uvicorn on an ephemeral port, in a thread; yields its base URL."""
-    settings = Settings(redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning")
-    server = build_server(create_app(settings), log_level="warning")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + scaled(10)
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the live server did not start")
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(scaled(10))
-    sock.close()
+def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """Start real app servers (uvicorn in a thread, ephemeral port) on the test's Redis; each
+    call starts one more and returns its base URL. All stop after the test."""
+    running: list[tuple[Any, threading.Thread, socket.socket]] = []
+
+    def start(**overrides: Any) -> str:
+        settings = Settings(
+            redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning", **overrides
+        )
+        server = build_server(create_app(settings), log_level="warning")
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread, sock))
+        deadline = time.monotonic() + scaled(10)
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                pytest.fail("the live server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, _, _ in running:
+        server.should_exit = True
+    for _, thread, sock in running:
+        thread.join(scaled(10))
+        sock.close()
+
+
+@pytest.fixture
+def live_server(server_factory: Callable[..., str]) -> str:
+    """The real app served by uvicorn on an ephemeral port; its base URL."""
+    return server_factory()

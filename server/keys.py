@@ -1,0 +1,63 @@
+"""The one Redis key schema of fleet. Every key and channel name is built here.
+
+===================================  ======  ==================================================
+key                                  type    what it holds
+===================================  ======  ==================================================
+``fleet:v:{id}``                     hash    live state: lat lon ts speed heading accuracy cell
+``fleet:track:{id}``                 stream  in-order pings, entry ID ``<ts ms>-<n>``, field
+                                             ``p`` = ``lat,lon,speed,heading,accuracy``;
+                                             trimmed to the retention (``MINID``)
+``fleet:late:{id}``                  zset    pings that arrived after a newer one: score = ts,
+                                             member = ``ts,lat,lon,speed,heading,accuracy``
+``fleet:cell:{res}:{cell}``          set     ids of the vehicles whose live position is in
+                                             the H3 cell (each vehicle in exactly one)
+``fleet:lastseen``                   zset    vehicle id → ts of its newest ping
+``fleet:vehicles``                   hash    vehicle id → JSON record (name, device id, …)
+``fleet:device:{device_id}``         string  vehicle id of an OsmAnd/Traccar device id
+``fleet:vtoken:{sha256}``            string  vehicle id of a driver token (stored hashed)
+``fleet:stats:rejects``              hash    rejection reason → count
+===================================  ======  ==================================================
+
+Channels: ``fleet:pos`` (JSON of a vehicle's new live position), ``fleet:events`` (status and
+geofence events).
+
+The ingest script (``lua/ingest.lua``) moves a vehicle between ``fleet:cell:*`` sets by names it
+builds itself, so it is not Redis-Cluster-safe yet; every other multi-key write is.
+"""
+
+from __future__ import annotations
+
+PREFIX = "fleet:"
+POSITIONS_CHANNEL = PREFIX + "pos"
+EVENTS_CHANNEL = PREFIX + "events"
+LASTSEEN = PREFIX + "lastseen"
+VEHICLES = PREFIX + "vehicles"
+REJECTS = PREFIX + "stats:rejects"
+
+
+def live(vehicle_id: str) -> str:
+    return f"{PREFIX}v:{vehicle_id}"
+
+
+def track(vehicle_id: str) -> str:
+    return f"{PREFIX}track:{vehicle_id}"
+
+
+def late(vehicle_id: str) -> str:
+    return f"{PREFIX}late:{vehicle_id}"
+
+
+def cell_prefix(resolution: int) -> str:
+    return f"{PREFIX}cell:{resolution}:"
+
+
+def cell(resolution: int, cell_id: str) -> str:
+    return cell_prefix(resolution) + cell_id
+
+
+def device(device_id: str) -> str:
+    return f"{PREFIX}device:{device_id}"
+
+
+def vehicle_token(token_hash: str) -> str:
+    return f"{PREFIX}vtoken:{token_hash}"

@@ -1,0 +1,195 @@
+"""``/ws/console``: live positions for a dispatcher's viewport, never held back by a slow client.
+
+One Redis subscription per server process (``fleet:pos``, ``fleet:events``) feeds a :class:`Hub`.
+Each console socket is a :class:`Subscriber` with a viewport and a *pending* map of vehicle id →
+newest position: a new position replaces the older one not yet sent (latest wins), so the map
+never holds more than one entry per vehicle in view. A sender task flushes the map as one
+``positions`` frame at most every ``interval_s``. A send that does not complete within
+``send_timeout_s`` means the client cannot keep up: it is closed with code 4008, and nobody else
+waits for it.
+
+Client → server::
+
+    {"type": "viewport", "bbox": [min_lon, min_lat, max_lon, max_lat]}
+
+Server → client::
+
+    {"type": "positions", "vehicles": [{"id": …, "lat": …, "lon": …, "ts": …, …}, …]}
+    {"type": "event", "event": {…}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+
+from server import keys
+from server.sockets import receive_frame
+from server.tracking.queries import BBox, parse_bbox, vehicles_in_bbox
+
+log = logging.getLogger("fleet.console")
+
+CLOSE_TOO_SLOW = 4008
+CLOSE_BAD_MESSAGE = 4400
+
+WORLD: BBox = (-180.0, -90.0, 180.0, 90.0)
+
+
+class Viewport(msgspec.Struct, tag="viewport", tag_field="type"):
+    bbox: tuple[float, float, float, float]
+
+
+_viewport = msgspec.json.Decoder(Viewport)
+_encoder = msgspec.json.Encoder()
+
+
+@dataclass(slots=True, eq=False)
+class Subscriber:
+    bbox: BBox
+    pending: dict[str, bytes]
+    events: list[bytes]
+    wake: asyncio.Event
+
+    def offer(self, vehicle_id: str, lon: float, lat: float, raw: bytes) -> None:
+        b = self.bbox
+        if b[0] <= lon <= b[2] and b[1] <= lat <= b[3]:
+            self.pending[vehicle_id] = raw  # latest wins
+            self.wake.set()
+
+
+class Hub:
+    """Fans the process's Redis subscription out to its console subscribers."""
+
+    def __init__(self, *, interval_s: float = 0.25, send_timeout_s: float = 5.0) -> None:
+        self.interval_s = interval_s
+        self.send_timeout_s = send_timeout_s
+        self.subscribers: set[Subscriber] = set()
+
+    def publish_position(self, raw: bytes) -> None:
+        try:
+            head = msgspec.json.decode(raw)
+            vehicle_id, lon, lat = str(head["id"]), float(head["lon"]), float(head["lat"])
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed position message: %r", raw[:200])
+            return
+        for subscriber in self.subscribers:
+            subscriber.offer(vehicle_id, lon, lat, raw)
+
+    def publish_event(self, raw: bytes) -> None:
+        for subscriber in self.subscribers:
+            if len(subscriber.events) < 1000:
+                subscriber.events.append(raw)
+                subscriber.wake.set()
+
+    async def run(self, redis: aioredis.Redis, ready: asyncio.Event | None = None) -> None:
+        """Consume ``fleet:pos`` and ``fleet:events`` until cancelled (a lifespan task)."""
+        async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+            await pubsub.subscribe(keys.POSITIONS_CHANNEL, keys.EVENTS_CHANNEL)
+            if ready is not None:
+                ready.set()
+            async for message in pubsub.listen():
+                if message["type"] != "message":
+                    continue
+                channel = message["channel"].decode()
+                if channel == keys.POSITIONS_CHANNEL:
+                    self.publish_position(message["data"])
+                else:
+                    self.publish_event(message["data"])
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, bbox: BBox) -> AsyncIterator[Subscriber]:
+        subscriber = Subscriber(bbox=bbox, pending={}, events=[], wake=asyncio.Event())
+        self.subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self.subscribers.discard(subscriber)
+
+    async def pump(self, subscriber: Subscriber, send: Callable[[str], Awaitable[None]]) -> None:
+        """Send the subscriber's pending positions and events, at most every ``interval_s``.
+
+        Raises ``TimeoutError`` when one send takes longer than ``send_timeout_s``.
+        """
+        while True:
+            await subscriber.wake.wait()
+            subscriber.wake.clear()
+            if subscriber.pending:
+                batch, subscriber.pending = subscriber.pending, {}
+                frame = b'{"type":"positions","vehicles":[' + b",".join(batch.values()) + b"]}"
+                await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
+            while subscriber.events:
+                event = subscriber.events.pop(0)
+                frame = b'{"type":"event","event":' + event + b"}"
+                await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
+            await asyncio.sleep(self.interval_s)
+
+
+async def snapshot(redis: aioredis.Redis, bbox: BBox) -> list[bytes]:
+    """The live positions inside ``bbox`` now, as position messages."""
+    return [_encoder.encode(v) for v in await vehicles_in_bbox(redis, bbox)]
+
+
+@websocket("/ws/console")
+async def console_socket(
+    socket: WebSocket[Any, Any, Any],
+    hub: NamedDependency[Hub],
+    redis: NamedDependency[aioredis.Redis],
+) -> None:
+    await socket.accept()
+    bbox = WORLD
+    raw_bbox = socket.query_params.get("bbox")
+    if raw_bbox:
+        try:
+            bbox = parse_bbox([float(v) for v in raw_bbox.split(",")])
+        except ValueError as exc:
+            await socket.close(CLOSE_BAD_MESSAGE, f"bad bbox: {exc}"[:120])
+            return
+    async with hub.subscribe(bbox) as subscriber:
+        for raw in await snapshot(redis, bbox):
+            subscriber.pending[msgspec.json.decode(raw)["id"]] = raw
+        subscriber.wake.set()
+        sender = asyncio.create_task(hub.pump(subscriber, socket.send_text))
+        receiver = asyncio.create_task(_read_viewports(socket, subscriber, redis))
+        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+                await task
+        for task in done:
+            error = task.exception()
+            if isinstance(error, TimeoutError):
+                with contextlib.suppress(Exception):
+                    await socket.close(CLOSE_TOO_SLOW, "client too slow to keep up")
+            elif isinstance(error, ValueError):
+                with contextlib.suppress(Exception):
+                    await socket.close(CLOSE_BAD_MESSAGE, str(error)[:120])
+            elif error is not None and not isinstance(error, WebSocketDisconnect):
+                log.warning("console socket ended by %r", error)
+
+
+async def _read_viewports(
+    socket: WebSocket[Any, Any, Any], subscriber: Subscriber, redis: aioredis.Redis
+) -> None:
+    """Apply the client's viewport changes until it disconnects."""
+    while (frame := await receive_frame(socket)) is not None:
+        try:
+            message = _viewport.decode(frame)
+            bbox = parse_bbox(message.bbox)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"bad message: {exc}") from None
+        subscriber.bbox = bbox
+        subscriber.pending = {}
+        for raw in await snapshot(redis, bbox):
+            subscriber.pending[msgspec.json.decode(raw)["id"]] = raw
+        subscriber.wake.set()

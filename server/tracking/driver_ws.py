@@ -1,0 +1,92 @@
+"""``/ws/driver``: a vehicle's app streams batches of pings; each batch is acked once in Redis.
+
+Close codes (also in ``docs/PROTOCOL.md``):
+
+====  =====================================================================
+4001  no token, or a token that belongs to no vehicle
+4029  too many messages a second, for too long (after ``rate_limited`` errors)
+1009  a frame larger than ``FLEET_WS_MAX_FRAME_BYTES`` (closed by the protocol layer)
+1011  the server cannot reach Redis for a while
+====  =====================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import WebSocket, websocket
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+from redis.exceptions import RedisError
+
+from server.sockets import receive_frame
+from server.tracking.filters import Limits
+from server.tracking.ingest import Ingestor
+from server.tracking.ratelimit import TokenBucket
+from server.tracking.vehicles import vehicle_for_token
+from server.tracking.wire import Ack, WireError, decode_client, encode, error_frame, peek_seq
+
+log = logging.getLogger("fleet.driver")
+
+CLOSE_UNAUTHORIZED = 4001
+CLOSE_RATE_LIMITED = 4029
+CLOSE_UNAVAILABLE = 1011
+MAX_RATE_STRIKES = 50  # consecutive rate-limited messages before the socket is closed
+MAX_REDIS_FAILURES = 5
+
+
+@websocket("/ws/driver")
+async def driver_socket(
+    socket: WebSocket[Any, Any, Any],
+    ingestor: NamedDependency[Ingestor],
+    limits: NamedDependency[Limits],
+) -> None:
+    token = socket.query_params.get("token", "")
+    await socket.accept()
+    vehicle_id = await vehicle_for_token(ingestor.redis, token)
+    if vehicle_id is None:
+        await socket.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
+        return
+    last = await ingestor.last_fix(vehicle_id)
+    bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
+    strikes = redis_failures = 0
+    try:
+        while (frame := await receive_frame(socket)) is not None:
+            if not bucket.take():
+                strikes += 1
+                if strikes > MAX_RATE_STRIKES:
+                    await socket.close(CLOSE_RATE_LIMITED, "too many messages per second")
+                    return
+                message = f"at most {limits.max_messages_per_s:g} messages a second; resend later"
+                await socket.send_text(error_frame("rate_limited", message, peek_seq(frame)))
+                continue
+            strikes = 0
+            try:
+                batch = decode_client(frame, max_batch=limits.max_batch)
+            except WireError as exc:
+                await socket.send_text(error_frame(exc.code, exc.message, exc.seq))
+                continue
+            try:
+                result = await ingestor.ingest(vehicle_id, batch.pings, last)
+            except RedisError as exc:
+                redis_failures += 1
+                log.warning("ingest for %s failed: %s", vehicle_id, exc)
+                if redis_failures >= MAX_REDIS_FAILURES:
+                    await socket.close(CLOSE_UNAVAILABLE, "state store unavailable")
+                    return
+                await socket.send_text(
+                    error_frame("unavailable", "not stored; resend the batch", batch.seq)
+                )
+                continue
+            redis_failures = 0
+            last = result.fix
+            ack = Ack(
+                seq=batch.seq,
+                accepted=result.accepted,
+                duplicates=result.duplicates,
+                rejected=result.rejected,
+            )
+            await socket.send_text(encode(ack).decode())
+    except WebSocketDisconnect:
+        return

@@ -1,0 +1,108 @@
+"""The ingest pipeline: decode → reject → derive → persist (one Lua call) → publish.
+
+One :class:`Ingestor` per server process; the driver socket and the OsmAnd endpoint both call
+:meth:`Ingestor.ingest` with the decoded pings of one vehicle. Pings are taken in timestamp order;
+the newest accepted one becomes the live position (published on ``fleet:pos`` by the script);
+older ones go to the history only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from geo.cells import cell_of
+from server import keys
+from server.lua import load
+from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
+from server.tracking.wire import Ping, Rejection
+
+
+@dataclass(slots=True)
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    fix: Fix | None = None  # the vehicle's live position after this batch
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else repr(round(value, 7))
+
+
+class Ingestor:
+    """Runs the pipeline for one vehicle's batch; shared by every connection of a process."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        resolution: int,
+        limits: Limits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.resolution = resolution
+        self.limits = limits
+        self.clock = clock
+        self._script = redis.register_script(load("ingest.lua"))
+        self._cell_prefix = keys.cell_prefix(resolution)
+        self._retention_ms = int(limits.retention_s * 1000)
+
+    async def last_fix(self, vehicle_id: str) -> Fix | None:
+        """The stored live position, read once when a connection opens."""
+        ts, lat, lon = await self.redis.hmget(keys.live(vehicle_id), ["ts", "lat", "lon"])
+        if ts is None or lat is None or lon is None:
+            return None
+        return Fix(float(lat), float(lon), int(ts))
+
+    async def ingest(
+        self, vehicle_id: str, pings: Sequence[Ping], last: Fix | None
+    ) -> IngestResult:
+        now_ms = int(self.clock() * 1000)
+        result = IngestResult(fix=last)
+        reasons: Counter[str] = Counter()
+        args: list[str | int] = []
+        seen: set[int] = set()
+        current = last
+        kept = 0
+        for index in sorted(range(len(pings)), key=lambda i: pings[i].ts):
+            ping = pings[index]
+            reason = reject_reason(ping, current, now_ms, self.limits)
+            if reason is not None:
+                result.rejected.append(Rejection(i=index, reason=reason))
+                reasons[reason] += 1
+                continue
+            if ping.ts in seen:
+                result.duplicates += 1
+                continue
+            seen.add(ping.ts)
+            speed, heading = derive_motion(ping, current)
+            cell = cell_of(ping.lat, ping.lon, self.resolution)
+            args += [ping.ts, _num(ping.lat), _num(ping.lon), _num(speed), _num(heading),
+                     _num(ping.accuracy), cell]  # fmt: skip
+            kept += 1
+            if current is None or ping.ts > current.ts:
+                current = Fix(ping.lat, ping.lon, ping.ts)
+        result.rejected.sort(key=lambda r: r.i)
+        if not kept and not reasons:
+            return result
+        for reason, count in reasons.items():
+            args += [reason, count]
+        floor = now_ms - self._retention_ms
+        reply = await self._script(
+            keys=[keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
+                  keys.LASTSEEN, keys.REJECTS],
+            args=[vehicle_id, self._cell_prefix, floor, self._retention_ms,
+                  keys.POSITIONS_CHANNEL, kept, len(reasons), *args],
+        )  # fmt: skip
+        accepted, duplicates, _published, ts, lat, lon = reply
+        result.accepted = int(accepted)
+        result.duplicates += int(duplicates)
+        if lat and lon and int(ts) >= 0:
+            result.fix = Fix(float(lat), float(lon), int(ts))
+        return result

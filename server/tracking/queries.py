@@ -1,0 +1,150 @@
+"""Read side of tracking: live positions by viewport, nearest vehicles, a vehicle's track."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from typing import cast
+
+import msgspec
+import redis.asyncio as aioredis
+
+from geo.cells import cells_within_radius
+from geo.distance import haversine_m
+from server import keys
+
+BBox = tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+
+
+def parse_bbox(values: tuple[float, float, float, float] | list[float]) -> BBox:
+    """Validate ``[min_lon, min_lat, max_lon, max_lat]``; raise ``ValueError`` otherwise."""
+    if len(values) != 4:
+        raise ValueError("bbox has four numbers: min_lon, min_lat, max_lon, max_lat")
+    min_lon, min_lat, max_lon, max_lat = (float(v) for v in values)
+    if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
+        raise ValueError(
+            "bbox must be min_lon ≤ max_lon in [-180, 180], min_lat ≤ max_lat in [-90, 90]"
+        )
+    return (min_lon, min_lat, max_lon, max_lat)
+
+
+LIVE_FIELDS = ("ts", "lat", "lon", "speed", "heading", "accuracy", "cell")
+
+
+class Position(msgspec.Struct, omit_defaults=True):
+    id: str
+    lat: float
+    lon: float
+    ts: int
+    speed: float | None = None
+    heading: float | None = None
+    accuracy: float | None = None
+    cell: str | None = None
+
+
+class Nearby(msgspec.Struct):
+    id: str
+    lat: float
+    lon: float
+    ts: int
+    distance_m: float
+
+
+class TrackPoint(msgspec.Struct, omit_defaults=True):
+    ts: int
+    lat: float
+    lon: float
+    speed: float | None = None
+    heading: float | None = None
+    accuracy: float | None = None
+
+
+def _opt(raw: bytes | None) -> float | None:
+    return float(raw) if raw else None
+
+
+def _position(vehicle_id: str, values: list[bytes | None]) -> Position | None:
+    ts, lat, lon, speed, heading, accuracy, cell = values
+    if ts is None or lat is None or lon is None:
+        return None
+    return Position(
+        id=vehicle_id,
+        lat=float(lat),
+        lon=float(lon),
+        ts=int(ts),
+        speed=_opt(speed),
+        heading=_opt(heading),
+        accuracy=_opt(accuracy),
+        cell=cell.decode() if cell else None,
+    )
+
+
+async def positions(redis: aioredis.Redis, vehicle_ids: Iterable[str]) -> list[Position]:
+    """Live positions of ``vehicle_ids`` (those that have one), in one round trip."""
+    ids = list(vehicle_ids)
+    async with redis.pipeline(transaction=False) as pipe:
+        for vehicle_id in ids:
+            pipe.hmget(keys.live(vehicle_id), LIVE_FIELDS)
+        rows = await pipe.execute()
+    return [p for vid, row in zip(ids, rows, strict=True) if (p := _position(vid, row))]
+
+
+async def vehicles_in_bbox(redis: aioredis.Redis, bbox: BBox) -> list[Position]:
+    """Every vehicle whose live position is inside ``bbox``."""
+    members = cast("list[bytes]", await redis.zrange(keys.LASTSEEN, 0, -1))
+    ids = [raw.decode() for raw in members]
+    min_lon, min_lat, max_lon, max_lat = bbox
+    return [
+        p
+        for p in await positions(redis, ids)
+        if min_lon <= p.lon <= max_lon and min_lat <= p.lat <= max_lat
+    ]
+
+
+async def nearby(
+    redis: aioredis.Redis, lat: float, lon: float, radius_m: float, limit: int, resolution: int
+) -> list[Nearby]:
+    """The ``limit`` vehicles nearest to (lat, lon) within ``radius_m``: H3 candidates, then the
+    exact distance."""
+    cells = cells_within_radius(lat, lon, radius_m, resolution)
+    async with redis.pipeline(transaction=False) as pipe:
+        for cell in cells:
+            pipe.smembers(keys.cell(resolution, cell))
+        members = await pipe.execute()
+    candidates = {raw.decode() for group in members for raw in group}
+    scored = []
+    for p in await positions(redis, candidates):
+        distance = haversine_m(lat, lon, p.lat, p.lon)
+        if distance <= radius_m:
+            scored.append(Nearby(id=p.id, lat=p.lat, lon=p.lon, ts=p.ts, distance_m=distance))
+    return heapq.nsmallest(limit, scored, key=lambda n: (n.distance_m, n.id))
+
+
+def _track_point(ts: int, packed: bytes) -> TrackPoint:
+    lat, lon, speed, heading, accuracy = packed.split(b",")
+    return TrackPoint(
+        ts=ts,
+        lat=float(lat),
+        lon=float(lon),
+        speed=_opt(speed),
+        heading=_opt(heading),
+        accuracy=_opt(accuracy),
+    )
+
+
+async def track(
+    redis: aioredis.Redis, vehicle_id: str, from_ms: int, to_ms: int, limit: int
+) -> list[TrackPoint]:
+    """The vehicle's pings with ``from_ms ≤ ts ≤ to_ms`` in time order, late arrivals included."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xrange(keys.track(vehicle_id), min=str(from_ms), max=str(to_ms), count=limit)
+        pipe.zrange(keys.late(vehicle_id), from_ms, to_ms, byscore=True, offset=0, num=limit)
+        in_order, late = await pipe.execute()
+    points = [
+        _track_point(int(entry_id.split(b"-")[0]), fields[b"p"]) for entry_id, fields in in_order
+    ]
+    for member in late:
+        ts, packed = member.split(b",", 1)
+        points.append(_track_point(int(ts), packed))
+    points.sort(key=lambda p: p.ts)
+    return points[:limit]

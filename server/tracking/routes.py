@@ -1,0 +1,71 @@
+"""REST side of tracking: register vehicles, query live positions and tracks."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+
+from server import keys
+from server.errors import BadRequest, NotFound
+from server.settings import Settings
+from server.tracking import queries
+from server.tracking.vehicles import VehicleCreated, VehicleIn, create_vehicle
+
+
+class VehiclesController(Controller):
+    path = "/vehicles"
+    tags = ["vehicles"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post("/", summary="Register a vehicle; the answer holds its driver token (shown once)")
+    async def create(
+        self, data: JSONBody[VehicleIn], redis: NamedDependency[aioredis.Redis]
+    ) -> VehicleCreated:
+        return await create_vehicle(redis, data)
+
+    @get("/", summary="Live positions inside a viewport")
+    async def in_bbox(
+        self,
+        redis: NamedDependency[aioredis.Redis],
+        bbox: str = Parameter(
+            default="-180,-90,180,90", description="min_lon,min_lat,max_lon,max_lat"
+        ),
+    ) -> list[queries.Position]:
+        try:
+            box = queries.parse_bbox([float(v) for v in bbox.split(",")])
+        except ValueError as exc:
+            raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
+        return await queries.vehicles_in_bbox(redis, box)
+
+    @get("/nearby", summary="The nearest vehicles to a point, by road-independent distance")
+    async def nearby(
+        self,
+        redis: NamedDependency[aioredis.Redis],
+        settings: NamedDependency[Settings],
+        lat: float = Parameter(ge=-90, le=90),
+        lon: float = Parameter(ge=-180, le=180),
+        radius_m: float = Parameter(default=2000.0, gt=0, le=50_000),
+        limit: int = Parameter(default=10, ge=1, le=500),
+    ) -> list[queries.Nearby]:
+        return await queries.nearby(redis, lat, lon, radius_m, limit, settings.h3_resolution)
+
+    @get("/{vehicle_id:str}/track", summary="A vehicle's pings between two times (Unix ms)")
+    async def track(
+        self,
+        vehicle_id: FromPath[str],
+        redis: NamedDependency[aioredis.Redis],
+        from_ms: Annotated[int | None, QueryParameter(name="from", ge=0)] = None,
+        to_ms: Annotated[int | None, QueryParameter(name="to", ge=0)] = None,
+        limit: int = Parameter(default=10_000, ge=1, le=100_000),
+    ) -> list[queries.TrackPoint]:
+        if not await redis.hexists(keys.VEHICLES, vehicle_id):
+            raise NotFound(f"no vehicle {vehicle_id}")
+        to = to_ms if to_ms is not None else int(time.time() * 1000) + 60_000
+        start = from_ms if from_ms is not None else to - 3_600_000
+        if start > to:
+            raise BadRequest("from must not be after to", details={"field": "from"})
+        return await queries.track(redis, vehicle_id, start, to, limit)

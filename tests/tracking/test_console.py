@@ -1,0 +1,97 @@
+"""Console fan-out: viewport filtering, latest-wins batching, laggards, several processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from server.tracking.console import Hub
+from tests.conftest import scaled
+from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
+
+INSIDE = "24.90,60.15,24.98,60.19"
+
+
+async def positions_until(ws: ClientConnection, wanted: Callable[[dict[str, Any]], bool]) -> dict:
+    """Read frames until a ``positions`` frame with a vehicle ``wanted`` says yes to."""
+    deadline = time.monotonic() + scaled(5)
+    while time.monotonic() < deadline:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), scaled(5)))
+        if frame["type"] == "positions":
+            for vehicle in frame["vehicles"]:
+                if wanted(vehicle):
+                    return vehicle
+    raise AssertionError("the console never saw the expected position")
+
+
+async def test_console_sees_vehicles_inside_its_viewport_only(live_server: str) -> None:
+    token_in = register(live_server, "inside")
+    token_out = register(live_server, "outside")
+    now = int(time.time() * 1000)
+    async with connect(ws_url(live_server, f"/ws/console?bbox={INSIDE}")) as console:
+        async with connect(ws_url(live_server, f"/ws/driver?token={token_out}")) as driver:
+            far = {"lat": 60.30, "lon": 25.20, "ts": now}
+            await send(driver, {"type": "pings", "seq": 1, "pings": [far]})
+        async with connect(ws_url(live_server, f"/ws/driver?token={token_in}")) as driver:
+            near = {"lat": HELSINKI[0], "lon": HELSINKI[1], "ts": now}
+            await send(driver, {"type": "pings", "seq": 1, "pings": [near]})
+        seen = await positions_until(console, lambda v: v["id"] in {"inside", "outside"})
+        assert seen["id"] == "inside"
+        assert (seen["lat"], seen["lon"], seen["ts"]) == (HELSINKI[0], HELSINKI[1], now)
+        # Moving the viewport sends a snapshot of what is in the new one.
+        await console.send(json.dumps({"type": "viewport", "bbox": [25.1, 60.25, 25.3, 60.35]}))
+        moved = await positions_until(console, lambda v: True)
+        assert moved["id"] == "outside"
+
+
+async def test_a_console_on_one_process_sees_a_vehicle_pinging_another(
+    server_factory: Callable[..., str],
+) -> None:
+    process_a, process_b = server_factory(), server_factory()
+    token = register(process_b, "cross")
+    async with connect(ws_url(process_a, "/ws/console")) as console:
+        async with connect(ws_url(process_b, f"/ws/driver?token={token}")) as driver:
+            ping = {"lat": HELSINKI[0], "lon": HELSINKI[1], "ts": int(time.time() * 1000)}
+            await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+        seen = await positions_until(console, lambda v: v["id"] == "cross")
+    assert seen["lat"] == HELSINKI[0]
+
+
+async def test_bad_viewports_are_refused(live_server: str) -> None:
+    async with connect(ws_url(live_server, "/ws/console?bbox=1,2,3")) as console:
+        await asyncio.wait_for(console.wait_closed(), scaled(5))
+    assert console.close_code == 4400
+    async with connect(ws_url(live_server, "/ws/console")) as console:
+        await console.send('{"type": "viewport", "bbox": "everywhere"}')
+        await asyncio.wait_for(console.wait_closed(), scaled(5))
+    assert console.close_code == 4400
+    assert httpx.get(f"{live_server}/health").status_code == 200
+
+
+async def test_latest_position_wins_and_a_laggard_times_out() -> None:
+    hub = Hub(interval_s=0.01, send_timeout_s=0.2)
+    sent: list[str] = []
+    release = asyncio.Event()
+
+    async def slow_send(frame: str) -> None:
+        sent.append(frame)
+        await release.wait()  # a client whose socket never drains
+
+    async with hub.subscribe((-180.0, -90.0, 180.0, 90.0)) as subscriber:
+        for i in range(100):
+            hub.publish_position(
+                json.dumps({"id": "v", "lat": 60.0, "lon": 24.0, "ts": i}).encode()
+            )
+        assert len(subscriber.pending) == 1, "one entry per vehicle, however many positions"
+        assert json.loads(subscriber.pending["v"])["ts"] == 99
+        with pytest.raises(TimeoutError):
+            await hub.pump(subscriber, slow_send)
+    assert len(sent) == 1
+    assert hub.subscribers == set()
