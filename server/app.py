@@ -61,14 +61,23 @@ def create_app(settings: Settings) -> Litestar:
 
     @asynccontextmanager
     async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
-        client = aioredis.Redis.from_url(
-            redis_url, socket_connect_timeout=settings.redis_timeout_s, health_check_interval=30
+        # A bounded pool that makes callers wait for a free connection instead of failing:
+        # thousands of sockets share a few dozen Redis connections.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=settings.redis_max_connections,
+            timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            health_check_interval=30,
         )
+        client = aioredis.Redis(connection_pool=pool)
         hub = Hub(
             interval_s=settings.console_interval_s, send_timeout_s=settings.console_send_timeout_s
         )
         app.state.redis = client
-        app.state.ingestor = Ingestor(client, resolution=settings.h3_resolution, limits=limits)
+        ingestor = Ingestor(client, resolution=settings.h3_resolution, limits=limits)
+        await ingestor.start()
+        app.state.ingestor = ingestor
         app.state.hub = hub
         subscribed = asyncio.Event()
         fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")
@@ -80,7 +89,9 @@ def create_app(settings: Settings) -> Litestar:
             fan_out.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await fan_out
+            await ingestor.stop()
             await client.aclose()
+            await pool.aclose()
 
     def from_state(name: str) -> Provide:
         def provide(state: State) -> Any:

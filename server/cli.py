@@ -103,6 +103,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    if args.name == "ingest":
+        from bench import ingest
+
+        result = ingest.run(
+            vehicles=args.vehicles,
+            rate=args.rate,
+            pings_per_message=args.per_message,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            workers=args.workers,
+            consoles=args.consoles,
+            drop_fraction=args.drop,
+        )
+    else:
+        raise NotYetAvailable(f"'fleet bench {args.name}' is not available yet in this version.")
+    print(json.dumps({"bench": args.name, **result}), flush=True)
+    return 0
+
+
 def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
     def run(_: argparse.Namespace) -> int:
         raise NotYetAvailable(f"'fleet {what}' is not available yet in this version of fleet.")
@@ -138,10 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--data-dir", help="where the road cache goes (FLEET_DATA_DIR)")
     imp.set_defaults(run=_not_yet("import-osm"))
 
-    bench = sub.add_parser("bench", help="run a benchmark; ends with one JSON line of figures")
+    bench = sub.add_parser(
+        "bench",
+        help="run a benchmark; ends with one JSON line of figures",
+        description="Benchmarks print progress, then one line of JSON with every figure.",
+    )
     bench.add_argument("name", choices=["routing", "ingest", "dispatch"], help="which benchmark")
-    bench.add_argument("--osm", dest="osm_file", help="road network extract (.osm.pbf)")
-    bench.set_defaults(run=_not_yet("bench"))
+    bench.add_argument("--osm", dest="osm_file", help="routing: road network extract (.osm.pbf)")
+    load = bench.add_argument_group("ingest")
+    load.add_argument("--vehicles", type=int, default=10_000, help="simulated vehicles (10000)")
+    load.add_argument("--rate", type=float, default=2.0, help="pings a second per vehicle (2)")
+    load.add_argument("--per-message", type=int, default=1, help="pings per message (1)")
+    load.add_argument("--duration", type=float, default=60.0, help="measured seconds (60)")
+    load.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring (10)")
+    load.add_argument("--workers", type=int, default=2, help="server processes (2)")
+    load.add_argument("--consoles", type=int, default=2, help="console subscribers (2)")
+    load.add_argument("--drop", type=float, default=0.1, help="share of connections cut (0.1)")
+    bench.set_defaults(run=_cmd_bench)
     return parser
 
 

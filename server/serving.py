@@ -15,6 +15,7 @@ def build_server(
         app,
         log_level=log_level,
         ws_max_size=ws_max_size,
+        ws_per_message_deflate=False,  # small JSON frames: compression costs more than it saves
         lifespan="on",
         ws="websockets-sansio",
         timeout_graceful_shutdown=5,

@@ -120,6 +120,10 @@ class Settings:
             _parse_float(0.0, lo_open=True), "seconds to wait for Redis to answer at start"
         ),
     )
+    redis_max_connections: int = field(
+        default=64,
+        metadata=_meta(_parse_int(2, 10_000), "Redis connections per server process (a pool)"),
+    )
     data_dir: Path = field(
         default=Path("var"),
         metadata=_meta(
@@ -168,7 +172,7 @@ class Settings:
         metadata=_meta(_parse_float(0.0, lo_open=True), "a jump faster than this is rejected"),
     )
     console_interval_s: float = field(
-        default=0.25,
+        default=0.1,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),
     )
     console_send_timeout_s: float = field(

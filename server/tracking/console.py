@@ -70,7 +70,7 @@ class Subscriber:
 class Hub:
     """Fans the process's Redis subscription out to its console subscribers."""
 
-    def __init__(self, *, interval_s: float = 0.25, send_timeout_s: float = 5.0) -> None:
+    def __init__(self, *, interval_s: float = 0.1, send_timeout_s: float = 5.0) -> None:
         self.interval_s = interval_s
         self.send_timeout_s = send_timeout_s
         self.subscribers: set[Subscriber] = set()

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from geo.cells import cell_of
 from server import keys
 from server.lua import load
+from server.scripts import CoalescingScript
 from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
 from server.tracking.wire import Ping, Rejection
 
@@ -49,9 +50,15 @@ class Ingestor:
         self.resolution = resolution
         self.limits = limits
         self.clock = clock
-        self._script = redis.register_script(load("ingest.lua"))
+        self._script = CoalescingScript(redis, load("ingest.lua"))
         self._cell_prefix = keys.cell_prefix(resolution)
         self._retention_ms = int(limits.retention_s * 1000)
+
+    async def start(self) -> None:
+        await self._script.start()
+
+    async def stop(self) -> None:
+        await self._script.stop()
 
     async def last_fix(self, vehicle_id: str) -> Fix | None:
         """The stored live position, read once when a connection opens."""
@@ -94,12 +101,11 @@ class Ingestor:
         for reason, count in reasons.items():
             args += [reason, count]
         floor = now_ms - self._retention_ms
-        reply = await self._script(
-            keys=[keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
-                  keys.LASTSEEN, keys.REJECTS],
-            args=[vehicle_id, self._cell_prefix, floor, self._retention_ms,
-                  keys.POSITIONS_CHANNEL, kept, len(reasons), *args],
-        )  # fmt: skip
+        script_keys = [keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
+                       keys.LASTSEEN, keys.REJECTS]  # fmt: skip
+        head: list[str | int] = [vehicle_id, self._cell_prefix, floor, self._retention_ms,
+                keys.POSITIONS_CHANNEL, kept, len(reasons)]  # fmt: skip
+        reply = await self._script(script_keys, head + args)
         accepted, duplicates, _published, ts, lat, lon = reply
         result.accepted = int(accepted)
         result.duplicates += int(duplicates)

@@ -1,0 +1,296 @@
+"""``fleet bench ingest``: the tracking hot path under load, end to end, on this machine.
+
+Starts a private Redis and ``workers`` server processes on it, registers ``vehicles`` vehicles
+through the API, connects them all over real WebSockets (``simulator.load``), plus ``consoles``
+console subscribers watching the whole world, then sends at ``rate`` pings a second per vehicle,
+``pings_per_message`` per message, for ``duration_s`` after a warm-up. Halfway through, a
+``drop_fraction`` of the connections is cut without a close handshake; they reconnect and re-send
+what was not acked.
+
+Reports sustained acked pings/s, ping → console latency p50/p95/p99, ack latency, server CPU µs per
+ping, server memory per connection, and whether every acked ping is in Redis exactly once. In the
+same run, the baseline: the same per-ping Redis writes sent as raw pipelined commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from server import keys
+from server.redis_process import PrivateRedis
+from simulator.load import LoadGenerator, VehicleLoad, percentile
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def _rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _start_server(
+    redis_url: str, data_dir: Path, extra_env: dict[str, str]
+) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    env.update(FLEET_REDIS_URL=redis_url, FLEET_LOG_LEVEL="warning", **extra_env)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        match = re.search(r"listening on (http://\S+)", log_path.read_text())
+        if match:
+            base = match.group(1)
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"{base}/ready").status_code == 200:
+                        return process, base
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"a server process did not start: {log_path.read_text()[-2000:]}")
+
+
+async def _register(bases: list[str], count: int) -> list[tuple[str, str, str]]:
+    """Register ``count`` vehicles round-robin on the servers: (id, token, base)."""
+    out: list[tuple[str, str, str]] = []
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+        sem = asyncio.Semaphore(32)
+
+        async def one(i: int) -> None:
+            base = bases[i % len(bases)]
+            async with sem:
+                answer = await client.post(f"{base}/vehicles", json={"id": f"bench-{i}"})
+            answer.raise_for_status()
+            out.append((f"bench-{i}", answer.json()["token"], base))
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+    return out
+
+
+def raw_redis_baseline(redis_url: str, pings: int, *, batch: int = 1000) -> float:
+    """Pings/s when the same per-ping writes are sent as raw pipelined commands by one client."""
+    client = redis.Redis.from_url(redis_url)
+    start_ms = int(time.time() * 1000) - pings
+    started = time.perf_counter()
+    for first in range(0, pings, batch):
+        pipe = client.pipeline(transaction=False)
+        for i in range(first, min(first + batch, pings)):
+            vid = f"raw-{i % 10_000}"
+            ts = start_ms + i
+            pipe.xadd(
+                keys.track(vid),
+                {"p": "60.17,24.94,,,"},
+                id=f"{ts}-*",
+                minid=ts - 3_600_000,
+                approximate=True,
+            )
+            pipe.hset(keys.live(vid), mapping={"ts": ts, "lat": 60.17, "lon": 24.94, "cell": "x"})
+            pipe.sadd(keys.cell(9, "x"), vid)
+            pipe.zadd("fleet:raw:lastseen", {vid: ts})
+            pipe.publish("fleet:raw:pos", b'{"id":"%s","ts":%d}' % (vid.encode(), ts))
+        pipe.execute()
+    elapsed = time.perf_counter() - started
+    client.close()
+    return pings / elapsed
+
+
+def run(
+    *,
+    vehicles: int = 10_000,
+    rate: float = 2.0,
+    pings_per_message: int = 1,
+    duration_s: float = 60.0,
+    warmup_s: float = 10.0,
+    workers: int = 2,
+    consoles: int = 2,
+    drop_fraction: float = 0.1,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-ingest-") as tmp:
+        data = Path(tmp)
+        with PrivateRedis(data / "redis-data") as private:
+            servers = []
+            try:
+                extra = {"FLEET_DRIVER_MAX_MESSAGES_PER_S": str(max(20.0, rate * 4))}
+                for i in range(workers):
+                    servers.append(_start_server(private.url, data / f"s{i}", extra))
+                bases = [base for _, base in servers]
+                progress(f"redis {private.url}; {workers} server process(es): {', '.join(bases)}")
+                return asyncio.run(
+                    _drive(private.url, servers, vehicles, rate, pings_per_message, duration_s,
+                           warmup_s, consoles, drop_fraction, progress)
+                )  # fmt: skip
+            finally:
+                for process, _ in servers:
+                    process.terminate()
+                for process, _ in servers:
+                    try:
+                        process.wait(10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                _report_server_logs(data, progress)
+
+
+def _report_server_logs(data: Path, progress: Callable[[str], None]) -> None:
+    """Show what the servers complained about, if anything (first lines of each kind)."""
+    seen: dict[str, int] = {}
+    for log in sorted(data.glob("s*/server.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if "WARNING" in line or "ERROR" in line or "Traceback" in line:
+                kind = re.sub(r"\d+", "#", line)[:160]
+                seen[kind] = seen.get(kind, 0) + 1
+    for kind, count in list(seen.items())[:5]:
+        progress(f"server log (x{count}): {kind}")
+
+
+async def _drive(
+    redis_url: str,
+    servers: list[tuple[subprocess.Popen[str], str]],
+    count: int,
+    rate: float,
+    per_message: int,
+    duration_s: float,
+    warmup_s: float,
+    consoles: int,
+    drop_fraction: float,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    bases = [base for _, base in servers]
+    pids = [process.pid for process, _ in servers]
+    t0 = time.perf_counter()
+    registered = await _register(bases, count)
+    progress(f"registered {count} vehicles in {time.perf_counter() - t0:.1f} s")
+    loads = [
+        VehicleLoad(vid, token, base.replace("http://", "ws://") + f"/ws/driver?token={token}",
+                    lat=60.10 + (i % 100) * 0.002, lon=24.80 + (i // 100 % 100) * 0.004)
+        for i, (vid, token, base) in enumerate(registered)
+    ]  # fmt: skip
+    generator = LoadGenerator(loads, rate_per_vehicle=rate, pings_per_message=per_message)
+    rss_before = sum(_rss_bytes(pid) for pid in pids)
+    console_tasks = [
+        asyncio.create_task(
+            generator.run_console(bases[i % len(bases)].replace("http://", "ws://") + "/ws/console")
+        )
+        for i in range(consoles)
+    ]
+    tasks = [asyncio.create_task(generator.run_vehicle(v)) for v in loads]
+    t0 = time.perf_counter()
+    try:
+        await asyncio.wait_for(generator.all_connected.wait(), 120)
+    except TimeoutError:
+        progress("not every vehicle connected within 120 s; measuring what did")
+    rss_after = sum(_rss_bytes(pid) for pid in pids)
+    per_connection = (rss_after - rss_before) / max(1, count)
+    progress(f"{count} vehicles connected in {time.perf_counter() - t0:.1f} s; "
+             f"server memory +{(rss_after - rss_before) / 2**20:.0f} MiB "
+             f"({per_connection / 1024:.1f} KiB per connection)")  # fmt: skip
+    progress(f"warming up {warmup_s:.0f} s at {count * rate:,.0f} pings/s target "
+             f"({per_message} per message)")  # fmt: skip
+    await asyncio.sleep(warmup_s)
+    generator.measure(True)
+    cpu0 = sum(_cpu_seconds(pid) for pid in pids)
+    started = time.perf_counter()
+    half = duration_s / 2
+    for tick in range(int(duration_s)):
+        await asyncio.sleep(1.0)
+        if tick + 1 == int(half) and drop_fraction > 0:
+            dropped = generator.drop(drop_fraction)
+            progress(f"  dropped {dropped} connections without a close handshake")
+        if (tick + 1) % 10 == 0:
+            elapsed = time.perf_counter() - started
+            rate_now = generator.stats.acked_pings / elapsed
+            p99 = percentile(generator.stats.latencies_ms, 0.99)
+            progress(f"  {tick + 1:>3} s: {rate_now:,.0f} acked pings/s, console p99 {p99:.0f} ms")
+    elapsed = time.perf_counter() - started
+    cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu0
+    generator.measure(False)
+    generator.stop()
+    await asyncio.gather(*tasks, *console_tasks, return_exceptions=True)
+    stats = generator.stats
+
+    progress("checking Redis: every acked ping stored exactly once")
+    client = redis.Redis.from_url(redis_url)
+    pipe = client.pipeline(transaction=False)
+    for v in loads:
+        pipe.xlen(keys.track(v.vehicle_id))
+        pipe.zcard(keys.late(v.vehicle_id))
+    counts = pipe.execute()
+    stored = sum(counts)
+    acked = sum(len(v.acked_ts) for v in loads)
+    mismatched = sum(
+        1 for i, v in enumerate(loads) if counts[2 * i] + counts[2 * i + 1] != len(v.acked_ts)
+    )
+    client.close()
+    progress("baseline: the same per-ping writes as raw pipelined Redis commands")
+    baseline = raw_redis_baseline(redis_url, 200_000)
+    throughput = stats.acked_pings / elapsed
+    result = {
+        "vehicles": count,
+        "workers": len(servers),
+        "pings_per_message": per_message,
+        "target_pings_per_s": count * rate,
+        "duration_s": round(elapsed, 1),
+        "acked_pings_per_s": round(throughput),
+        "console_latency_ms_p50": round(percentile(stats.latencies_ms, 0.50), 1),
+        "console_latency_ms_p95": round(percentile(stats.latencies_ms, 0.95), 1),
+        "console_latency_ms_p99": round(percentile(stats.latencies_ms, 0.99), 1),
+        "ack_latency_ms_p50": round(percentile(stats.ack_latencies_ms, 0.50), 1),
+        "ack_latency_ms_p99": round(percentile(stats.ack_latencies_ms, 0.99), 1),
+        "server_cpu_us_per_ping": round(cpu / max(1, stats.acked_pings) * 1e6, 1),
+        "server_memory_per_connection_kib": round(per_connection / 1024, 1),
+        "reconnects": stats.reconnects,
+        "errors": stats.errors,
+        "error_codes": dict(generator.error_codes),
+        "acked_pings_total": acked,
+        "stored_pings_total": stored,
+        "vehicles_with_mismatch": mismatched,
+        "lost_or_duplicated": acked - stored,
+        "raw_redis_baseline_pings_per_s": round(baseline),
+        "ratio_to_raw_redis": round(throughput / baseline, 3),
+    }
+    progress(f"sustained {throughput:,.0f} acked pings/s over {elapsed:.0f} s "
+             f"({result['ratio_to_raw_redis']:.2f} x the raw Redis baseline of {baseline:,.0f}/s); "
+             f"console p50/p95/p99 {result['console_latency_ms_p50']}/"
+             f"{result['console_latency_ms_p95']}/{result['console_latency_ms_p99']} ms; "
+             f"acked {acked}, stored {stored}")  # fmt: skip
+    return result
