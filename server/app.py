@@ -38,6 +38,7 @@ from server.tracking.filters import Limits
 from server.tracking.ingest import Ingestor
 from server.tracking.osmand import osmand
 from server.tracking.routes import VehiclesController
+from server.tracking.status import StatusSweeper
 
 log = logging.getLogger("fleet.server")
 
@@ -75,20 +76,33 @@ def create_app(settings: Settings) -> Litestar:
             interval_s=settings.console_interval_s, send_timeout_s=settings.console_send_timeout_s
         )
         app.state.redis = client
-        ingestor = Ingestor(client, resolution=settings.h3_resolution, limits=limits)
+        ingestor = Ingestor(
+            client,
+            resolution=settings.h3_resolution,
+            limits=limits,
+            stale_after_s=settings.stale_after_s,
+        )
         await ingestor.start()
         app.state.ingestor = ingestor
         app.state.hub = hub
+        sweeper = StatusSweeper(
+            client,
+            stale_after_s=settings.stale_after_s,
+            offline_after_s=settings.offline_after_s,
+            interval_s=min(1.0, settings.stale_after_s / 4),
+        )
         subscribed = asyncio.Event()
         fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")
+        statuses = asyncio.create_task(sweeper.run(), name="status-sweeper")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         try:
             yield
         finally:
-            fan_out.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await fan_out
+            for task in (fan_out, statuses):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await ingestor.stop()
             await client.aclose()
             await pool.aclose()

@@ -16,6 +16,9 @@ key                                  type    what it holds
 ``fleet:device:{device_id}``         string  vehicle id of an OsmAnd/Traccar device id
 ``fleet:vtoken:{sha256}``            string  vehicle id of a driver token (stored hashed)
 ``fleet:stats:rejects``              hash    rejection reason → count
+``fleet:status``                     hash    vehicle id → online | stale | offline
+``fleet:lease:status``               string  which process sweeps statuses (expires)
+``fleet:events:log``                 stream  recent events, capped at ~10,000
 ===================================  ======  ==================================================
 
 Channels: ``fleet:pos`` (JSON of a vehicle's new live position), ``fleet:events`` (status and
@@ -33,6 +36,9 @@ EVENTS_CHANNEL = PREFIX + "events"
 LASTSEEN = PREFIX + "lastseen"
 VEHICLES = PREFIX + "vehicles"
 REJECTS = PREFIX + "stats:rejects"
+STATUS = PREFIX + "status"
+STATUS_LEASE = PREFIX + "lease:status"
+EVENTS_LOG = PREFIX + "events:log"
 
 
 def live(vehicle_id: str) -> str:

@@ -36,7 +36,9 @@ class CoalescingScript:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.redis.script_load(self.source)
+        """Start the writers. The script is loaded now if Redis answers, else on first use."""
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.script_load(self.source)
         self._tasks = [
             asyncio.create_task(self._run(), name=f"script-writer-{i}")
             for i in range(self._writers)

@@ -171,6 +171,14 @@ class Settings:
         default=250.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "a jump faster than this is rejected"),
     )
+    stale_after_s: float = field(
+        default=60.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "no ping for this long: stale (seconds)"),
+    )
+    offline_after_s: float = field(
+        default=300.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "no ping for this long: offline (seconds)"),
+    )
     console_interval_s: float = field(
         default=0.1,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),
@@ -185,6 +193,13 @@ class Settings:
         default="info",
         metadata=_meta(_parse_choice("debug", "info", "warning", "error"), "log verbosity"),
     )
+
+    def __post_init__(self) -> None:
+        if self.offline_after_s <= self.stale_after_s:
+            raise SettingsError(
+                f"FLEET_OFFLINE_AFTER_S={self.offline_after_s:g} is invalid: it must be larger "
+                f"than FLEET_STALE_AFTER_S={self.stale_after_s:g}."
+            )
 
     @classmethod
     def variables(cls) -> dict[str, str]:

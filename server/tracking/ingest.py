@@ -44,6 +44,7 @@ class Ingestor:
         *,
         resolution: int,
         limits: Limits,
+        stale_after_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -53,6 +54,7 @@ class Ingestor:
         self._script = CoalescingScript(redis, load("ingest.lua"))
         self._cell_prefix = keys.cell_prefix(resolution)
         self._retention_ms = int(limits.retention_s * 1000)
+        self._stale_ms = int(stale_after_s * 1000)
 
     async def start(self) -> None:
         await self._script.start()
@@ -102,9 +104,10 @@ class Ingestor:
             args += [reason, count]
         floor = now_ms - self._retention_ms
         script_keys = [keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
-                       keys.LASTSEEN, keys.REJECTS]  # fmt: skip
+                       keys.LASTSEEN, keys.REJECTS, keys.STATUS, keys.EVENTS_LOG]  # fmt: skip
         head: list[str | int] = [vehicle_id, self._cell_prefix, floor, self._retention_ms,
-                keys.POSITIONS_CHANNEL, kept, len(reasons)]  # fmt: skip
+                keys.POSITIONS_CHANNEL, kept, len(reasons), now_ms, self._stale_ms,
+                keys.EVENTS_CHANNEL]  # fmt: skip
         reply = await self._script(script_keys, head + args)
         accepted, duplicates, _published, ts, lat, lon = reply
         result.accepted = int(accepted)

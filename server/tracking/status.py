@@ -1,0 +1,116 @@
+"""Vehicle status — online, stale, offline — from the age of its newest ping.
+
+One process at a time (a Redis lease, ``fleet:lease:status``) sweeps ``fleet:lastseen`` every
+``interval_s``, compares each vehicle's status with ``fleet:status`` and, for each change, writes
+the new one and publishes a ``status`` event on ``fleet:events`` (also kept in the capped stream
+``fleet:events:log``)::
+
+    {"type": "status", "vehicle_id": "van-7", "status": "stale", "previous": "online",
+     "at": 1764064800000}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server import keys
+
+log = logging.getLogger("fleet.status")
+
+
+def vehicle_status(age_s: float, *, stale_after_s: float, offline_after_s: float) -> str:
+    """``online`` below ``stale_after_s``, ``stale`` below ``offline_after_s``, else ``offline``.
+
+    >>> vehicle_status(5, stale_after_s=60, offline_after_s=300)
+    'online'
+    >>> vehicle_status(60, stale_after_s=60, offline_after_s=300)
+    'stale'
+    """
+    if age_s < stale_after_s:
+        return "online"
+    return "stale" if age_s < offline_after_s else "offline"
+
+
+class StatusSweeper:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        *,
+        stale_after_s: float,
+        offline_after_s: float,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.stale_after_s = stale_after_s
+        self.offline_after_s = offline_after_s
+        self.interval_s = interval_s
+        self.clock = clock
+        self.owner = f"{os.getpid()}-{id(self)}"
+
+    async def _hold_lease(self) -> bool:
+        ttl_ms = int(max(3 * self.interval_s, 2.0) * 1000)
+        if await self.redis.set(keys.STATUS_LEASE, self.owner, nx=True, px=ttl_ms):
+            return True
+        holder = cast("bytes | None", await self.redis.get(keys.STATUS_LEASE))
+        if holder is not None and holder.decode() == self.owner:
+            await self.redis.pexpire(keys.STATUS_LEASE, ttl_ms)
+            return True
+        return False
+
+    async def sweep(self) -> list[dict[str, object]]:
+        """One pass: the status events it published."""
+        now = self.clock()
+        seen = cast(
+            "list[tuple[bytes, float]]",
+            await self.redis.zrange(keys.LASTSEEN, 0, -1, withscores=True),
+        )
+        stored = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.STATUS))
+        events: list[dict[str, object]] = []
+        for raw_id, ts in seen:
+            status = vehicle_status(
+                now - ts / 1000.0,
+                stale_after_s=self.stale_after_s,
+                offline_after_s=self.offline_after_s,
+            )
+            previous = stored.get(raw_id)
+            if previous is None or previous.decode() != status:
+                events.append(
+                    {
+                        "type": "status",
+                        "vehicle_id": raw_id.decode(),
+                        "status": status,
+                        "previous": previous.decode() if previous else None,
+                        "at": int(now * 1000),
+                    }
+                )
+        if events:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    keys.STATUS, mapping={str(e["vehicle_id"]): str(e["status"]) for e in events}
+                )
+                for event in events:
+                    payload = json.dumps(event)
+                    pipe.publish(keys.EVENTS_CHANNEL, payload)
+                    pipe.xadd(keys.EVENTS_LOG, {"e": payload}, maxlen=10_000, approximate=True)
+                await pipe.execute()
+        return events
+
+    async def run(self) -> None:
+        """Sweep every ``interval_s`` while holding the lease, until cancelled."""
+        while True:
+            try:
+                if await self._hold_lease():
+                    await self.sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("status sweep failed: %s", exc)
+            await asyncio.sleep(self.interval_s)

@@ -1,0 +1,71 @@
+"""Vehicle status transitions, from the age of the newest ping, against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import connect
+
+from server import keys
+from server.settings import Settings, SettingsError
+from server.tracking.status import StatusSweeper
+from tests.conftest import scaled
+from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
+
+
+async def test_each_transition_is_one_event(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    now = [1_000_000.0]
+    sweeper = StatusSweeper(client, stale_after_s=60, offline_after_s=300, clock=lambda: now[0])
+    await client.zadd(keys.LASTSEEN, {"a": 1_000_000_000 - 10_000, "b": 1_000_000_000 - 100_000})
+    first = await sweeper.sweep()
+    assert {(e["vehicle_id"], e["status"], e["previous"]) for e in first} == {
+        ("a", "online", None),
+        ("b", "stale", None),
+    }
+    assert await sweeper.sweep() == [], "no change, no event"
+    now[0] += 60  # a: 70 s old → stale; b: 160 s old → still stale
+    assert [(e["vehicle_id"], e["status"]) for e in await sweeper.sweep()] == [("a", "stale")]
+    now[0] += 240  # a: 310 s, b: 400 s → offline
+    assert {e["vehicle_id"] for e in await sweeper.sweep()} == {"a", "b"}
+    assert await client.hgetall(keys.STATUS) == {b"a": b"offline", b"b": b"offline"}
+    assert await client.xlen(keys.EVENTS_LOG) == 5
+    await client.aclose()
+
+
+async def test_only_one_process_holds_the_lease(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    one = StatusSweeper(client, stale_after_s=1, offline_after_s=2)
+    two = StatusSweeper(client, stale_after_s=1, offline_after_s=2)
+    assert await one._hold_lease()
+    assert not await two._hold_lease()
+    assert await one._hold_lease(), "the holder renews"
+    await client.aclose()
+
+
+async def test_console_sees_online_then_stale_then_offline(
+    server_factory: Callable[..., str],
+) -> None:
+    base = server_factory(stale_after_s=0.6, offline_after_s=1.2)
+    token = register(base, "quiet")
+    async with connect(ws_url(base, "/ws/console")) as console:
+        async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+            ping = {"lat": HELSINKI[0], "lon": HELSINKI[1], "ts": int(time.time() * 1000)}
+            await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+        statuses: list[str] = []
+        deadline = time.monotonic() + scaled(8)
+        while "offline" not in statuses and time.monotonic() < deadline:
+            frame = json.loads(await asyncio.wait_for(console.recv(), scaled(5)))
+            if frame["type"] == "event" and frame["event"]["vehicle_id"] == "quiet":
+                statuses.append(frame["event"]["status"])
+    assert statuses == ["online", "stale", "offline"]
+
+
+def test_offline_must_come_after_stale() -> None:
+    with pytest.raises(SettingsError, match="FLEET_OFFLINE_AFTER_S=30 is invalid"):
+        Settings(stale_after_s=60, offline_after_s=30)
