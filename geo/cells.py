@@ -13,6 +13,8 @@ import math
 
 import h3
 
+from geo.distance import haversine_m
+
 DEFAULT_RESOLUTION = 9
 
 
@@ -47,3 +49,32 @@ def cells_within_radius(lat: float, lon: float, radius_m: float, resolution: int
     edge = float(h3.average_hexagon_edge_length(resolution, unit="m"))
     k = math.ceil((radius_m + edge) / (math.sqrt(3) * edge)) + 1
     return k_ring(cell_of(lat, lon, resolution), k)
+
+
+def cell_corners(cell: str) -> list[tuple[float, float]]:
+    """The cell's corners as ``(lat, lon)``."""
+    return [(float(lat), float(lon)) for lat, lon in h3.cell_to_boundary(cell)]
+
+
+def cells_centred_in(ring: list[tuple[float, float]], resolution: int) -> set[str]:
+    """Cells whose centre lies inside the polygon ``[(lat, lon), …]``."""
+    return {str(c) for c in h3.h3shape_to_cells(h3.LatLngPoly(ring), resolution)}
+
+
+def cells_near_edges(ring: list[tuple[float, float]], resolution: int) -> set[str]:
+    """Every cell a polygon edge passes through, and their neighbours (a superset).
+
+    Points are sampled along each edge every half cell edge; a cell the edge crosses between
+    two samples is a neighbour of a sampled one.
+    """
+    step_m = float(h3.average_hexagon_edge_length(resolution, unit="m")) / 2
+    touched: set[str] = set()
+    for (lat1, lon1), (lat2, lon2) in zip(ring, ring[1:] + ring[:1], strict=True):
+        samples = max(1, math.ceil(haversine_m(lat1, lon1, lat2, lon2) / step_m))
+        for i in range(samples + 1):
+            f = i / samples
+            touched.add(cell_of(lat1 + (lat2 - lat1) * f, lon1 + (lon2 - lon1) * f, resolution))
+    near: set[str] = set()
+    for cell in touched:
+        near |= k_ring(cell, 1)
+    return near

@@ -27,6 +27,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from redis.exceptions import RedisError
 
 from server import __version__
 from server.errors import EXCEPTION_HANDLERS
@@ -35,6 +36,7 @@ from server.settings import Settings
 from server.tracking.console import Hub, console_socket
 from server.tracking.driver_ws import driver_socket
 from server.tracking.filters import Limits
+from server.tracking.geofences import GeofencesController, GeofenceTracker
 from server.tracking.ingest import Ingestor
 from server.tracking.osmand import osmand
 from server.tracking.routes import VehiclesController
@@ -85,6 +87,19 @@ def create_app(settings: Settings) -> Litestar:
         await ingestor.start()
         app.state.ingestor = ingestor
         app.state.hub = hub
+        fences = GeofenceTracker(client, resolution=settings.geofence_resolution)
+        with contextlib.suppress(RedisError, OSError):
+            await fences.reload()
+        app.state.fences = fences
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_event(raw: bytes) -> None:
+            if fences.on_event(raw):
+                task = asyncio.create_task(fences.reload())
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+        hub.event_hooks.append(on_event)
         sweeper = StatusSweeper(
             client,
             stale_after_s=settings.stale_after_s,
@@ -123,6 +138,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[
             HealthController,
             VehiclesController,
+            GeofencesController,
             driver_socket,
             console_socket,
             osmand,
@@ -132,6 +148,7 @@ def create_app(settings: Settings) -> Litestar:
             "redis": from_state("redis"),
             "ingestor": from_state("ingestor"),
             "hub": from_state("hub"),
+            "fences": from_state("fences"),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "limits": Provide(provide_limits, sync_to_thread=False),
         },

@@ -19,6 +19,8 @@ key                                  type    what it holds
 ``fleet:status``                     hash    vehicle id → online | stale | offline
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
 ``fleet:events:log``                 stream  recent events, capped at ~10,000
+``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
+``fleet:infence:{id}``               string  JSON: fence id → [entered at ms, dwell reported]
 ===================================  ======  ==================================================
 
 Channels: ``fleet:pos`` (JSON of a vehicle's new live position), ``fleet:events`` (status and
@@ -39,6 +41,7 @@ REJECTS = PREFIX + "stats:rejects"
 STATUS = PREFIX + "status"
 STATUS_LEASE = PREFIX + "lease:status"
 EVENTS_LOG = PREFIX + "events:log"
+GEOFENCES = PREFIX + "geofences"
 
 
 def live(vehicle_id: str) -> str:
@@ -67,3 +70,7 @@ def device(device_id: str) -> str:
 
 def vehicle_token(token_hash: str) -> str:
     return f"{PREFIX}vtoken:{token_hash}"
+
+
+def in_fences(vehicle_id: str) -> str:
+    return f"{PREFIX}infence:{vehicle_id}"

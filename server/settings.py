@@ -139,6 +139,9 @@ class Settings:
     h3_resolution: int = field(
         default=9, metadata=_meta(_parse_int(0, 15), "H3 resolution of the vehicle index")
     )
+    geofence_resolution: int = field(
+        default=11, metadata=_meta(_parse_int(0, 15), "H3 resolution of the geofence index")
+    )
     snap_max_distance_m: float = field(
         default=500.0,
         metadata=_meta(

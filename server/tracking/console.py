@@ -74,6 +74,7 @@ class Hub:
         self.interval_s = interval_s
         self.send_timeout_s = send_timeout_s
         self.subscribers: set[Subscriber] = set()
+        self.event_hooks: list[Callable[[bytes], None]] = []  # told of every event first
 
     def publish_position(self, raw: bytes) -> None:
         try:
@@ -86,6 +87,8 @@ class Hub:
             subscriber.offer(vehicle_id, lon, lat, raw)
 
     def publish_event(self, raw: bytes) -> None:
+        for hook in self.event_hooks:
+            hook(raw)
         for subscriber in self.subscribers:
             if len(subscriber.events) < 1000:
                 subscriber.events.append(raw)

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 from server.sockets import receive_frame
 from server.tracking.filters import Limits
+from server.tracking.geofences import GeofenceTracker
 from server.tracking.ingest import Ingestor
 from server.tracking.ratelimit import TokenBucket
 from server.tracking.vehicles import vehicle_for_token
@@ -41,6 +42,7 @@ async def driver_socket(
     socket: WebSocket[Any, Any, Any],
     ingestor: NamedDependency[Ingestor],
     limits: NamedDependency[Limits],
+    fences: NamedDependency[GeofenceTracker],
 ) -> None:
     token = socket.query_params.get("token", "")
     await socket.accept()
@@ -49,6 +51,7 @@ async def driver_socket(
         await socket.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
         return
     last = await ingestor.last_fix(vehicle_id)
+    inside = await fences.membership(vehicle_id)
     bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
     strikes = redis_failures = 0
     try:
@@ -80,6 +83,8 @@ async def driver_socket(
                 )
                 continue
             redis_failures = 0
+            if result.fix is not None and (last is None or result.fix.ts > last.ts):
+                inside = await fences.check(vehicle_id, result.fix, inside)
             last = result.fix
             ack = Ack(
                 seq=batch.seq,

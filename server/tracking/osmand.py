@@ -31,6 +31,7 @@ from litestar import Request, Response, route
 from litestar.di import NamedDependency
 
 from server.errors import BadRequest
+from server.tracking.geofences import GeofenceTracker
 from server.tracking.ingest import Ingestor
 from server.tracking.vehicles import vehicle_for_device
 from server.tracking.wire import Ping
@@ -138,7 +139,9 @@ def parse_json(body: bytes, now_s: float) -> tuple[str, Ping]:
 
 @route("/osmand", http_method=["GET", "POST"], summary="OsmAnd / Traccar Client position report")
 async def osmand(
-    request: Request[Any, Any, Any], ingestor: NamedDependency[Ingestor]
+    request: Request[Any, Any, Any],
+    ingestor: NamedDependency[Ingestor],
+    fences: NamedDependency[GeofenceTracker],
 ) -> Response[Any]:
     now_s = time.time()
     params: dict[str, Any] = dict(request.query_params)
@@ -154,7 +157,10 @@ async def osmand(
     vehicle_id = await vehicle_for_device(ingestor.redis, device)
     if vehicle_id is None:
         raise BadRequest(f"unknown device {device}", details={"field": "id"})
-    result = await ingestor.ingest(vehicle_id, [ping], await ingestor.last_fix(vehicle_id))
+    last = await ingestor.last_fix(vehicle_id)
+    result = await ingestor.ingest(vehicle_id, [ping], last)
+    if result.fix is not None and (last is None or result.fix.ts > last.ts):
+        await fences.check(vehicle_id, result.fix, await fences.membership(vehicle_id))
     body = {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
