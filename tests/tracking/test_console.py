@@ -95,3 +95,15 @@ async def test_latest_position_wins_and_a_laggard_times_out() -> None:
             await hub.pump(subscriber, slow_send)
     assert len(sent) == 1
     assert hub.subscribers == set()
+
+
+async def test_a_stock_osmand_request_moves_the_vehicle_on_the_console(live_server: str) -> None:
+    register(live_server, "phone", device_id="867530")
+    async with connect(ws_url(live_server, f"/ws/console?bbox={INSIDE}")) as console:
+        answer = httpx.get(
+            f"{live_server}/osmand",
+            params={"id": "867530", "lat": "60.1702", "lon": "24.9402", "speed": "0"},
+        )
+        assert answer.status_code == 200
+        seen = await positions_until(console, lambda v: v["id"] == "phone")
+    assert (seen["lat"], seen["lon"]) == (60.1702, 24.9402)
