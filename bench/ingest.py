@@ -29,6 +29,7 @@ import httpx
 import redis
 
 from server import keys
+from server.auth import issue_token
 from server.redis_process import PrivateRedis
 from simulator.load import LoadGenerator, VehicleLoad, percentile
 
@@ -89,11 +90,12 @@ def _start_server(
     raise RuntimeError(f"a server process did not start: {log_path.read_text()[-2000:]}")
 
 
-async def _register(bases: list[str], count: int) -> list[tuple[str, str, str]]:
+async def _register(bases: list[str], count: int, token: str) -> list[tuple[str, str, str]]:
     """Register ``count`` vehicles round-robin on the servers: (id, token, base)."""
     out: list[tuple[str, str, str]] = []
     limits = httpx.Limits(max_connections=32)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
         sem = asyncio.Semaphore(32)
 
         async def one(i: int) -> None:
@@ -198,7 +200,8 @@ async def _drive(
     bases = [base for _, base in servers]
     pids = [process.pid for process, _ in servers]
     t0 = time.perf_counter()
-    registered = await _register(bases, count)
+    staff = issue_token(redis_url, "dispatcher", "fleet bench ingest")
+    registered = await _register(bases, count, staff)
     progress(f"registered {count} vehicles in {time.perf_counter() - t0:.1f} s")
     loads = [
         VehicleLoad(vid, token, base.replace("http://", "ws://") + f"/ws/driver?token={token}",
@@ -209,7 +212,9 @@ async def _drive(
     rss_before = sum(_rss_bytes(pid) for pid in pids)
     console_tasks = [
         asyncio.create_task(
-            generator.run_console(bases[i % len(bases)].replace("http://", "ws://") + "/ws/console")
+            generator.run_console(
+                bases[i % len(bases)].replace("http://", "ws://") + f"/ws/console?token={staff}"
+            )
         )
         for i in range(consoles)
     ]

@@ -30,6 +30,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.exceptions import RedisError
 
 from server import __version__
+from server.auth import RoleCache
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
 from server.settings import Settings
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> Litestar:
         await ingestor.start()
         app.state.ingestor = ingestor
         app.state.hub = hub
+        app.state.roles = RoleCache(client)
         fences = GeofenceTracker(client, resolution=settings.geofence_resolution)
         with contextlib.suppress(RedisError, OSError):
             await fences.reload()

@@ -12,6 +12,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
+from server.auth import issue_token
 from server.errors import StartupError
 from server.settings import Settings, SettingsError, load_settings
 
@@ -44,7 +45,8 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(overrides=overrides)
 
 
-def _serve(settings: Settings, *, banner: Callable[[str], list[str]]) -> int:
+def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> int:
+    """``banner(base_url, redis_url)`` gives the lines printed once Redis answers."""
     """Start Redis (or check the configured one), then the HTTP server, until Ctrl-C."""
     from server.app import create_app
     from server.redis_process import redis_for
@@ -69,7 +71,7 @@ def _serve(settings: Settings, *, banner: Callable[[str], list[str]]) -> int:
                 app, log_level=settings.log_level, ws_max_size=settings.ws_max_frame_bytes
             )
             base = f"http://{settings.host}:{port}"
-            for line in banner(base):
+            for line in banner(base, redis_url):
                 print(line, flush=True)
             print(f"  Redis:   {redis_url}", flush=True)
             server.run(sockets=[sock])
@@ -81,7 +83,7 @@ def _serve(settings: Settings, *, banner: Callable[[str], list[str]]) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     return _serve(
         _settings_from(args),
-        banner=lambda base: [
+        banner=lambda base, _: [
             f"fleet server listening on {base}",
             f"  health:  {base}/health",
             f"  ready:   {base}/ready",
@@ -93,12 +95,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     return _serve(
         _settings_from(args),
-        banner=lambda base: [
+        banner=lambda base, redis_url: [
             "fleet demo is running (Ctrl-C to stop).",
             "  The simulated fleet and the console arrive with the simulator issue; for now the",
             "  demo starts Redis and the server.",
             f"  ready:   {base}/ready",
             f"  API doc: {base}/schema/swagger",
+            "  dispatcher token (Authorization: Bearer …): "
+            + issue_token(redis_url, "dispatcher", "fleet demo"),
         ],
     )
 
@@ -122,6 +126,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:
         raise NotYetAvailable(f"'fleet bench {args.name}' is not available yet in this version.")
     print(json.dumps({"bench": args.name, **result}), flush=True)
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from server.redis_process import redis_for_admin
+
+    settings = _settings_from(args)
+    with redis_for_admin(
+        settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
+    ) as url:
+        print(issue_token(url, args.role, args.label or ""))
     return 0
 
 
@@ -159,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="the .osm.pbf extract")
     imp.add_argument("--data-dir", help="where the road cache goes (FLEET_DATA_DIR)")
     imp.set_defaults(run=_not_yet("import-osm"))
+
+    token = sub.add_parser("token", help="create an access token for the API and the console")
+    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_sub.add_parser(
+        "create",
+        help="create a token and print it (only its hash is stored)",
+        description="Prints a new token on stdout. Uses FLEET_REDIS_URL, the Redis of a server "
+        "running on FLEET_DATA_DIR, or starts that private Redis for a moment.",
+    )
+    create.add_argument("--role", choices=["dispatcher", "admin"], default="dispatcher")
+    create.add_argument("--label", help="who the token is for (free text)")
+    create.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
+    create.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+    create.set_defaults(run=_cmd_token)
 
     bench = sub.add_parser(
         "bench",

@@ -15,6 +15,7 @@ key                                  type    what it holds
 ``fleet:vehicles``                   hash    vehicle id → JSON record (name, device id, …)
 ``fleet:device:{device_id}``         string  vehicle id of an OsmAnd/Traccar device id
 ``fleet:vtoken:{sha256}``            string  vehicle id of a driver token (stored hashed)
+``fleet:token:{sha256}``             hash    a staff token: role, label, created
 ``fleet:stats:rejects``              hash    rejection reason → count
 ``fleet:status``                     hash    vehicle id → online | stale | offline
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
@@ -74,3 +75,7 @@ def vehicle_token(token_hash: str) -> str:
 
 def in_fences(vehicle_id: str) -> str:
     return f"{PREFIX}infence:{vehicle_id}"
+
+
+def staff_token(token_hash: str) -> str:
+    return f"{PREFIX}token:{token_hash}"

@@ -245,6 +245,32 @@ def _terminate(pid: int, timeout_s: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def running_private_url(data_dir: Path, host: str = "127.0.0.1") -> str | None:
+    """The URL of the private Redis a live fleet server runs on ``data_dir``, if there is one."""
+    try:
+        owner = json.loads((Path(data_dir).resolve() / "redis" / "owner.json").read_text())
+        owner_pid, redis_pid, port = (
+            int(owner["owner_pid"]),
+            int(owner["redis_pid"]),
+            int(owner["port"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if _alive(owner_pid) and _alive(redis_pid) and _is_redis(redis_pid):
+        return f"redis://{host}:{port}/0"
+    return None
+
+
+@contextlib.contextmanager
+def redis_for_admin(redis_url: str | None, data_dir: Path, *, timeout_s: float) -> Iterator[str]:
+    """Redis for a one-off admin command: the configured one, the running server's private one,
+    or the private one started just for the command."""
+    if redis_url is None:
+        redis_url = running_private_url(data_dir)
+    with redis_for(redis_url, data_dir, timeout_s=timeout_s) as url:
+        yield url
+
+
 @contextlib.contextmanager
 def redis_for(redis_url: str | None, data_dir: Path, *, timeout_s: float) -> Iterator[str]:
     """Yield the URL of the Redis to use: ``redis_url`` once it answers, else a private one."""

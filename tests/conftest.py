@@ -18,12 +18,16 @@ import pytest
 import redis
 
 from server.app import create_app
+from server.auth import token_hash
+from server.keys import staff_token
 from server.redis_process import PrivateRedis
 from server.serving import build_server
 from server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+STAFF_TOKEN = "test-dispatcher-token"
+AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 TIMEOUT_SCALE = float(os.environ.get("FLEET_TEST_TIMEOUT_SCALE", "1"))
 
 
@@ -45,9 +49,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRe
 
 @pytest.fixture
 def redis_url(redis_server: PrivateRedis) -> str:
-    """URL of the session's Redis, flushed before the test."""
+    """URL of the session's Redis, flushed before the test; it knows the dispatcher token
+    ``STAFF_TOKEN`` (send ``AUTH`` as headers)."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
+    client.hset(staff_token(token_hash(STAFF_TOKEN)), mapping={"role": "dispatcher"})
     client.close()
     return redis_server.url
 

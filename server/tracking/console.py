@@ -34,11 +34,13 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from server import keys
+from server.auth import is_staff
 from server.sockets import receive_frame
 from server.tracking.queries import BBox, parse_bbox, vehicles_in_bbox
 
 log = logging.getLogger("fleet.console")
 
+CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 
@@ -57,8 +59,9 @@ _encoder = msgspec.json.Encoder()
 class Subscriber:
     bbox: BBox
     pending: dict[str, bytes]
-    events: list[bytes]
+    frames: list[bytes]  # whole frames to send after the positions: events, errors
     wake: asyncio.Event
+    snapshot_due: bool = True  # a fresh viewport gets a frame even when nothing is in it
 
     def offer(self, vehicle_id: str, lon: float, lat: float, raw: bytes) -> None:
         b = self.bbox
@@ -89,9 +92,10 @@ class Hub:
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:
             hook(raw)
+        frame = b'{"type":"event","event":' + raw + b"}"
         for subscriber in self.subscribers:
-            if len(subscriber.events) < 1000:
-                subscriber.events.append(raw)
+            if len(subscriber.frames) < 1000:
+                subscriber.frames.append(frame)
                 subscriber.wake.set()
 
     async def run(self, redis: aioredis.Redis, ready: asyncio.Event | None = None) -> None:
@@ -111,7 +115,7 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, bbox: BBox) -> AsyncIterator[Subscriber]:
-        subscriber = Subscriber(bbox=bbox, pending={}, events=[], wake=asyncio.Event())
+        subscriber = Subscriber(bbox=bbox, pending={}, frames=[], wake=asyncio.Event())
         self.subscribers.add(subscriber)
         try:
             yield subscriber
@@ -126,13 +130,13 @@ class Hub:
         while True:
             await subscriber.wake.wait()
             subscriber.wake.clear()
-            if subscriber.pending:
+            if subscriber.pending or subscriber.snapshot_due:
+                subscriber.snapshot_due = False
                 batch, subscriber.pending = subscriber.pending, {}
                 frame = b'{"type":"positions","vehicles":[' + b",".join(batch.values()) + b"]}"
                 await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
-            while subscriber.events:
-                event = subscriber.events.pop(0)
-                frame = b'{"type":"event","event":' + event + b"}"
+            while subscriber.frames:
+                frame = subscriber.frames.pop(0)
                 await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
             await asyncio.sleep(self.interval_s)
 
@@ -149,6 +153,9 @@ async def console_socket(
     redis: NamedDependency[aioredis.Redis],
 ) -> None:
     await socket.accept()
+    if not await is_staff(socket):
+        await socket.close(CLOSE_UNAUTHORIZED, "a dispatcher token is required (?token=)")
+        return
     bbox = WORLD
     raw_bbox = socket.query_params.get("bbox")
     if raw_bbox:
@@ -174,9 +181,6 @@ async def console_socket(
             if isinstance(error, TimeoutError):
                 with contextlib.suppress(Exception):
                     await socket.close(CLOSE_TOO_SLOW, "client too slow to keep up")
-            elif isinstance(error, ValueError):
-                with contextlib.suppress(Exception):
-                    await socket.close(CLOSE_BAD_MESSAGE, str(error)[:120])
             elif error is not None and not isinstance(error, WebSocketDisconnect):
                 log.warning("console socket ended by %r", error)
 
@@ -184,15 +188,21 @@ async def console_socket(
 async def _read_viewports(
     socket: WebSocket[Any, Any, Any], subscriber: Subscriber, redis: aioredis.Redis
 ) -> None:
-    """Apply the client's viewport changes until it disconnects."""
+    """Apply the client's viewport changes until it disconnects; answer a bad message with an
+    ``error`` frame (sent by the pump, the socket's only writer)."""
     while (frame := await receive_frame(socket)) is not None:
         try:
             message = _viewport.decode(frame)
             bbox = parse_bbox(message.bbox)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ValueError(f"bad message: {exc}") from None
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            subscriber.frames.append(
+                _encoder.encode({"type": "error", "code": "invalid_message", "message": str(exc)})
+            )
+            subscriber.wake.set()
+            continue
         subscriber.bbox = bbox
         subscriber.pending = {}
+        subscriber.snapshot_due = True
         for raw in await snapshot(redis, bbox):
             subscriber.pending[msgspec.json.decode(raw)["id"]] = raw
         subscriber.wake.set()

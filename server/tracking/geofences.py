@@ -21,6 +21,7 @@ from litestar.params import FromPath, JSONBody
 
 from geo.fences import Fence, FenceIndex, Inside, step
 from server import keys
+from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.tracking.filters import Fix
 
@@ -89,6 +90,7 @@ class GeofenceTracker:
 class GeofencesController(Controller):
     path = "/geofences"
     tags = ["geofences"]  # noqa: RUF012 - Litestar reads this class attribute
+    guards = [staff_only]  # noqa: RUF012
 
     @post("/", summary="Create or replace a geofence (polygon as [[lon, lat], …])")
     async def put(

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from server import keys
+from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.settings import Settings
 from server.tracking import queries
@@ -20,6 +21,7 @@ from server.tracking.vehicles import VehicleCreated, VehicleIn, create_vehicle
 class VehiclesController(Controller):
     path = "/vehicles"
     tags = ["vehicles"]  # noqa: RUF012 - Litestar reads this class attribute
+    guards = [staff_only]  # noqa: RUF012
 
     @post("/", summary="Register a vehicle; the answer holds its driver token (shown once)")
     async def create(

@@ -6,7 +6,6 @@ dispatcher authentication; today ``POST /vehicles`` is open on the loopback demo
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 
@@ -14,6 +13,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from server import keys
+from server.auth import token_hash
 from server.errors import ApiError, BadRequest
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -40,10 +40,6 @@ class VehicleCreated(msgspec.Struct):
     name: str
     device_id: str
     token: str  # shown once: only its hash is stored
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _check_id(value: str, field: str) -> str:

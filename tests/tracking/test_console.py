@@ -13,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from server.tracking.console import Hub
-from tests.conftest import scaled
+from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
 INSIDE = "24.90,60.15,24.98,60.19"
@@ -35,7 +35,9 @@ async def test_console_sees_vehicles_inside_its_viewport_only(live_server: str) 
     token_in = register(live_server, "inside")
     token_out = register(live_server, "outside")
     now = int(time.time() * 1000)
-    async with connect(ws_url(live_server, f"/ws/console?bbox={INSIDE}")) as console:
+    async with connect(
+        ws_url(live_server, f"/ws/console?bbox={INSIDE}&token={STAFF_TOKEN}")
+    ) as console:
         async with connect(ws_url(live_server, f"/ws/driver?token={token_out}")) as driver:
             far = {"lat": 60.30, "lon": 25.20, "ts": now}
             await send(driver, {"type": "pings", "seq": 1, "pings": [far]})
@@ -56,7 +58,7 @@ async def test_a_console_on_one_process_sees_a_vehicle_pinging_another(
 ) -> None:
     process_a, process_b = server_factory(), server_factory()
     token = register(process_b, "cross")
-    async with connect(ws_url(process_a, "/ws/console")) as console:
+    async with connect(ws_url(process_a, f"/ws/console?token={STAFF_TOKEN}")) as console:
         async with connect(ws_url(process_b, f"/ws/driver?token={token}")) as driver:
             ping = {"lat": HELSINKI[0], "lon": HELSINKI[1], "ts": int(time.time() * 1000)}
             await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
@@ -65,13 +67,23 @@ async def test_a_console_on_one_process_sees_a_vehicle_pinging_another(
 
 
 async def test_bad_viewports_are_refused(live_server: str) -> None:
-    async with connect(ws_url(live_server, "/ws/console?bbox=1,2,3")) as console:
+    async with connect(
+        ws_url(live_server, f"/ws/console?bbox=1,2,3&token={STAFF_TOKEN}")
+    ) as console:
         await asyncio.wait_for(console.wait_closed(), scaled(5))
     assert console.close_code == 4400
-    async with connect(ws_url(live_server, "/ws/console")) as console:
-        await console.send('{"type": "viewport", "bbox": "everywhere"}')
-        await asyncio.wait_for(console.wait_closed(), scaled(5))
-    assert console.close_code == 4400
+    async with connect(ws_url(live_server, f"/ws/console?token={STAFF_TOKEN}")) as console:
+        for bad in (
+            '{"type": "viewport", "bbox": "everywhere"}',
+            "[1,",
+            '{"type": "viewport", "bbox": [3, 2, 1, 0]}',
+        ):
+            await console.send(bad)
+            frame = json.loads(await asyncio.wait_for(console.recv(), scaled(5)))
+            while frame["type"] == "positions":  # the opening snapshot
+                frame = json.loads(await asyncio.wait_for(console.recv(), scaled(5)))
+            assert frame["type"] == "error"
+            assert frame["code"] == "invalid_message"
     assert httpx.get(f"{live_server}/health").status_code == 200
 
 
@@ -99,7 +111,9 @@ async def test_latest_position_wins_and_a_laggard_times_out() -> None:
 
 async def test_a_stock_osmand_request_moves_the_vehicle_on_the_console(live_server: str) -> None:
     register(live_server, "phone", device_id="867530")
-    async with connect(ws_url(live_server, f"/ws/console?bbox={INSIDE}")) as console:
+    async with connect(
+        ws_url(live_server, f"/ws/console?bbox={INSIDE}&token={STAFF_TOKEN}")
+    ) as console:
         answer = httpx.get(
             f"{live_server}/osmand",
             params={"id": "867530", "lat": "60.1702", "lon": "24.9402", "speed": "0"},

@@ -14,7 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server import keys
-from tests.conftest import scaled
+from tests.conftest import AUTH, scaled
 
 HELSINKI = (60.1699, 24.9384)
 
@@ -27,7 +27,7 @@ def register(base: str, vehicle_id: str, device_id: str | None = None) -> str:
     body: dict[str, Any] = {"id": vehicle_id, "name": f"Van {vehicle_id}"}
     if device_id:
         body["device_id"] = device_id
-    answer = httpx.post(f"{base}/vehicles", json=body)
+    answer = httpx.post(f"{base}/vehicles", headers=AUTH, json=body)
     assert answer.status_code == 201, answer.text
     token: str = answer.json()["token"]
     return token
@@ -93,7 +93,9 @@ async def test_late_pings_go_to_history_but_never_move_the_vehicle_back(
     assert again["duplicates"] == 3
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     assert int(r.hget(keys.live("van-3"), "ts")) == start + 10_000
-    track = httpx.get(f"{live_server}/vehicles/van-3/track", params={"from": start - 1}).json()
+    track = httpx.get(
+        f"{live_server}/vehicles/van-3/track", headers=AUTH, params={"from": start - 1}
+    ).json()
     assert [p["ts"] for p in track] == [start, start + 1000, start + 2000, start + 10_000]
     r.close()
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from geo.fences import Fence, FenceIndex, point_in_ring, step
-from tests.conftest import scaled
+from tests.conftest import AUTH, STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import register, send, ws_url
 
 # A concave (L-shaped) depot yard in central Helsinki, (lat, lon) corners, ~600 m across.
@@ -59,16 +59,18 @@ def test_enter_dwell_exit_once_each() -> None:
 async def test_console_gets_geofence_events(live_server: str) -> None:
     corners = [[lon, lat] for lat, lon in YARD]
     made = httpx.post(
-        f"{live_server}/geofences", json={"id": "yard", "polygon": corners, "dwell_s": 1}
+        f"{live_server}/geofences",
+        headers=AUTH,
+        json={"id": "yard", "polygon": corners, "dwell_s": 1},
     )
     assert made.status_code == 201, made.text
-    assert [f["id"] for f in httpx.get(f"{live_server}/geofences").json()] == ["yard"]
+    assert [f["id"] for f in httpx.get(f"{live_server}/geofences", headers=AUTH).json()] == ["yard"]
     await asyncio.sleep(0.3)  # the server hears of the new fence over Redis
     token = register(live_server, "van-g")
     now = int(time.time() * 1000)
     track = [(60.1660, 24.9350), (60.1690, 24.9350), (60.1691, 24.9351), (60.1660, 24.9350)]
     kinds: list[str] = []
-    async with connect(ws_url(live_server, "/ws/console")) as console:
+    async with connect(ws_url(live_server, f"/ws/console?token={STAFF_TOKEN}")) as console:
         async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as driver:
             for i, (lat, lon) in enumerate(track):
                 fix = {"lat": lat, "lon": lon, "ts": now - 120_000 + i * 30_000}  # ~11 m/s
@@ -91,6 +93,6 @@ async def test_console_gets_geofence_events(live_server: str) -> None:
     ],
 )
 def test_bad_geofences_are_refused(live_server: str, body: dict) -> None:
-    answer = httpx.post(f"{live_server}/geofences", json=body)
+    answer = httpx.post(f"{live_server}/geofences", headers=AUTH, json=body)
     assert answer.status_code == 400
-    assert httpx.delete(f"{live_server}/geofences/nothing").status_code == 404
+    assert httpx.delete(f"{live_server}/geofences/nothing", headers=AUTH).status_code == 404

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 
+from tests.conftest import AUTH
 from tests.tracking.test_driver_socket import HELSINKI, register
 
 
@@ -30,9 +31,13 @@ def test_stock_osmand_query_forms_move_the_vehicle(live_server: str) -> None:
         params={"id": "123456", "lat": "60.1715", "lon": "24.9415", "timestamp": str(now_s - 5)},
     )
     assert post.status_code == 200
-    here = httpx.get(f"{live_server}/vehicles", params={"bbox": "24.9,60.1,25.0,60.2"}).json()
+    here = httpx.get(
+        f"{live_server}/vehicles", headers=AUTH, params={"bbox": "24.9,60.1,25.0,60.2"}
+    ).json()
     assert [(v["id"], v["lat"], v["lon"]) for v in here] == [("van-o", 60.1715, 24.9415)]
-    track = httpx.get(f"{live_server}/vehicles/van-o/track", params={"from": (now_s - 60) * 1000})
+    track = httpx.get(
+        f"{live_server}/vehicles/van-o/track", headers=AUTH, params={"from": (now_s - 60) * 1000}
+    )
     points = track.json()
     assert len(points) == 4
     assert points[0]["speed"] == pytest.approx(10 * 1852 / 3600), "knots → m/s"
@@ -54,7 +59,7 @@ def test_traccar_client_json_body(live_server: str) -> None:
     }  # fmt: skip
     answer = httpx.post(f"{live_server}/osmand", json=body)
     assert answer.status_code == 200, answer.text
-    vehicle = httpx.get(f"{live_server}/vehicles").json()
+    vehicle = httpx.get(f"{live_server}/vehicles", headers=AUTH).json()
     assert vehicle[0]["speed"] == 5.5
 
 
@@ -88,26 +93,30 @@ def test_nearby_is_sorted_by_exact_distance_within_the_radius(live_server: str) 
         assert answer.status_code == 200
     found = httpx.get(
         f"{live_server}/vehicles/nearby",
+        headers=AUTH,
         params={"lat": lat, "lon": lon, "radius_m": 3000, "limit": 10},
     ).json()
     assert [v["id"] for v in found] == ["n-near", "n-mid", "n-far"]
     assert found[0]["distance_m"] == pytest.approx(111, abs=1)
     limited = httpx.get(
-        f"{live_server}/vehicles/nearby", params={"lat": lat, "lon": lon, "limit": 1}
+        f"{live_server}/vehicles/nearby", headers=AUTH, params={"lat": lat, "lon": lon, "limit": 1}
     ).json()
     assert [v["id"] for v in limited] == ["n-near"]
-    bad = httpx.get(f"{live_server}/vehicles/nearby", params={"lat": 95, "lon": lon})
+    bad = httpx.get(f"{live_server}/vehicles/nearby", headers=AUTH, params={"lat": 95, "lon": lon})
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "validation_failed"
 
 
 def test_queries_validate_their_parameters(live_server: str) -> None:
-    assert httpx.get(f"{live_server}/vehicles", params={"bbox": "1,2,3"}).status_code == 400
-    assert httpx.get(f"{live_server}/vehicles/ghost/track").status_code == 404
-    duplicate = httpx.post(f"{live_server}/vehicles", json={"id": "same"})
+    assert (
+        httpx.get(f"{live_server}/vehicles", headers=AUTH, params={"bbox": "1,2,3"}).status_code
+        == 400
+    )
+    assert httpx.get(f"{live_server}/vehicles/ghost/track", headers=AUTH).status_code == 404
+    duplicate = httpx.post(f"{live_server}/vehicles", headers=AUTH, json={"id": "same"})
     assert duplicate.status_code == 201
-    again = httpx.post(f"{live_server}/vehicles", json={"id": "same"})
+    again = httpx.post(f"{live_server}/vehicles", headers=AUTH, json={"id": "same"})
     assert again.status_code == 409
     assert again.json()["error"]["details"] == {"field": "id"}
-    bad_id = httpx.post(f"{live_server}/vehicles", json={"id": "has space"})
+    bad_id = httpx.post(f"{live_server}/vehicles", headers=AUTH, json={"id": "has space"})
     assert bad_id.status_code == 400

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from server import keys
 from server.settings import Settings, SettingsError
 from server.tracking.status import StatusSweeper
-from tests.conftest import scaled
+from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
 
@@ -53,7 +53,7 @@ async def test_console_sees_online_then_stale_then_offline(
 ) -> None:
     base = server_factory(stale_after_s=0.6, offline_after_s=1.2)
     token = register(base, "quiet")
-    async with connect(ws_url(base, "/ws/console")) as console:
+    async with connect(ws_url(base, f"/ws/console?token={STAFF_TOKEN}")) as console:
         async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
             ping = {"lat": HELSINKI[0], "lon": HELSINKI[1], "ts": int(time.time() * 1000)}
             await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
