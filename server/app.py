@@ -33,6 +33,9 @@ from server import __version__
 from server.auth import RoleCache
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
+from server.orders.crypto import Sealer, load_or_create_key
+from server.orders.routes import OrdersController
+from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.console import Hub, console_socket
 from server.tracking.driver_ws import driver_socket
@@ -89,6 +92,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.ingestor = ingestor
         app.state.hub = hub
         app.state.roles = RoleCache(client)
+        app.state.orders = OrderStore(client, Sealer(load_or_create_key(settings.data_dir)))
         fences = GeofenceTracker(client, resolution=settings.geofence_resolution)
         with contextlib.suppress(RedisError, OSError):
             await fences.reload()
@@ -141,6 +145,7 @@ def create_app(settings: Settings) -> Litestar:
             HealthController,
             VehiclesController,
             GeofencesController,
+            OrdersController,
             driver_socket,
             console_socket,
             osmand,
@@ -151,6 +156,7 @@ def create_app(settings: Settings) -> Litestar:
             "ingestor": from_state("ingestor"),
             "hub": from_state("hub"),
             "fences": from_state("fences"),
+            "orders": from_state("orders"),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "limits": Provide(provide_limits, sync_to_thread=False),
         },

@@ -20,6 +20,13 @@ key                                  type    what it holds
 ``fleet:status``                     hash    vehicle id → online | stale | offline
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
 ``fleet:events:log``                 stream  recent events, capped at ~10,000
+``fleet:order:{id}``                 hash    an order: doc (JSON), pii (sealed), tracking (sealed),
+                                             status, vehicle_id, nodes (JSON), created
+``fleet:orders``                     zset    order id → created ms
+``fleet:orders:{status}``            set     ids of the orders in that status
+``fleet:audit:{order id}``           stream  the order's transitions: status previous by reason at
+``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
+``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
 ``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
 ``fleet:infence:{id}``               string  JSON: fence id → [entered at ms, dwell reported]
 ===================================  ======  ==================================================
@@ -43,6 +50,7 @@ STATUS = PREFIX + "status"
 STATUS_LEASE = PREFIX + "lease:status"
 EVENTS_LOG = PREFIX + "events:log"
 GEOFENCES = PREFIX + "geofences"
+ORDERS = PREFIX + "orders"
 
 
 def live(vehicle_id: str) -> str:
@@ -79,3 +87,23 @@ def in_fences(vehicle_id: str) -> str:
 
 def staff_token(token_hash: str) -> str:
     return f"{PREFIX}token:{token_hash}"
+
+
+def order(order_id: str) -> str:
+    return f"{PREFIX}order:{order_id}"
+
+
+def orders_in(status: str) -> str:
+    return f"{PREFIX}orders:{status}"
+
+
+def order_audit(order_id: str) -> str:
+    return f"{PREFIX}audit:{order_id}"
+
+
+def tracking_token(token_hash: str) -> str:
+    return f"{PREFIX}ttoken:{token_hash}"
+
+
+def idempotency(key: str) -> str:
+    return f"{PREFIX}idem:{key}"

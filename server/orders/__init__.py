@@ -1,0 +1,1 @@
+"""Orders: the API, personal data encrypted at rest, the lifecycle and its audit trail."""

@@ -1,0 +1,80 @@
+"""The order lifecycle and its time-node limits (pure: times passed in).
+
+::
+
+    received → processed (assigned) → departed → picked_up → arrived → delivered
+        │            │                  │          │          └─→ failed → processed (re-planned)
+        └────────────┴──────────────────┴──────────┴─→ cancelled     └─→ returned
+
+Time-node limits, from the operating rules of the companies that run fleet (all configurable):
+an order is *processed* within 2 h of receipt, *departed* within 3 h of processing, and its total
+lead time (received → delivered) stays under 48 h. (Acknowledgement within 1 h of arrival is met
+by construction: an order is received the moment the API accepts it.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUSES = (
+    "received", "processed", "departed", "picked_up", "arrived",
+    "delivered", "failed", "returned", "cancelled",
+)  # fmt: skip
+FINAL = frozenset({"delivered", "returned", "cancelled"})
+OPEN = frozenset(STATUSES) - FINAL
+
+ALLOWED: dict[str, frozenset[str]] = {
+    "received": frozenset({"processed", "cancelled"}),
+    "processed": frozenset({"received", "departed", "picked_up", "cancelled"}),
+    "departed": frozenset({"picked_up", "arrived", "received", "cancelled", "failed"}),
+    "picked_up": frozenset({"arrived", "delivered", "failed"}),
+    "arrived": frozenset({"delivered", "failed", "picked_up"}),
+    "failed": frozenset({"processed", "received", "returned"}),
+    "delivered": frozenset(),
+    "returned": frozenset(),
+    "cancelled": frozenset(),
+}
+
+
+class TransitionError(ValueError):
+    """The order cannot move from its status to the one asked for."""
+
+
+def check_transition(current: str, target: str) -> None:
+    """Raise :class:`TransitionError` unless ``current → target`` is allowed.
+
+    >>> check_transition("received", "processed")
+    >>> check_transition("delivered", "cancelled")
+    Traceback (most recent call last):
+    ...
+    server.orders.lifecycle.TransitionError: an order that is delivered cannot become cancelled
+    """
+    if target not in ALLOWED.get(current, frozenset()):
+        raise TransitionError(f"an order that is {current} cannot become {target}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeLimits:
+    processing_s: float = 2 * 3600.0
+    departure_s: float = 3 * 3600.0
+    lead_time_s: float = 48 * 3600.0
+
+
+def breaches(nodes: dict[str, int], now_ms: int, limits: NodeLimits) -> list[str]:
+    """Which limits the order's time nodes (status → first time, ms) have missed by ``now_ms``.
+
+    A node not reached yet counts as reached now, so a late node is reported while it is late.
+    """
+
+    def at(node: str) -> int:
+        return nodes.get(node, now_ms)
+
+    found = []
+    if "received" in nodes and at("processed") - nodes["received"] > limits.processing_s * 1000:
+        found.append("processing")
+    if "processed" in nodes and at("departed") - nodes["processed"] > limits.departure_s * 1000:
+        found.append("departure")
+    end = nodes.get("delivered", nodes.get("returned", nodes.get("cancelled", now_ms)))
+    if "received" in nodes and end - nodes["received"] > limits.lead_time_s * 1000:
+        found.append("lead_time")
+    return found

@@ -1,0 +1,93 @@
+"""Order types on the wire (msgspec validates them; errors name the field)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=24 * 3600)]
+Priority = Literal["normal", "express"]
+
+
+class Place(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Lat
+    lon: Lon
+    address: str = ""  # personal data: sealed at rest
+
+
+class Window(msgspec.Struct, forbid_unknown_fields=True):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class Customer(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    phone: Annotated[str, msgspec.Meta(max_length=40)] = ""
+
+
+class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
+    dropoff: Place
+    window: Window  # the promised delivery window
+    pickup: Place | None = None  # None: from the vehicle's depot
+    pickup_window: Window | None = None
+    service_s: Seconds = 120.0
+    pickup_service_s: Seconds = 60.0
+    size: dict[str, Annotated[float, msgspec.Meta(ge=0)]] = msgspec.field(
+        default_factory=lambda: {"parcels": 1.0}
+    )
+    skills: list[Annotated[str, msgspec.Meta(max_length=40)]] = msgspec.field(default_factory=list)
+    priority: Priority = "normal"
+    customer: Customer = msgspec.field(default_factory=Customer)
+    reference: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
+class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    window: Window | None = None
+    pickup_window: Window | None = None
+    service_s: Seconds | None = None
+    size: dict[str, Annotated[float, msgspec.Meta(ge=0)]] | None = None
+    skills: list[str] | None = None
+    priority: Priority | None = None
+    customer: Customer | None = None
+
+
+class Order(msgspec.Struct):
+    """An order as the dispatcher API shows it (personal data decrypted)."""
+
+    id: str
+    status: str
+    dropoff: Place
+    window: Window
+    pickup: Place | None
+    pickup_window: Window | None
+    service_s: float
+    pickup_service_s: float
+    size: dict[str, float]
+    skills: list[str]
+    priority: Priority
+    customer: Customer
+    reference: str
+    vehicle_id: str | None
+    nodes: dict[str, dt.datetime]  # status → when it was first reached
+    created: dt.datetime
+
+
+class OrderCreated(msgspec.Struct):
+    order: Order
+    tracking_token: str  # the customer's link key; ≥ 128 random bits
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
+
+
+class AuditEntry(msgspec.Struct):
+    at: dt.datetime
+    status: str
+    previous: str | None
+    by: str
+    reason: str = ""

@@ -1,0 +1,99 @@
+"""``/orders``: the dispatcher's order API (staff token required)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
+
+from server.auth import staff_only
+from server.errors import BadRequest
+from server.orders.lifecycle import STATUSES
+from server.orders.model import (
+    AuditEntry,
+    CancelIn,
+    Order,
+    OrderCreated,
+    OrderIn,
+    OrderPatch,
+    Window,
+)
+from server.orders.store import OrderStore
+
+
+def _check_window(window: Window | None, field: str) -> None:
+    if window is None:
+        return
+    if window.start.tzinfo is None or window.end.tzinfo is None:
+        raise BadRequest(f"{field} times need a time zone (e.g. Z)", details={"field": field})
+    if window.end <= window.start:
+        raise BadRequest(f"{field}.end must be after {field}.start", details={"field": field})
+
+
+class OrdersController(Controller):
+    path = "/orders"
+    tags = ["orders"]  # noqa: RUF012 - Litestar reads this class attribute
+    guards = [staff_only]  # noqa: RUF012
+
+    @post(
+        "/",
+        summary="Create an order; repeat with the same Idempotency-Key to get the same answer",
+        status_code=201,
+    )
+    async def create(
+        self,
+        data: JSONBody[OrderIn],
+        orders: NamedDependency[OrderStore],
+        idempotency_key: Annotated[
+            str | None, HeaderParameter(name="Idempotency-Key", max_length=200)
+        ] = None,
+    ) -> Response[OrderCreated]:
+        _check_window(data.window, "window")
+        _check_window(data.pickup_window, "pickup_window")
+        created, new = await orders.create(data, idempotency_key=idempotency_key, by="api")
+        return Response(created, status_code=201 if new else 200)
+
+    @get("/", summary="Orders, newest first, optionally by status")
+    async def list_orders(
+        self,
+        orders: NamedDependency[OrderStore],
+        status: str | None = Parameter(default=None, description="|".join(STATUSES)),
+        open_only: Annotated[bool, QueryParameter(name="open")] = False,
+        limit: int = Parameter(default=200, ge=1, le=5000),
+    ) -> list[Order]:
+        if status is not None and status not in STATUSES:
+            raise BadRequest(
+                f"status must be one of {', '.join(STATUSES)}", details={"field": "status"}
+            )
+        return await orders.find(status=status, limit=limit, open_only=open_only)
+
+    @get("/{order_id:str}", summary="One order")
+    async def get_order(
+        self, order_id: FromPath[str], orders: NamedDependency[OrderStore]
+    ) -> Order:
+        return await orders.get(order_id)
+
+    @patch("/{order_id:str}", summary="Change an order that has not left yet")
+    async def update(
+        self,
+        order_id: FromPath[str],
+        data: JSONBody[OrderPatch],
+        orders: NamedDependency[OrderStore],
+    ) -> Order:
+        _check_window(data.window, "window")
+        _check_window(data.pickup_window, "pickup_window")
+        return await orders.update(order_id, data)
+
+    @post("/{order_id:str}/cancel", summary="Cancel an order", status_code=200)
+    async def cancel(
+        self, order_id: FromPath[str], data: JSONBody[CancelIn], orders: NamedDependency[OrderStore]
+    ) -> Order:
+        return await orders.transition(order_id, "cancelled", by="api", reason=data.reason)
+
+    @get("/{order_id:str}/audit", summary="Every status change of the order, oldest first")
+    async def audit(
+        self, order_id: FromPath[str], orders: NamedDependency[OrderStore]
+    ) -> list[AuditEntry]:
+        return await orders.audit(order_id)

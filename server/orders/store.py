@@ -1,0 +1,251 @@
+"""Orders in Redis: one hash per order, personal data sealed, every transition audited.
+
+Writes that touch several keys go in one MULTI; a status change WATCHes the order so two
+concurrent changes cannot both apply.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.exceptions import WatchError
+
+from server import keys
+from server.auth import token_hash
+from server.errors import ApiError, NotFound
+from server.orders.crypto import Sealer
+from server.orders.lifecycle import FINAL, TransitionError, check_transition
+from server.orders.model import AuditEntry, Customer, Order, OrderCreated, OrderIn, OrderPatch
+
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
+
+
+def _ms(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _when(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+class OrderStore:
+    def __init__(self, redis: aioredis.Redis, sealer: Sealer) -> None:
+        self.redis = redis
+        self.sealer = sealer
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def create(
+        self, data: OrderIn, *, idempotency_key: str | None, by: str
+    ) -> tuple[OrderCreated, bool]:
+        """Store a new order; ``(created, True)``, or the earlier answer for a repeated key."""
+        order_id = "o-" + secrets.token_hex(6)
+        if idempotency_key is not None:
+            claimed = await self.redis.set(
+                keys.idempotency(idempotency_key), order_id, nx=True, ex=IDEMPOTENCY_TTL_S
+            )
+            if not claimed:
+                earlier = cast(
+                    "bytes | None", await self.redis.get(keys.idempotency(idempotency_key))
+                )
+                if earlier is not None:
+                    return await self._created_answer(earlier.decode()), False
+        token = secrets.token_urlsafe(24)  # 192 random bits
+        now = int(time.time() * 1000)
+        doc = msgspec.to_builtins(data)
+        pii = {
+            "customer": doc.pop("customer"),
+            "dropoff_address": doc["dropoff"].pop("address", ""),
+            "pickup_address": (doc.get("pickup") or {}).pop("address", ""),
+        }
+        fields: dict[Any, Any] = {
+            "doc": json.dumps(doc),
+            "pii": self.sealer.seal("pii", json.dumps(pii)),
+            "tracking": self.sealer.seal("tracking", token),
+            "status": "received",
+            "vehicle_id": "",
+            "nodes": json.dumps({"received": now}),
+            "created": now,
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.order(order_id), mapping=fields)
+            pipe.zadd(keys.ORDERS, {order_id: now})
+            pipe.sadd(keys.orders_in("received"), order_id)
+            pipe.set(keys.tracking_token(token_hash(token)), order_id)
+            self._audit(pipe, order_id, "received", None, by, "", now)
+            await pipe.execute()
+        return OrderCreated(order=await self.get(order_id), tracking_token=token), True
+
+    def _audit(
+        self,
+        pipe: Any,
+        order_id: str,
+        status: str,
+        previous: str | None,
+        by: str,
+        reason: str,
+        now: int,
+    ) -> None:
+        entry = {
+            "status": status,
+            "previous": previous or "",
+            "by": by,
+            "reason": reason,
+            "at": now,
+        }
+        pipe.xadd(keys.order_audit(order_id), entry)
+
+    async def transition(
+        self,
+        order_id: str,
+        target: str,
+        *,
+        by: str,
+        reason: str = "",
+        vehicle_id: str | None = None,
+    ) -> Order:
+        """Move the order to ``target`` if the lifecycle allows it, atomically, audited."""
+        key = keys.order(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    current_raw, nodes_raw = cast(
+                        "list[bytes | None]", await pipe.hmget(key, ["status", "nodes"])
+                    )
+                    if current_raw is None or nodes_raw is None:
+                        raise NotFound(f"no order {order_id}", details={"field": "id"})
+                    current = current_raw.decode()
+                    try:
+                        check_transition(current, target)
+                    except TransitionError as exc:
+                        raise Conflict(str(exc), details={"status": current}) from None
+                    now = int(time.time() * 1000)
+                    nodes = json.loads(nodes_raw)
+                    nodes.setdefault(target, now)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    update: dict[Any, Any] = {"status": target, "nodes": json.dumps(nodes)}
+                    if vehicle_id is not None:
+                        update["vehicle_id"] = vehicle_id
+                    pipe.hset(key, mapping=update)
+                    pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
+                    self._audit(pipe, order_id, target, current, by, reason, now)
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        return await self.get(order_id)
+
+    async def update(self, order_id: str, patch: OrderPatch) -> Order:
+        """Change what may still change: only before the vehicle has left."""
+        order = await self.get(order_id)
+        if order.status not in ("received", "processed"):
+            raise Conflict(f"an order that is {order.status} can no longer be changed")
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.order(order_id)))
+        doc = json.loads(raw[b"doc"])
+        changes = msgspec.to_builtins(patch)
+        customer = changes.pop("customer", None)
+        doc.update(changes)
+        fields: dict[Any, Any] = {"doc": json.dumps(doc)}
+        if customer is not None:
+            pii = json.loads(self.sealer.open("pii", raw[b"pii"].decode()))
+            pii["customer"] = customer
+            fields["pii"] = self.sealer.seal("pii", json.dumps(pii))
+        await self.redis.hset(keys.order(order_id), mapping=fields)
+        return await self.get(order_id)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, order_id: str) -> Order:
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.order(order_id)))
+        if not raw:
+            raise NotFound(f"no order {order_id}", details={"field": "id"})
+        return self._decode(order_id, raw)
+
+    def _decode(self, order_id: str, raw: dict[bytes, bytes]) -> Order:
+        doc = json.loads(raw[b"doc"])
+        pii = json.loads(self.sealer.open("pii", raw[b"pii"].decode()))
+        doc["dropoff"]["address"] = pii["dropoff_address"]
+        if doc.get("pickup"):
+            doc["pickup"]["address"] = pii["pickup_address"]
+        doc["customer"] = pii["customer"]
+        data = msgspec.convert(doc, OrderIn)
+        nodes = {k: _when(v) for k, v in json.loads(raw[b"nodes"]).items()}
+        return Order(
+            id=order_id,
+            status=raw[b"status"].decode(),
+            dropoff=data.dropoff,
+            window=data.window,
+            pickup=data.pickup,
+            pickup_window=data.pickup_window,
+            service_s=data.service_s,
+            pickup_service_s=data.pickup_service_s,
+            size=data.size,
+            skills=data.skills,
+            priority=data.priority,
+            customer=data.customer if isinstance(data.customer, Customer) else Customer(),
+            reference=data.reference,
+            vehicle_id=raw[b"vehicle_id"].decode() or None,
+            nodes=nodes,
+            created=_when(int(raw[b"created"])),
+        )
+
+    async def _created_answer(self, order_id: str) -> OrderCreated:
+        sealed = cast("bytes | None", await self.redis.hget(keys.order(order_id), "tracking"))
+        if sealed is None:
+            raise NotFound(f"no order {order_id}")
+        token = self.sealer.open("tracking", sealed.decode())
+        return OrderCreated(order=await self.get(order_id), tracking_token=token)
+
+    async def find(
+        self, *, status: str | None, limit: int, open_only: bool = False
+    ) -> builtins.list[Order]:
+        if status is not None:
+            found: Iterable[bytes] = cast(
+                "set[bytes]", await self.redis.smembers(keys.orders_in(status))
+            )
+        else:
+            found = cast("list[bytes]", await self.redis.zrevrange(keys.ORDERS, 0, limit - 1))
+        ids = [i.decode() for i in found]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in ids:
+                pipe.hgetall(keys.order(order_id))
+            rows = cast("list[dict[bytes, bytes]]", await pipe.execute())
+        orders = [self._decode(i, row) for i, row in zip(ids, rows, strict=True) if row]
+        if open_only:
+            orders = [o for o in orders if o.status not in FINAL]
+        orders.sort(key=lambda o: o.created, reverse=True)
+        return orders[:limit]
+
+    async def audit(self, order_id: str) -> builtins.list[AuditEntry]:
+        await self.get(order_id)
+        entries = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self.redis.xrange(keys.order_audit(order_id)),
+        )
+        return [
+            AuditEntry(
+                at=_when(int(f[b"at"])),
+                status=f[b"status"].decode(),
+                previous=f[b"previous"].decode() or None,
+                by=f[b"by"].decode(),
+                reason=f[b"reason"].decode(),
+            )
+            for _, f in entries
+        ]
+
+    async def order_for_tracking_token(self, token: str) -> str | None:
+        found = cast("bytes | None", await self.redis.get(keys.tracking_token(token_hash(token))))
+        return found.decode() if found else None
