@@ -33,8 +33,10 @@ from server import __version__
 from server.auth import RoleCache
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
+from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
-from server.orders.routes import OrdersController
+from server.orders.lifecycle import NodeLimits
+from server.orders.routes import AlertsController, OrdersController
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.console import Hub, console_socket
@@ -112,15 +114,25 @@ def create_app(settings: Settings) -> Litestar:
             offline_after_s=settings.offline_after_s,
             interval_s=min(1.0, settings.stale_after_s / 4),
         )
+        alerts = NodeAlerts(
+            client,
+            NodeLimits(
+                processing_s=settings.processing_limit_s,
+                departure_s=settings.departure_limit_s,
+                lead_time_s=settings.lead_time_limit_s,
+            ),
+            interval_s=settings.alert_sweep_s,
+        )
         subscribed = asyncio.Event()
         fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")
         statuses = asyncio.create_task(sweeper.run(), name="status-sweeper")
+        node_alerts = asyncio.create_task(alerts.run(), name="node-alerts")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         try:
             yield
         finally:
-            for task in (fan_out, statuses):
+            for task in (fan_out, statuses, node_alerts):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -146,6 +158,7 @@ def create_app(settings: Settings) -> Litestar:
             VehiclesController,
             GeofencesController,
             OrdersController,
+            AlertsController,
             driver_socket,
             console_socket,
             osmand,

@@ -21,10 +21,12 @@ key                                  type    what it holds
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
 ``fleet:events:log``                 stream  recent events, capped at ~10,000
 ``fleet:order:{id}``                 hash    an order: doc (JSON), pii (sealed), tracking (sealed),
-                                             status, vehicle_id, nodes (JSON), created
+                                             status, vehicle_id, nodes (JSON), created, alerted
 ``fleet:orders``                     zset    order id → created ms
 ``fleet:orders:{status}``            set     ids of the orders in that status
 ``fleet:audit:{order id}``           stream  the order's transitions: status previous by reason at
+``fleet:alerts``                     stream  recent alerts (node breaches, …), capped at ~10,000
+``fleet:lease:alerts``               string  which process checks the node limits (expires)
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
 ``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
 ``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
@@ -51,6 +53,8 @@ STATUS_LEASE = PREFIX + "lease:status"
 EVENTS_LOG = PREFIX + "events:log"
 GEOFENCES = PREFIX + "geofences"
 ORDERS = PREFIX + "orders"
+ALERTS = PREFIX + "alerts"
+ALERTS_LEASE = PREFIX + "lease:alerts"
 
 
 def live(vehicle_id: str) -> str:

@@ -182,6 +182,22 @@ class Settings:
         default=300.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "no ping for this long: offline (seconds)"),
     )
+    processing_limit_s: float = field(
+        default=2 * 3600.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "received → processed within (seconds)"),
+    )
+    departure_limit_s: float = field(
+        default=3 * 3600.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "processed → departed within (seconds)"),
+    )
+    lead_time_limit_s: float = field(
+        default=48 * 3600.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "received → delivered within (seconds)"),
+    )
+    alert_sweep_s: float = field(
+        default=30.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "how often node limits are checked"),
+    )
     console_interval_s: float = field(
         default=0.1,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
+import redis.asyncio as aioredis
 from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from server.auth import staff_only
 from server.errors import BadRequest
+from server.orders.alerts import recent_alerts
 from server.orders.lifecycle import STATUSES
 from server.orders.model import (
     AuditEntry,
@@ -97,3 +99,17 @@ class OrdersController(Controller):
         self, order_id: FromPath[str], orders: NamedDependency[OrderStore]
     ) -> list[AuditEntry]:
         return await orders.audit(order_id)
+
+
+class AlertsController(Controller):
+    path = "/alerts"
+    tags = ["alerts"]  # noqa: RUF012 - Litestar reads this class attribute
+    guards = [staff_only]  # noqa: RUF012
+
+    @get("/", summary="The newest alerts, newest first")
+    async def recent(
+        self,
+        redis: NamedDependency[aioredis.Redis],
+        limit: int = Parameter(default=100, ge=1, le=1000),
+    ) -> list[dict[str, Any]]:
+        return await recent_alerts(redis, limit)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from typing import cast
@@ -23,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from server import keys
+from server.lease import Lease
 
 log = logging.getLogger("fleet.status")
 
@@ -55,17 +55,7 @@ class StatusSweeper:
         self.offline_after_s = offline_after_s
         self.interval_s = interval_s
         self.clock = clock
-        self.owner = f"{os.getpid()}-{id(self)}"
-
-    async def _hold_lease(self) -> bool:
-        ttl_ms = int(max(3 * self.interval_s, 2.0) * 1000)
-        if await self.redis.set(keys.STATUS_LEASE, self.owner, nx=True, px=ttl_ms):
-            return True
-        holder = cast("bytes | None", await self.redis.get(keys.STATUS_LEASE))
-        if holder is not None and holder.decode() == self.owner:
-            await self.redis.pexpire(keys.STATUS_LEASE, ttl_ms)
-            return True
-        return False
+        self.lease = Lease(redis, keys.STATUS_LEASE, ttl_s=max(3 * interval_s, 2.0))
 
     async def sweep(self) -> list[dict[str, object]]:
         """One pass: the status events it published."""
@@ -109,7 +99,7 @@ class StatusSweeper:
         """Sweep every ``interval_s`` while holding the lease, until cancelled."""
         while True:
             try:
-                if await self._hold_lease():
+                if await self.lease.hold():
                     await self.sweep()
             except (RedisError, OSError) as exc:
                 log.warning("status sweep failed: %s", exc)

@@ -42,9 +42,9 @@ async def test_only_one_process_holds_the_lease(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     one = StatusSweeper(client, stale_after_s=1, offline_after_s=2)
     two = StatusSweeper(client, stale_after_s=1, offline_after_s=2)
-    assert await one._hold_lease()
-    assert not await two._hold_lease()
-    assert await one._hold_lease(), "the holder renews"
+    assert await one.lease.hold()
+    assert not await two.lease.hold()
+    assert await one.lease.hold(), "the holder renews"
     await client.aclose()
 
 

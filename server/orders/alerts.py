@@ -1,0 +1,96 @@
+"""Time-node breach alerts: an order that misses the processing, departure or lead-time limit.
+
+One process at a time (lease ``fleet:lease:alerts``) checks the open orders every ``interval_s``
+with :func:`server.orders.lifecycle.breaches`. Each breach is raised once per order: published on
+``fleet:events`` and kept in the capped stream ``fleet:alerts``::
+
+    {"type": "alert", "kind": "node_breach", "node": "processing", "order_id": "o-…", "at": ms}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from server import keys
+from server.lease import Lease
+from server.orders.lifecycle import OPEN, NodeLimits, breaches
+
+log = logging.getLogger("fleet.alerts")
+
+
+class NodeAlerts:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        limits: NodeLimits,
+        *,
+        interval_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.limits = limits
+        self.interval_s = interval_s
+        self.clock = clock
+        self.lease = Lease(redis, keys.ALERTS_LEASE, ttl_s=max(3 * interval_s, 2.0))
+
+    async def sweep(self) -> list[dict[str, Any]]:
+        """One pass over the open orders: the alerts it raised."""
+        now = int(self.clock() * 1000)
+        ids = sorted(
+            i.decode()
+            for i in cast("set[bytes]", await self.redis.sunion([keys.orders_in(s) for s in OPEN]))
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in ids:
+                pipe.hmget(keys.order(order_id), ["nodes", "alerted"])
+            rows = cast("list[list[bytes | None]]", await pipe.execute())
+        raised: list[dict[str, Any]] = []
+        updates: dict[str, list[str]] = {}
+        for order_id, (nodes_raw, alerted_raw) in zip(ids, rows, strict=True):
+            if nodes_raw is None:
+                continue
+            alerted = set(json.loads(alerted_raw)) if alerted_raw else set()
+            new = [b for b in breaches(json.loads(nodes_raw), now, self.limits) if b not in alerted]
+            if new:
+                updates[order_id] = sorted(alerted | set(new))
+                raised += [
+                    {"type": "alert", "kind": "node_breach", "node": node, "order_id": order_id,
+                     "at": now}
+                    for node in new
+                ]  # fmt: skip
+        if raised:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for order_id, alerted_now in updates.items():
+                    pipe.hset(keys.order(order_id), "alerted", json.dumps(alerted_now))
+                for alert in raised:
+                    payload = json.dumps(alert)
+                    pipe.publish(keys.EVENTS_CHANNEL, payload)
+                    pipe.xadd(keys.ALERTS, {"e": payload}, maxlen=10_000, approximate=True)
+                await pipe.execute()
+        return raised
+
+    async def run(self) -> None:
+        while True:
+            try:
+                if await self.lease.hold():
+                    await self.sweep()
+            except (RedisError, OSError) as exc:
+                log.warning("alert sweep failed: %s", exc)
+            await asyncio.sleep(self.interval_s)
+
+
+async def recent_alerts(redis: aioredis.Redis, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` alerts, newest first."""
+    entries = cast(
+        "list[tuple[bytes, dict[bytes, bytes]]]",
+        await redis.xrevrange(keys.ALERTS, count=limit),
+    )
+    return [json.loads(fields[b"e"]) for _, fields in entries]
