@@ -3,7 +3,7 @@
 >>> cell = cell_of(60.1699, 24.9384, 9)
 >>> len(cell), cell in k_ring(cell, 1)
 (15, True)
->>> parent_of(cell, 7) == cell_of(60.1699, 24.9384, 7)
+>>> cell in children_of(parent_of(cell, 7), 9)
 True
 """
 
@@ -37,6 +37,11 @@ def k_ring(cell: str, k: int) -> set[str]:
 def parent_of(cell: str, resolution: int) -> str:
     """The coarser cell at ``resolution`` that contains ``cell``."""
     return str(h3.cell_to_parent(cell, resolution))
+
+
+def children_of(cell: str, resolution: int) -> set[str]:
+    """The finer cells at ``resolution`` whose parent is ``cell``."""
+    return {str(c) for c in h3.cell_to_children(cell, resolution)}
 
 
 def cells_within_radius(lat: float, lon: float, radius_m: float, resolution: int) -> set[str]:

@@ -29,6 +29,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.exceptions import RedisError
 
+from geo.roads import Roads
 from server import __version__
 from server.auth import RoleCache
 from server.errors import EXCEPTION_HANDLERS
@@ -61,8 +62,9 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
-def create_app(settings: Settings) -> Litestar:
-    """Build the Litestar app for ``settings`` (whose ``redis_url`` must be set)."""
+def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
+    """Build the Litestar app for ``settings`` (whose ``redis_url`` must be set) on ``roads``,
+    the loaded road network (``None``: a server without routing, as in most tests)."""
     if settings.redis_url is None:
         raise ValueError("create_app needs settings.redis_url; the CLI starts Redis first")
     redis_url = settings.redis_url
@@ -84,6 +86,7 @@ def create_app(settings: Settings) -> Litestar:
             interval_s=settings.console_interval_s, send_timeout_s=settings.console_send_timeout_s
         )
         app.state.redis = client
+        app.state.roads = roads
         ingestor = Ingestor(
             client,
             resolution=settings.h3_resolution,

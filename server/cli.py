@@ -10,13 +10,19 @@ import argparse
 import dataclasses
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.auth import issue_token
 from server.errors import StartupError
 from server.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
+
+if TYPE_CHECKING:
+    from geo.roads import Roads
 
 
 class NotYetAvailable(Exception):
@@ -46,8 +52,9 @@ def _settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> int:
-    """``banner(base_url, redis_url)`` gives the lines printed once Redis answers."""
-    """Start Redis (or check the configured one), then the HTTP server, until Ctrl-C."""
+    """Start Redis (or check the configured one), load the roads, then serve until Ctrl-C.
+
+    ``banner(base_url, redis_url)`` gives the lines printed once everything is up."""
     from server.app import create_app
     from server.redis_process import redis_for
     from server.serving import build_server
@@ -66,7 +73,7 @@ def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> in
             settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
         ) as redis_url:
             settings = dataclasses.replace(settings, redis_url=redis_url, port=port)
-            app = create_app(settings)
+            app = create_app(settings, roads=_load_roads(settings))
             server = build_server(
                 app, log_level=settings.log_level, ws_max_size=settings.ws_max_frame_bytes
             )
@@ -77,6 +84,50 @@ def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> in
             server.run(sockets=[sock])
     finally:
         sock.close()
+    return 0
+
+
+def _load_roads(settings: Settings) -> Roads:
+    """The road network the server runs on (imported on first use, then from the cache)."""
+    from geo.errors import GeoError
+    from geo.roads import Roads
+    from server.regions import osm_file_for
+
+    extract = osm_file_for(settings)
+    started = time.perf_counter()
+    try:
+        roads = Roads.open(
+            extract, settings.data_dir / "roads", max_snap_m=settings.snap_max_distance_m
+        )
+    except GeoError as exc:
+        raise StartupError(f"Cannot load the road network: {exc}.") from None
+    net = roads.network
+    print(
+        f"road network {net.name}: {net.node_count:,} nodes, {net.arc_count:,} arcs "
+        f"({time.perf_counter() - started:.2f} s)",
+        flush=True,
+    )
+    return roads
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from geo.errors import GeoError
+    from geo.roads import Roads
+
+    settings = _settings_from(args)
+    extract = Path(args.file)
+    if not extract.is_file():
+        raise StartupError(f"{extract} does not exist.")
+    started = time.perf_counter()
+    try:
+        roads = Roads.open(extract, settings.data_dir / "roads")
+    except GeoError as exc:
+        raise StartupError(f"Cannot import {extract}: {exc}.") from None
+    net = roads.network
+    print(
+        f"{net.name}: {net.node_count:,} nodes, {net.arc_count:,} arcs ready in "
+        f"{time.perf_counter() - started:.2f} s; cached under {settings.data_dir / 'roads'}"
+    )
     return 0
 
 
@@ -110,7 +161,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
-    if args.name == "ingest":
+    if args.name == "routing":
+        from bench import routing
+
+        osm = Path(args.osm_file) if args.osm_file else _default_bench_osm()
+        result = routing.run(osm)
+    elif args.name == "ingest":
         from bench import ingest
 
         result = ingest.run(
@@ -138,6 +194,16 @@ def _cmd_token(args: argparse.Namespace) -> int:
     ) as url:
         print(issue_token(url, args.role, args.label or ""))
     return 0
+
+
+def _default_bench_osm() -> Path:
+    """Andorra from ../shared/data/osm when it is there, else the built-in map."""
+    from server.regions import ensure_default_region
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "osm" / "andorra.osm.pbf"
+    if shared.is_file():
+        return shared
+    return ensure_default_region(load_settings().data_dir)
 
 
 def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
@@ -173,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-osm", help="import an OpenStreetMap extract into the road cache")
     imp.add_argument("file", help="the .osm.pbf extract")
     imp.add_argument("--data-dir", help="where the road cache goes (FLEET_DATA_DIR)")
-    imp.set_defaults(run=_not_yet("import-osm"))
+    imp.set_defaults(run=_cmd_import)
 
     token = sub.add_parser("token", help="create an access token for the API and the console")
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

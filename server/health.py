@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import redis.asyncio as aioredis
 from litestar import Controller, get
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from redis.exceptions import RedisError
 
@@ -28,8 +29,12 @@ class HealthController(Controller):
         return Health(status="ok")
 
     @get("/ready", summary="Redis answers and the road network is loaded")
-    async def ready(self, redis: NamedDependency[aioredis.Redis]) -> Ready:
+    async def ready(self, redis: NamedDependency[aioredis.Redis], state: State) -> Ready:
         checks: dict[str, str] = {}
+        roads = state.get("roads")
+        checks["roads"] = (
+            f"{roads.network.name}: {roads.network.node_count} nodes" if roads else "not loaded"
+        )
         try:
             await redis.ping()
             checks["redis"] = "ok"

@@ -14,7 +14,7 @@ def test_health_and_ready(live_server: str) -> None:
     assert health.json() == {"status": "ok"}
     ready = httpx.get(f"{live_server}/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"redis": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"roads": "not loaded", "redis": "ok"}}
 
 
 def test_errors_have_one_json_shape(live_server: str) -> None:

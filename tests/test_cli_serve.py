@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import scaled
+from tests.geo.conftest import TINY_OSM
 
 FLEET = [sys.executable, "-m", "server.cli"]
 
@@ -61,8 +62,11 @@ class Served:
 
 
 def _start(data_dir: Path) -> Served:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tiny = data_dir / "tiny.osm"
+    tiny.write_text(TINY_OSM)
     process = subprocess.Popen(
-        [*FLEET, "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [*FLEET, "serve", "--port", "0", "--data-dir", str(data_dir), "--osm", str(tiny)],
         env=_env(FLEET_LOG_LEVEL="warning"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -97,7 +101,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 def test_serve_starts_its_own_redis_and_ctrl_c_stops_it(served: Served) -> None:
     answer = httpx.get(f"{served.base}/ready")
-    assert answer.json()["checks"] == {"redis": "ok"}
+    assert answer.json()["checks"] == {"roads": "tiny: 4 nodes", "redis": "ok"}
     redis_pid = served.redis_pid
     assert _alive(redis_pid)
     assert (served.data_dir / "redis" / "appendonlydir").is_dir(), "AOF persistence is on"

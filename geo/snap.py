@@ -1,0 +1,120 @@
+"""Snapping positions to the nearest drivable arc, vectorised for batches.
+
+Arcs are straight segments between OSM nodes. Each is sampled every ``sample_m`` metres in the
+network's :class:`~geo.geometry.LocalFrame`; a KD-tree over the samples gives each query point
+its ``k`` nearest samples, and the exact point-to-segment distance on those candidate arcs picks
+the winner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.spatial import cKDTree
+
+from geo.errors import OutsideServiceArea
+from geo.geometry import LocalFrame
+from geo.network import RoadNetwork
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapped:
+    """Where a batch of positions meets the road network (arrays of the batch's length)."""
+
+    arc: IntArray  # the nearest arc
+    offset_m: FloatArray  # distance from the arc's tail to the projected point
+    fraction: FloatArray  # offset / arc length, in [0, 1]
+    distance_m: FloatArray  # from the position to the road
+    lat: FloatArray  # the projected point
+    lon: FloatArray
+    inside: npt.NDArray[np.bool_]  # distance_m <= the service-area limit
+
+
+@dataclass(frozen=True, slots=True)
+class SnappedPoint:
+    arc: int
+    offset_m: float
+    fraction: float
+    distance_m: float
+    lat: float
+    lon: float
+
+
+class Snapper:
+    def __init__(
+        self,
+        network: RoadNetwork,
+        frame: LocalFrame,
+        *,
+        max_distance_m: float = 500.0,
+        sample_m: float = 20.0,
+        candidates: int = 12,
+    ) -> None:
+        self.network = network
+        self.frame = frame
+        self.max_distance_m = max_distance_m
+        self.k = candidates
+        x, y = frame.to_xy(network.node_lat, network.node_lon)
+        self.ax, self.ay = x[network.tail], y[network.tail]
+        self.bx, self.by = x[network.head], y[network.head]
+        seg_len = np.hypot(self.bx - self.ax, self.by - self.ay)
+        per_arc = np.maximum(1, np.ceil(seg_len / sample_m).astype(np.int64))
+        owner = np.repeat(np.arange(network.arc_count), per_arc)
+        starts = np.cumsum(per_arc) - per_arc
+        step = (np.arange(owner.shape[0]) - np.repeat(starts, per_arc) + 0.5) / np.repeat(
+            per_arc, per_arc
+        )
+        sx = self.ax[owner] + (self.bx - self.ax)[owner] * step
+        sy = self.ay[owner] + (self.by - self.ay)[owner] * step
+        self._owner = owner
+        self._tree = cKDTree(np.column_stack([sx, sy]))
+
+    def snap(self, lat: FloatArray, lon: FloatArray) -> Snapped:
+        """Snap a batch; positions beyond the limit are flagged in ``inside``, not raised."""
+        px, py = self.frame.to_xy(
+            np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+        )
+        k = min(self.k, self._owner.shape[0])
+        _, idx = self._tree.query(np.column_stack([px, py]), k=k)
+        idx = idx.reshape(px.shape[0], k)
+        arcs = self._owner[idx]  # (n, k)
+        ax, ay, bx, by = self.ax[arcs], self.ay[arcs], self.bx[arcs], self.by[arcs]
+        dx, dy = bx - ax, by - ay
+        length2 = np.maximum(dx * dx + dy * dy, 1e-12)
+        t = np.clip(((px[:, None] - ax) * dx + (py[:, None] - ay) * dy) / length2, 0.0, 1.0)
+        qx, qy = ax + t * dx, ay + t * dy
+        dist = np.hypot(px[:, None] - qx, py[:, None] - qy)
+        best = np.argmin(dist, axis=1)
+        rows = np.arange(px.shape[0])
+        arc = arcs[rows, best]
+        fraction = t[rows, best]
+        out_lat, out_lon = self.frame.to_latlon(qx[rows, best], qy[rows, best])
+        distance = dist[rows, best]
+        return Snapped(
+            arc=arc.astype(np.int64),
+            offset_m=fraction * self.network.length_m[arc],
+            fraction=fraction,
+            distance_m=distance,
+            lat=out_lat,
+            lon=out_lon,
+            inside=distance <= self.max_distance_m,
+        )
+
+    def snap_one(self, lat: float, lon: float) -> SnappedPoint:
+        """Snap one position; :class:`~geo.errors.OutsideServiceArea` beyond the limit."""
+        s = self.snap(np.array([lat]), np.array([lon]))
+        if not s.inside[0]:
+            raise OutsideServiceArea(lat, lon, float(s.distance_m[0]), self.max_distance_m)
+        return SnappedPoint(
+            arc=int(s.arc[0]),
+            offset_m=float(s.offset_m[0]),
+            fraction=float(s.fraction[0]),
+            distance_m=float(s.distance_m[0]),
+            lat=float(s.lat[0]),
+            lon=float(s.lon[0]),
+        )
