@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
-from typing import cast
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 
 class Lease:
@@ -26,3 +30,17 @@ class Lease:
             await self.redis.pexpire(self.key, self.ttl_ms)
             return True
         return False
+
+
+async def run_leased(
+    lease: Lease, job: Callable[[], Awaitable[Any]], *, interval_s: float, log: logging.Logger
+) -> None:
+    """Run ``job`` every ``interval_s`` while holding ``lease``, until cancelled; a Redis
+    failure is logged and the next round tries again."""
+    while True:
+        try:
+            if await lease.hold():
+                await job()
+        except (RedisError, OSError) as exc:
+            log.warning("%s failed: %s", getattr(job, "__qualname__", "a leased job"), exc)
+        await asyncio.sleep(interval_s)

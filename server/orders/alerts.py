@@ -9,7 +9,6 @@ with :func:`server.orders.lifecycle.breaches`. Each breach is raised once per or
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -17,10 +16,10 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from server import keys
-from server.lease import Lease
+from server.events import queue_event
+from server.lease import Lease, run_leased
 from server.orders.lifecycle import OPEN, NodeLimits, breaches
 
 log = logging.getLogger("fleet.alerts")
@@ -71,20 +70,12 @@ class NodeAlerts:
                 for order_id, alerted_now in updates.items():
                     pipe.hset(keys.order(order_id), "alerted", json.dumps(alerted_now))
                 for alert in raised:
-                    payload = json.dumps(alert)
-                    pipe.publish(keys.EVENTS_CHANNEL, payload)
-                    pipe.xadd(keys.ALERTS, {"e": payload}, maxlen=10_000, approximate=True)
+                    queue_event(pipe, alert, log=keys.ALERTS)
                 await pipe.execute()
         return raised
 
     async def run(self) -> None:
-        while True:
-            try:
-                if await self.lease.hold():
-                    await self.sweep()
-            except (RedisError, OSError) as exc:
-                log.warning("alert sweep failed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+        await run_leased(self.lease, self.sweep, interval_s=self.interval_s, log=log)
 
 
 async def recent_alerts(redis: aioredis.Redis, limit: int) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from geo.fences import Fence, FenceIndex, Inside, step
 from server import keys
 from server.auth import staff_only
 from server.errors import BadRequest, NotFound
+from server.events import queue_event
 from server.tracking.filters import Fix
 
 log = logging.getLogger("fleet.geofences")
@@ -80,9 +81,7 @@ class GeofenceTracker:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.in_fences(vehicle_id), json.dumps(after))
             for event in events:
-                payload = json.dumps({**event, "vehicle_id": vehicle_id})
-                pipe.publish(keys.EVENTS_CHANNEL, payload)
-                pipe.xadd(keys.EVENTS_LOG, {"e": payload}, maxlen=10_000, approximate=True)
+                queue_event(pipe, {**event, "vehicle_id": vehicle_id})
             await pipe.execute()
         return after
 

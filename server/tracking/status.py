@@ -11,18 +11,16 @@ the new one and publishes a ``status`` event on ``fleet:events`` (also kept in t
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
 from typing import cast
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from server import keys
-from server.lease import Lease
+from server.events import queue_event
+from server.lease import Lease, run_leased
 
 log = logging.getLogger("fleet.status")
 
@@ -89,18 +87,10 @@ class StatusSweeper:
                     keys.STATUS, mapping={str(e["vehicle_id"]): str(e["status"]) for e in events}
                 )
                 for event in events:
-                    payload = json.dumps(event)
-                    pipe.publish(keys.EVENTS_CHANNEL, payload)
-                    pipe.xadd(keys.EVENTS_LOG, {"e": payload}, maxlen=10_000, approximate=True)
+                    queue_event(pipe, event)
                 await pipe.execute()
         return events
 
     async def run(self) -> None:
         """Sweep every ``interval_s`` while holding the lease, until cancelled."""
-        while True:
-            try:
-                if await self.lease.hold():
-                    await self.sweep()
-            except (RedisError, OSError) as exc:
-                log.warning("status sweep failed: %s", exc)
-            await asyncio.sleep(self.interval_s)
+        await run_leased(self.lease, self.sweep, interval_s=self.interval_s, log=log)
