@@ -1,0 +1,119 @@
+"""The routing problem, plain data in: locations are indices into the travel-time matrix.
+
+Times are whole seconds from a common origin (the planning clock); sizes are whole units per
+capacity dimension (kg, parcels, …, in the order the problem names them). Every type validates
+itself, so a bad problem fails where it is built, with a sentence naming what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from dispatch.errors import ProblemError
+
+Priority = Literal["normal", "express"]
+Window = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Vehicle:
+    id: str
+    start: int  # location where the vehicle is now
+    end: int | None = None  # location to finish at; None: wherever the last stop is
+    capacity: tuple[int, ...]
+    skills: frozenset[str] = frozenset()
+    shift: Window = (0, 24 * 3600)
+    available: bool = True  # False (maintenance, broken down, off shift): never planned
+
+    def __post_init__(self) -> None:
+        if self.shift[1] < self.shift[0]:
+            raise ProblemError(f"vehicle {self.id}: the shift ends before it starts")
+        if any(c < 0 for c in self.capacity):
+            raise ProblemError(f"vehicle {self.id}: a capacity is negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """One order: a pickup then a drop-off on the same vehicle; or, without a pickup, a drop-off
+    of goods the vehicle leaves with (loaded at its start, e.g. the depot) — those already on
+    board name their vehicle in ``on_board`` and are pinned to it."""
+
+    id: str
+    pickup: int | None  # location; None: the goods leave with the vehicle
+    dropoff: int
+    pickup_window: Window = (0, 24 * 3600)
+    dropoff_window: Window = (0, 24 * 3600)
+    pickup_service_s: int = 0
+    dropoff_service_s: int = 0
+    size: tuple[int, ...]
+    skills: frozenset[str] = frozenset()
+    priority: Priority = "normal"
+    on_board: str | None = None  # vehicle id: picked up, pinned to that vehicle
+
+    def __post_init__(self) -> None:
+        if self.pickup is not None and self.on_board is not None:
+            raise ProblemError(f"task {self.id}: goods on board need no pickup")
+        for name, (a, b) in (("pickup", self.pickup_window), ("dropoff", self.dropoff_window)):
+            if b < a:
+                raise ProblemError(f"task {self.id}: the {name} window ends before it starts")
+        if any(s < 0 for s in self.size):
+            raise ProblemError(f"task {self.id}: a size is negative")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Costs:
+    """What the objective weighs. All integers (the solver's currency is whole units)."""
+
+    per_second: int = 1  # driving time
+    per_metre: int = 0  # driving distance (needs a distance matrix)
+    per_vehicle: int = 0  # fixed cost of using a vehicle
+    lateness_per_second: int = 10  # soft windows: each second after a window closes
+    drop: dict[str, int] = field(
+        default_factory=lambda: {"normal": 1_000_000, "express": 5_000_000}
+    )
+    balance: int = 0  # global span coefficient: evens out the drivers' workloads
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Problem:
+    times: npt.NDArray[np.int64]  # seconds between locations, square
+    vehicles: Sequence[Vehicle]
+    tasks: Sequence[Task]
+    distances: npt.NDArray[np.int64] | None = None  # metres, same shape
+    dimensions: tuple[str, ...] = ("parcels",)
+    costs: Costs = field(default_factory=Costs)
+    hard_windows: bool = False  # True: a window can never be missed (benchmarks)
+    locked: dict[str, str] = field(default_factory=dict)  # vehicle id → task id it drives to
+    horizon: int = 2 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        n = self.times.shape[0]
+        if self.times.ndim != 2 or self.times.shape[1] != n:
+            raise ProblemError("the time matrix must be square")
+        if self.distances is not None and self.distances.shape != self.times.shape:
+            raise ProblemError("the distance matrix must have the time matrix's shape")
+        ids = [v.id for v in self.vehicles]
+        if len(set(ids)) != len(ids):
+            raise ProblemError("vehicle ids must be unique")
+        if len({t.id for t in self.tasks}) != len(self.tasks):
+            raise ProblemError("task ids must be unique")
+        for v in self.vehicles:
+            if len(v.capacity) != len(self.dimensions):
+                raise ProblemError(f"vehicle {v.id}: one capacity per dimension is needed")
+            if not (0 <= v.start < n and (v.end is None or 0 <= v.end < n)):
+                raise ProblemError(f"vehicle {v.id}: a location is outside the matrix")
+        for t in self.tasks:
+            if len(t.size) != len(self.dimensions):
+                raise ProblemError(f"task {t.id}: one size per dimension is needed")
+            if not (0 <= t.dropoff < n and (t.pickup is None or 0 <= t.pickup < n)):
+                raise ProblemError(f"task {t.id}: a location is outside the matrix")
+            if t.on_board is not None and t.on_board not in ids:
+                raise ProblemError(f"task {t.id}: on board of an unknown vehicle {t.on_board}")
+        for vehicle_id, task_id in self.locked.items():
+            if vehicle_id not in ids or task_id not in {t.id for t in self.tasks}:
+                raise ProblemError(f"locked stop {vehicle_id} → {task_id} names an unknown id")

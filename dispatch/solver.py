@@ -1,0 +1,230 @@
+"""OR-Tools routing: the only module that imports ``ortools``.
+
+``solve(problem, *, time_limit, seed, initial)`` builds a pickup-and-delivery model with time
+windows (soft with a lateness cost, or hard), capacities per dimension, skills, shifts, vehicles
+starting where they are, goods on board pinned to their vehicle, locked next stops, drop
+penalties by priority and an optional workload balance; finds a first plan by parallel cheapest
+insertion (path-cheapest-arc finds nothing on tight windows), improves it with guided local
+search until the time limit, and reads it back as a :class:`~dispatch.plan.Plan`. With
+``initial``, the search starts from that plan's routes (those of its stops that still exist).
+The search is single-threaded and deterministic: the same problem gives the same plan; ``seed``
+is accepted for the API's sake and recorded, OR-Tools' routing search draws no random numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.constraint_solver import pywrapcp, routing_enums_pb2
+
+from dispatch.errors import NoSolution
+from dispatch.plan import Dropped, Kind, Plan, Route, Visit
+from dispatch.problem import Problem, Task, Vehicle
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    task: Task
+    kind: Kind
+    location: int
+    window: tuple[int, int]
+    service_s: int
+    demand: tuple[int, ...]
+
+
+def _stops(problem: Problem) -> list[Stop]:
+    stops = []
+    for t in problem.tasks:
+        if t.pickup is not None:
+            stops.append(Stop(t, "pickup", t.pickup, t.pickup_window, t.pickup_service_s, t.size))
+        minus = tuple(-s for s in t.size)
+        stops.append(Stop(t, "dropoff", t.dropoff, t.dropoff_window, t.dropoff_service_s, minus))
+    return stops
+
+
+def _why_dropped(task: Task, vehicles: list[Vehicle]) -> str:
+    able = [v for v in vehicles if task.skills <= v.skills]
+    if not able:
+        return f"no available vehicle has the skills {sorted(task.skills)}"
+    if not any(all(s <= c for s, c in zip(task.size, v.capacity, strict=True)) for v in able):
+        return "larger than any suitable vehicle's capacity"
+    return "no route could serve it in time at a cost below its drop penalty"
+
+
+def solve(
+    problem: Problem, *, time_limit: float, seed: int = 0, initial: Plan | None = None
+) -> Plan:
+    """The best plan found within ``time_limit`` seconds."""
+    del seed  # deterministic search; see the module docstring
+    vehicles = [v for v in problem.vehicles if v.available]
+    all_stops = _stops(problem)
+    pinned_to_missing = {
+        t.id for t in problem.tasks if t.on_board and t.on_board not in {v.id for v in vehicles}
+    }
+    stops = [s for s in all_stops if s.task.id not in pinned_to_missing]
+    dropped = [Dropped(tid, "its vehicle is not available") for tid in sorted(pinned_to_missing)]
+    if not vehicles:
+        rest = [t.id for t in problem.tasks if t.id not in pinned_to_missing]
+        return Plan(
+            routes=[], dropped=dropped + [Dropped(t, "no vehicle is available") for t in rest]
+        )
+    v_count = len(vehicles)
+    # Model nodes: one start and one end per vehicle, then one per stop.
+    end_dummy = problem.times.shape[0]  # "end anywhere": free to reach
+    locations = [v.start for v in vehicles] + [
+        v.end if v.end is not None else end_dummy for v in vehicles
+    ] + [s.location for s in stops]  # fmt: skip
+    size = len(locations)
+    times = np.zeros((problem.times.shape[0] + 1,) * 2, dtype=np.int64)
+    times[:-1, :-1] = problem.times
+    loc = np.array(locations)
+    travel = times[np.ix_(loc, loc)]
+    service = np.zeros(size, dtype=np.int64)
+    service[2 * v_count :] = [s.service_s for s in stops]
+    time_transit = (travel + service[:, None]).tolist()
+    if problem.distances is not None:
+        dist = np.zeros_like(times)
+        dist[:-1, :-1] = problem.distances
+        distance = dist[np.ix_(loc, loc)]
+    else:
+        distance = np.zeros_like(travel)
+    arc_cost = (travel * problem.costs.per_second + distance * problem.costs.per_metre).tolist()
+
+    manager = pywrapcp.RoutingIndexManager(
+        size, v_count, list(range(v_count)), list(range(v_count, 2 * v_count))
+    )
+    routing = pywrapcp.RoutingModel(manager)
+    node_of = [manager.NodeToIndex(n) for n in range(size)]
+    cost_cb = routing.RegisterTransitMatrix(arc_cost)
+    routing.SetArcCostEvaluatorOfAllVehicles(cost_cb)
+    if problem.costs.per_vehicle:
+        routing.SetFixedCostOfAllVehicles(problem.costs.per_vehicle)
+
+    time_cb = routing.RegisterTransitMatrix(time_transit)
+    routing.AddDimension(time_cb, problem.horizon, problem.horizon, False, "time")
+    time_dim = routing.GetDimensionOrDie("time")
+    if problem.costs.balance:
+        time_dim.SetGlobalSpanCostCoefficient(problem.costs.balance)
+    for i, v in enumerate(vehicles):
+        time_dim.CumulVar(routing.Start(i)).SetRange(v.shift[0], v.shift[1])
+        if problem.hard_windows:
+            time_dim.CumulVar(routing.End(i)).SetRange(v.shift[0], v.shift[1])
+        else:
+            time_dim.CumulVar(routing.End(i)).SetRange(v.shift[0], problem.horizon)
+            time_dim.SetCumulVarSoftUpperBound(
+                routing.End(i), v.shift[1], problem.costs.lateness_per_second
+            )
+        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.Start(i)))
+        routing.AddVariableMinimizedByFinalizer(time_dim.CumulVar(routing.End(i)))
+
+    for d, _ in enumerate(problem.dimensions):
+        demand = [0] * size
+        for k, s in enumerate(stops):
+            demand[2 * v_count + k] = s.demand[d]
+        demand_cb = routing.RegisterUnaryTransitVector(demand)
+        capacities = [v.capacity[d] for v in vehicles]
+        routing.AddDimensionWithVehicleCapacity(demand_cb, 0, capacities, False, f"load{d}")
+        load = routing.GetDimensionOrDie(f"load{d}")
+        # The load leaving the start is free: at least what is on board already, and whatever
+        # the drop-offs without a pickup need (no load may go below zero).
+        for i, v in enumerate(vehicles):
+            on_board = sum(t.size[d] for t in problem.tasks if t.on_board == v.id)
+            load.CumulVar(routing.Start(i)).SetRange(min(on_board, v.capacity[d]), v.capacity[d])
+
+    index_of_vehicle = {v.id: i for i, v in enumerate(vehicles)}
+    solver = routing.solver()
+    pickup_index: dict[str, int] = {}
+    for k, s in enumerate(stops):
+        index = node_of[2 * v_count + k]
+        a, b = s.window
+        cumul = time_dim.CumulVar(index)
+        if problem.hard_windows:
+            cumul.SetRange(a, b)
+        else:
+            cumul.SetRange(a, problem.horizon)
+            time_dim.SetCumulVarSoftUpperBound(index, b, problem.costs.lateness_per_second)
+        able = [i for i, v in enumerate(vehicles) if s.task.skills <= v.skills]
+        if s.task.on_board is not None:
+            able = [index_of_vehicle[s.task.on_board]]
+        else:
+            routing.AddDisjunction([index], problem.costs.drop[s.task.priority])
+            able = [-1, *able]  # -1: left out (the disjunction's penalty applies)
+        if len(able) < v_count + (s.task.on_board is None):
+            routing.VehicleVar(index).SetValues(able)
+        if s.kind == "pickup":
+            pickup_index[s.task.id] = index
+        elif s.task.id in pickup_index:
+            p = pickup_index[s.task.id]
+            routing.AddPickupAndDelivery(p, index)
+            solver.Add(routing.VehicleVar(p) == routing.VehicleVar(index))
+            solver.Add(time_dim.CumulVar(p) <= time_dim.CumulVar(index))
+    first_stop = {
+        (s.task.id): node_of[2 * v_count + k]
+        for k, s in enumerate(stops)
+        if s.kind == ("pickup" if s.task.pickup is not None else "dropoff")
+    }
+    for vehicle_id, task_id in problem.locked.items():
+        if vehicle_id in index_of_vehicle and task_id in first_stop:
+            i = index_of_vehicle[vehicle_id]
+            routing.NextVar(routing.Start(i)).SetValues([first_stop[task_id]])
+
+    params = pywrapcp.DefaultRoutingSearchParameters()
+    params.first_solution_strategy = (
+        routing_enums_pb2.FirstSolutionStrategy.PARALLEL_CHEAPEST_INSERTION
+    )
+    params.local_search_metaheuristic = (
+        routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
+    )
+    params.time_limit.FromMilliseconds(max(1, int(time_limit * 1000)))
+
+    assignment = None
+    if initial is not None:
+        routes = _initial_routes(initial, vehicles, stops, node_of, v_count)
+        start = routing.ReadAssignmentFromRoutes(routes, True)
+        if start is not None:
+            assignment = routing.SolveFromAssignmentWithParameters(start, params)
+    if assignment is None:
+        assignment = routing.SolveWithParameters(params)
+    if assignment is None:
+        raise NoSolution(f"no plan found within {time_limit:g} s")
+
+    plan_routes: list[Route] = []
+    served: set[str] = set()
+    for i, v in enumerate(vehicles):
+        visits: list[Visit] = []
+        index = routing.Start(i)
+        travel_s = distance_m = 0
+        prev_node = manager.IndexToNode(index)
+        while not routing.IsEnd(index):
+            index = assignment.Value(routing.NextVar(index))
+            node = manager.IndexToNode(index)
+            travel_s += int(travel[prev_node, node])
+            distance_m += int(distance[prev_node, node])
+            prev_node = node
+            if node >= 2 * v_count:
+                s = stops[node - 2 * v_count]
+                start_s = assignment.Min(time_dim.CumulVar(index))
+                arrival = start_s  # waiting shows as start ≥ window start
+                visits.append(Visit(s.task.id, s.kind, s.location, int(arrival), int(start_s),
+                                    max(0, int(start_s) - s.window[1])))  # fmt: skip
+                served.add(s.task.id)
+        end_s = int(assignment.Min(time_dim.CumulVar(routing.End(i))))
+        plan_routes.append(Route(v.id, visits, end_s, travel_s, distance_m))
+    for t in problem.tasks:
+        if t.id not in served and t.id not in pinned_to_missing:
+            dropped.append(Dropped(t.id, _why_dropped(t, vehicles)))
+    return Plan(routes=plan_routes, dropped=dropped, objective=int(assignment.ObjectiveValue()))
+
+
+def _initial_routes(
+    initial: Plan, vehicles: list[Vehicle], stops: list[Stop], node_of: list[int], v_count: int
+) -> list[list[int]]:
+    """The previous plan as model indices per vehicle, keeping only stops that still exist."""
+    where = {(s.task.id, s.kind): node_of[2 * v_count + k] for k, s in enumerate(stops)}
+    routes = []
+    for v in vehicles:
+        route = initial.route_of(v.id)
+        visits = route.visits if route is not None else []
+        routes.append([where[(x.task_id, x.kind)] for x in visits if (x.task_id, x.kind) in where])
+    return routes

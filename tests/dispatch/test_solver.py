@@ -1,0 +1,144 @@
+"""The solver on tiny named instances, and on a real Solomon instance."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dispatch.check import violations
+from dispatch.plan import Plan, Route, Visit
+from dispatch.problem import Costs, Problem, Task, Vehicle
+from dispatch.solomon import SCALE, parse, to_problem
+from dispatch.solver import solve
+from tests.conftest import SHARED_DATA
+
+LIMIT = 0.5  # seconds per solve: the instances are tiny
+
+
+def line_times(n: int = 8, minute_per_km: int = 60) -> np.ndarray:
+    """Locations 0..n-1 one kilometre apart on a straight road: a minute per kilometre."""
+    x = np.arange(n)
+    return (np.abs(x[:, None] - x[None, :]) * minute_per_km).astype(np.int64)
+
+
+def three_vans_five_orders(**changes: object) -> Problem:
+    """Three vans at the depot (location 0): A with a cold-chain box, B plain, C in maintenance;
+    five orders along the road — t3 needs cold chain, t4 is picked up at 2, t5 is express."""
+    vans = [
+        Vehicle(id="A", start=0, capacity=(10,), skills=frozenset({"cold_chain"})),
+        Vehicle(id="B", start=0, capacity=(10,)),
+        Vehicle(id="C", start=0, capacity=(10,), available=False),
+    ]
+    tasks = [
+        Task(id="t1", pickup=0, dropoff=3, size=(2,)),
+        Task(id="t2", pickup=0, dropoff=5, size=(2,)),
+        Task(id="t3", pickup=0, dropoff=6, size=(2,), skills=frozenset({"cold_chain"})),
+        Task(id="t4", pickup=2, dropoff=7, size=(3,)),
+        Task(id="t5", pickup=0, dropoff=4, size=(1,), priority="express"),
+    ]
+    problem = Problem(times=line_times(), vehicles=vans, tasks=tasks)
+    return dataclasses.replace(problem, **changes) if changes else problem  # type: ignore[arg-type]
+
+
+def test_every_order_is_served_feasibly_and_rules_hold() -> None:
+    problem = three_vans_five_orders()
+    plan = solve(problem, time_limit=LIMIT)
+    assert violations(problem, plan, windows_hard=True) == []
+    assert plan.dropped == []
+    assert plan.route_of("C") is None, "a vehicle in maintenance is never planned"
+    assert plan.vehicle_of("t3") == "A", "cold chain rides the cold-chain van"
+    for route in plan.routes:
+        kinds = [(v.task_id, v.kind) for v in route.visits]
+        for task_id in {t for t, _ in kinds}:
+            assert kinds.index((task_id, "pickup")) < kinds.index((task_id, "dropoff"))
+
+
+def test_goods_on_board_stay_on_their_vehicle_through_re_plans() -> None:
+    first = three_vans_five_orders()
+    plan = solve(first, time_limit=LIMIT)
+    carrier = plan.vehicle_of("t2")
+    assert carrier is not None
+    other = "A" if carrier == "B" else "B"
+    # t2 is now picked up by its carrier; a new order appears right where the other van is.
+    tasks = [t for t in first.tasks if t.id != "t2"] + [
+        Task(id="t2", pickup=None, dropoff=5, size=(2,), on_board=carrier),
+        Task(id="t6", pickup=1, dropoff=5, size=(2,)),
+    ]
+    again = solve(dataclasses.replace(first, tasks=tasks), time_limit=LIMIT, initial=plan)
+    assert again.vehicle_of("t2") == carrier
+    assert violations(dataclasses.replace(first, tasks=tasks), again, windows_hard=True) == []
+    assert other in {r.vehicle_id for r in again.routes}
+
+
+def test_too_big_or_unskilled_orders_are_reported_with_a_reason() -> None:
+    tasks = [
+        Task(id="huge", pickup=0, dropoff=2, size=(50,)),
+        Task(id="hazmat", pickup=0, dropoff=2, size=(1,), skills=frozenset({"hazmat"})),
+        Task(id="fine", pickup=0, dropoff=2, size=(1,)),
+    ]
+    problem = three_vans_five_orders(tasks=tasks)
+    plan = solve(problem, time_limit=LIMIT)
+    reasons = {d.task_id: d.reason for d in plan.dropped}
+    assert reasons == {
+        "huge": "larger than any suitable vehicle's capacity",
+        "hazmat": "no available vehicle has the skills ['hazmat']",
+    }
+    assert plan.vehicle_of("fine") is not None
+    assert violations(problem, plan) == []
+
+
+def test_soft_windows_serve_late_rather_than_drop() -> None:
+    # Drop-off at 7 km must be done by 60 s: impossible, 7 minutes away.
+    tasks = [Task(id="rush", pickup=0, dropoff=7, size=(1,), dropoff_window=(0, 60))]
+    problem = three_vans_five_orders(tasks=tasks)
+    plan = solve(problem, time_limit=LIMIT)
+    assert plan.dropped == []
+    [visit] = [v for r in plan.routes for v in r.visits if v.kind == "dropoff"]
+    assert visit.late_s == 7 * 60 - 60
+    assert violations(problem, plan, windows_hard=False) == []
+    hard = solve(dataclasses.replace(problem, hard_windows=True), time_limit=LIMIT)
+    assert [d.task_id for d in hard.dropped] == ["rush"]
+
+
+def test_a_locked_next_stop_stays_first() -> None:
+    problem = three_vans_five_orders(locked={"B": "t4"})
+    plan = solve(problem, time_limit=LIMIT)
+    route = plan.route_of("B")
+    assert route is not None
+    assert (route.visits[0].task_id, route.visits[0].kind) == ("t4", "pickup")
+    assert violations(problem, plan) == []
+
+
+def test_same_problem_same_plan_and_warm_start_is_no_worse() -> None:
+    problem = three_vans_five_orders(costs=Costs(balance=5))
+    one, two = solve(problem, time_limit=LIMIT, seed=1), solve(problem, time_limit=LIMIT, seed=1)
+    assert one == two
+    warm = solve(problem, time_limit=LIMIT, initial=one)
+    assert warm.objective <= one.objective
+
+
+def test_the_checker_catches_a_broken_plan() -> None:
+    problem = three_vans_five_orders(tasks=[Task(id="t1", pickup=0, dropoff=3, size=(2,))])
+    backwards = [Visit("t1", "dropoff", 3, 180, 180, 0), Visit("t1", "pickup", 0, 360, 360, 0)]
+    broken = Plan(routes=[Route("B", backwards, 360, 360, 0), Route("C", [], 0, 0, 0)])
+    found = violations(problem, broken)
+    assert "t1 is delivered by B without being picked up by it first" in found
+    assert "C is not available but has a route" not in found, "an empty route is fine"
+    late = Plan(routes=[Route("B", [Visit("t1", "pickup", 0, 0, 0, 0),
+                                    Visit("t1", "dropoff", 3, 60, 60, 0)], 60, 60, 0)])  # fmt: skip
+    assert "t1 dropoff: plan says 60, earliest is 180" in violations(problem, late)
+
+
+@pytest.mark.slow
+def test_solomon_c101_with_the_best_known_fleet() -> None:
+    path = SHARED_DATA / "vrp" / "solomon" / "C101.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the Solomon test needs ../shared/data/vrp")
+    problem = to_problem(parse(path))
+    plan = solve(problem, time_limit=2.0)
+    assert violations(problem, plan) == []
+    assert plan.dropped == []
+    assert plan.vehicles_used == 10  # the best known
+    assert plan.distance_m / SCALE < 828.94 * 1.05
