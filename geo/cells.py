@@ -48,11 +48,12 @@ def cells_within_radius(lat: float, lon: float, radius_m: float, resolution: int
     """Cells that together cover every point within ``radius_m`` of the position (a superset).
 
     Any point at distance ≤ ``radius_m`` lies in a cell whose centre is at most
-    ``radius_m + edge`` away, and neighbouring centres are about ``√3·edge`` apart, so a disk of
-    ``ceil((radius_m + edge) / (√3·edge)) + 1`` steps covers it, pentagon distortion included.
+    ``radius_m + edge`` away. One grid step covers at least ``1.5·edge`` in the worst direction
+    (between two neighbour directions; ``√3·edge`` along them), and real cells are up to ~20%
+    smaller than the average, so ``ceil((radius_m + edge) / (1.2·edge)) + 1`` steps cover it.
     """
     edge = float(h3.average_hexagon_edge_length(resolution, unit="m"))
-    k = math.ceil((radius_m + edge) / (math.sqrt(3) * edge)) + 1
+    k = math.ceil((radius_m + edge) / (1.2 * edge)) + 1
     return k_ring(cell_of(lat, lon, resolution), k)
 
 
@@ -62,8 +63,25 @@ def cell_corners(cell: str) -> list[tuple[float, float]]:
 
 
 def cells_centred_in(ring: list[tuple[float, float]], resolution: int) -> set[str]:
-    """Cells whose centre lies inside the polygon ``[(lat, lon), …]``."""
-    return {str(c) for c in h3.h3shape_to_cells(h3.LatLngPoly(ring), resolution)}
+    """Cells whose centre lies inside the polygon ``[(lat, lon), …]``; none for a flat ring
+    (h3 refuses those); ``ValueError`` when h3 cannot fill the ring."""
+    try:
+        return {str(c) for c in h3.h3shape_to_cells(h3.LatLngPoly(ring), resolution)}
+    except h3.H3BaseException as exc:
+        if _flat(ring):
+            return set()
+        raise ValueError(f"h3 cannot fill the ring: {exc!r}") from None
+
+
+def _flat(ring: list[tuple[float, float]]) -> bool:
+    """Whether the ring encloses no area (all its points on one line, or fewer than three)."""
+    if len(ring) < 3:
+        return True
+    (lat0, lon0), rest = ring[0], ring[1:]
+    return all(
+        abs((a_lat - lat0) * (b_lon - lon0) - (b_lat - lat0) * (a_lon - lon0)) < 1e-18
+        for (a_lat, a_lon), (b_lat, b_lon) in zip(rest, rest[1:], strict=False)
+    )
 
 
 def cells_near_edges(ring: list[tuple[float, float]], resolution: int) -> set[str]:

@@ -8,7 +8,6 @@ weighs :data:`CLOSED`. Swapping the engine means rewriting this module only.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ class TravelTimeEngine:
                 topology_dir.mkdir(parents=True, exist_ok=True)
                 self._cch.save_topology(str(topology_dir))
         self.weights_ms: npt.NDArray[np.int64] = network.free_flow_ms.copy()
-        self._arc_of: dict[tuple[int, int], int] | None = None
+        self._pair_index: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
         self.customize(self.weights_ms)
 
     def customize(self, weights_ms: npt.NDArray[np.int64]) -> None:
@@ -63,7 +62,7 @@ class TravelTimeEngine:
             raise ValueError("one weight per arc is needed")
         self.weights_ms = np.minimum(weights_ms, CLOSED).astype(np.int64)
         self._cch.customize_weights(self.weights_ms.astype(np.uint32))
-        self._arc_of = None
+        self._pair_index = None
 
     def matrix_raw(self, sources: npt.ArrayLike, targets: npt.ArrayLike) -> npt.NDArray[np.uint32]:
         """Node-to-node travel times in ms as the engine gives them (uint32); :data:`CLOSED`
@@ -88,13 +87,29 @@ class TravelTimeEngine:
         out[ms >= CLOSED] = UNREACHABLE
         return out
 
-    def _arc_lookup(self) -> dict[tuple[int, int], int]:
-        """The cheapest current arc for each (tail, head) pair."""
-        if self._arc_of is None:
-            order = np.argsort(-self.weights_ms, kind="stable")  # cheapest written last wins
-            tails, heads = self.network.tail[order].tolist(), self.network.head[order].tolist()
-            self._arc_of = dict(zip(zip(tails, heads, strict=True), order.tolist(), strict=True))
-        return self._arc_of
+    def _pairs(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Sorted ``tail * n + head`` keys and, for each, the cheapest current arc joining them."""
+        if self._pair_index is None:
+            net = self.network
+            key = net.tail.astype(np.int64) * net.node_count + net.head
+            order = np.lexsort((self.weights_ms, key))  # by key, cheapest first
+            first = np.ones(order.shape[0], dtype=bool)
+            first[1:] = key[order][1:] != key[order][:-1]
+            self._pair_index = (key[order][first], order[first].astype(np.int64))
+        return self._pair_index
+
+    def arcs_along(self, nodes: npt.ArrayLike) -> npt.NDArray[np.int64]:
+        """The arcs a node path drives (the cheapest of parallel arcs), vectorised."""
+        path = np.asarray(nodes, dtype=np.int64)
+        if path.shape[0] < 2:
+            return np.zeros(0, dtype=np.int64)
+        keys, arcs = self._pairs()
+        wanted = path[:-1] * self.network.node_count + path[1:]
+        at = np.minimum(np.searchsorted(keys, wanted), keys.shape[0] - 1)
+        if not np.array_equal(keys[at], wanted):
+            raise ValueError("the node path uses a pair of nodes no arc joins")
+        found: npt.NDArray[np.int64] = arcs[at]
+        return found
 
     def path(self, source: int, target: int) -> NodePath:
         """The fastest path between two nodes; :class:`~geo.errors.NoRoute` if there is none."""
@@ -103,7 +118,6 @@ class TravelTimeEngine:
         ms, nodes = self._cch.query(int(source), int(target))
         if ms >= CLOSED or not nodes:
             raise NoRoute(f"no route from node {source} to node {target}")
-        lookup = self._arc_lookup()
-        arcs = [lookup[(a, b)] for a, b in itertools.pairwise(nodes)]
-        distance = float(self.network.length_m[arcs].sum()) if arcs else 0.0
-        return NodePath(ms / 1000.0, distance, list(nodes), arcs)
+        arcs = self.arcs_along(nodes)
+        distance = float(self.network.length_m[arcs].sum())
+        return NodePath(ms / 1000.0, distance, list(nodes), arcs.tolist())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -32,6 +33,8 @@ from redis.exceptions import RedisError
 from geo.roads import Roads
 from server import __version__
 from server.auth import RoleCache
+from server.dispatching.planner import Planner
+from server.dispatching.routes import DispatchController
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
 from server.orders.alerts import NodeAlerts
@@ -111,6 +114,13 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 task.add_done_callback(reloads.discard)
 
         hub.event_hooks.append(on_event)
+        planner = None
+        if roads is not None:
+            planner = Planner(
+                client, app.state.orders, roads, time_limit_s=settings.solver_time_limit_s
+            )
+            hub.event_hooks.append(lambda raw: _maybe_replan(planner, raw))
+        app.state.planner = planner
         sweeper = StatusSweeper(
             client,
             stale_after_s=settings.stale_after_s,
@@ -130,12 +140,15 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")
         statuses = asyncio.create_task(sweeper.run(), name="status-sweeper")
         node_alerts = asyncio.create_task(alerts.run(), name="node-alerts")
+        planning = asyncio.create_task(planner.run(), name="planner") if planner else None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         try:
             yield
         finally:
-            for task in (fan_out, statuses, node_alerts):
+            for task in (fan_out, statuses, node_alerts, planning):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -162,6 +175,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             GeofencesController,
             OrdersController,
             AlertsController,
+            DispatchController,
             driver_socket,
             console_socket,
             osmand,
@@ -185,6 +199,20 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
         ),
     )
+
+
+REPLAN_ON = frozenset({"order", "vehicle", "traffic"})
+
+
+def _maybe_replan(planner: Planner, raw: bytes) -> None:
+    """Wake the planner for events that change the problem (orders, vehicles, traffic), except
+    the planner's own order updates."""
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return
+    if isinstance(event, dict) and event.get("type") in REPLAN_ON and event.get("by") != "planner":
+        planner.request()
 
 
 async def _keep_running(hub: Hub, client: aioredis.Redis, subscribed: asyncio.Event) -> None:

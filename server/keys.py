@@ -27,6 +27,8 @@ key                                  type    what it holds
 ``fleet:audit:{order id}``           stream  the order's transitions: status previous by reason at
 ``fleet:alerts``                     stream  recent alerts (node breaches, …), capped at ~10,000
 ``fleet:lease:alerts``               string  which process checks the node limits (expires)
+``fleet:route:{vehicle id}``         string  JSON: the vehicle's route (version, stops, ETAs)
+``fleet:lease:planner``              string  which process plans (expires)
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
 ``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
 ``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
@@ -55,6 +57,7 @@ GEOFENCES = PREFIX + "geofences"
 ORDERS = PREFIX + "orders"
 ALERTS = PREFIX + "alerts"
 ALERTS_LEASE = PREFIX + "lease:alerts"
+PLANNER_LEASE = PREFIX + "lease:planner"
 
 
 def live(vehicle_id: str) -> str:
@@ -111,3 +114,7 @@ def tracking_token(token_hash: str) -> str:
 
 def idempotency(key: str) -> str:
     return f"{PREFIX}idem:{key}"
+
+
+def route(vehicle_id: str) -> str:
+    return f"{PREFIX}route:{vehicle_id}"

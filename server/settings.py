@@ -198,6 +198,10 @@ class Settings:
         default=30.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often node limits are checked"),
     )
+    solver_time_limit_s: float = field(
+        default=1.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),
+    )
     console_interval_s: float = field(
         default=0.1,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),

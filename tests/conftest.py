@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from geo.roads import Roads
 from server.app import create_app
 from server.auth import token_hash
 from server.keys import staff_token
@@ -64,11 +65,11 @@ def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str
     call starts one more and returns its base URL. All stop after the test."""
     running: list[tuple[Any, threading.Thread, socket.socket]] = []
 
-    def start(**overrides: Any) -> str:
+    def start(*, roads: Roads | None = None, **overrides: Any) -> str:
         settings = Settings(
             redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning", **overrides
         )
-        server = build_server(create_app(settings), log_level="warning")
+        server = build_server(create_app(settings, roads=roads), log_level="warning")
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -87,6 +88,15 @@ def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str
     for _, thread, sock in running:
         thread.join(scaled(10))
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def andorra(tmp_path_factory: pytest.TempPathFactory) -> Roads:
+    """The real road network of Andorra, imported once per session into a temporary cache."""
+    extract = SHARED_DATA / "osm" / "andorra.osm.pbf"
+    if not extract.is_file():
+        pytest.skip(f"{extract} is absent: the Andorra tests need ../shared/data/osm")
+    return Roads.open(extract, tmp_path_factory.mktemp("roads"), progress=lambda _: None)
 
 
 @pytest.fixture

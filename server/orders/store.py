@@ -21,6 +21,7 @@ from redis.exceptions import WatchError
 from server import keys
 from server.auth import token_hash
 from server.errors import ApiError, NotFound
+from server.events import queue_event
 from server.orders.crypto import Sealer
 from server.orders.lifecycle import FINAL, TransitionError, check_transition
 from server.orders.model import AuditEntry, Customer, Order, OrderCreated, OrderIn, OrderPatch
@@ -85,6 +86,7 @@ class OrderStore:
             pipe.sadd(keys.orders_in("received"), order_id)
             pipe.set(keys.tracking_token(token_hash(token)), order_id)
             self._audit(pipe, order_id, "received", None, by, "", now)
+            queue_event(pipe, {"type": "order", "order_id": order_id, "status": "received"})
             await pipe.execute()
         return OrderCreated(order=await self.get(order_id), tracking_token=token), True
 
@@ -142,6 +144,8 @@ class OrderStore:
                     pipe.hset(key, mapping=update)
                     pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
                     self._audit(pipe, order_id, target, current, by, reason, now)
+                    event = {"type": "order", "order_id": order_id, "status": target, "by": by}
+                    queue_event(pipe, event)
                     await pipe.execute()
                     break
                 except WatchError:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,7 @@ class Hub:
         self.send_timeout_s = send_timeout_s
         self.subscribers: set[Subscriber] = set()
         self.event_hooks: list[Callable[[bytes], None]] = []  # told of every event first
+        self.route_watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
 
     def publish_position(self, raw: bytes) -> None:
         try:
@@ -92,6 +93,8 @@ class Hub:
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:
             hook(raw)
+        if b'"type": "route"' in raw:
+            self._to_drivers(raw)
         frame = b'{"type":"event","event":' + raw + b"}"
         for subscriber in self.subscribers:
             if len(subscriber.frames) < 1000:
@@ -112,6 +115,30 @@ class Hub:
                     self.publish_position(message["data"])
                 else:
                     self.publish_event(message["data"])
+
+    def _to_drivers(self, raw: bytes) -> None:
+        """Hand a route to the driver sockets of its vehicle in this process (latest wins)."""
+        try:
+            vehicle_id = str(msgspec.json.decode(raw)["vehicle_id"])
+        except (msgspec.DecodeError, KeyError, TypeError):
+            return
+        for queue in self.route_watchers.get(vehicle_id, ()):
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(raw)
+
+    @contextlib.contextmanager
+    def watch_routes(self, vehicle_id: str) -> Iterator[asyncio.Queue[bytes]]:
+        """A queue that receives the vehicle's new routes while the context is open."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
+        self.route_watchers.setdefault(vehicle_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self.route_watchers.get(vehicle_id, set())
+            watchers.discard(queue)
+            if not watchers:
+                self.route_watchers.pop(vehicle_id, None)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, bbox: BBox) -> AsyncIterator[Subscriber]:

@@ -12,16 +12,21 @@ Close codes (also in ``docs/PROTOCOL.md``):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import Any, cast
 
 from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from redis.exceptions import RedisError
 
+from geo.fences import Inside
+from server import keys
 from server.sockets import receive_frame
-from server.tracking.filters import Limits
+from server.tracking.console import Hub
+from server.tracking.filters import Fix, Limits
 from server.tracking.geofences import GeofenceTracker
 from server.tracking.ingest import Ingestor
 from server.tracking.ratelimit import TokenBucket
@@ -43,6 +48,7 @@ async def driver_socket(
     ingestor: NamedDependency[Ingestor],
     limits: NamedDependency[Limits],
     fences: NamedDependency[GeofenceTracker],
+    hub: NamedDependency[Hub],
 ) -> None:
     token = socket.query_params.get("token", "")
     await socket.accept()
@@ -52,6 +58,38 @@ async def driver_socket(
         return
     last = await ingestor.last_fix(vehicle_id)
     inside = await fences.membership(vehicle_id)
+    sending = asyncio.Lock()  # acks and pushed routes share the socket
+    with hub.watch_routes(vehicle_id) as routes:
+        current = cast("bytes | None", await ingestor.redis.get(keys.route(vehicle_id)))
+        if current is not None:
+            routes.put_nowait(current)
+        pusher = asyncio.create_task(_push_routes(socket, routes, sending))
+        try:
+            await _serve_driver(socket, vehicle_id, ingestor, limits, fences, last, inside, sending)
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+
+
+async def _push_routes(
+    socket: WebSocket[Any, Any, Any], routes: asyncio.Queue[bytes], sending: asyncio.Lock
+) -> None:
+    while True:
+        route = await routes.get()
+        await _send(socket, sending, route.decode())
+
+
+async def _serve_driver(
+    socket: WebSocket[Any, Any, Any],
+    vehicle_id: str,
+    ingestor: Ingestor,
+    limits: Limits,
+    fences: GeofenceTracker,
+    last: Fix | None,
+    inside: Inside,
+    sending: asyncio.Lock,
+) -> None:
     bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
     strikes = redis_failures = 0
     try:
@@ -62,13 +100,13 @@ async def driver_socket(
                     await socket.close(CLOSE_RATE_LIMITED, "too many messages per second")
                     return
                 message = f"at most {limits.max_messages_per_s:g} messages a second; resend later"
-                await socket.send_text(error_frame("rate_limited", message, peek_seq(frame)))
+                await _send(socket, sending, error_frame("rate_limited", message, peek_seq(frame)))
                 continue
             strikes = 0
             try:
                 batch = decode_client(frame, max_batch=limits.max_batch)
             except WireError as exc:
-                await socket.send_text(error_frame(exc.code, exc.message, exc.seq))
+                await _send(socket, sending, error_frame(exc.code, exc.message, exc.seq))
                 continue
             try:
                 result = await ingestor.ingest(vehicle_id, batch.pings, last)
@@ -78,8 +116,10 @@ async def driver_socket(
                 if redis_failures >= MAX_REDIS_FAILURES:
                     await socket.close(CLOSE_UNAVAILABLE, "state store unavailable")
                     return
-                await socket.send_text(
-                    error_frame("unavailable", "not stored; resend the batch", batch.seq)
+                await _send(
+                    socket,
+                    sending,
+                    error_frame("unavailable", "not stored; resend the batch", batch.seq),
                 )
                 continue
             redis_failures = 0
@@ -92,6 +132,11 @@ async def driver_socket(
                 duplicates=result.duplicates,
                 rejected=result.rejected,
             )
-            await socket.send_text(encode(ack).decode())
+            await _send(socket, sending, encode(ack).decode())
     except WebSocketDisconnect:
         return
+
+
+async def _send(socket: WebSocket[Any, Any, Any], sending: asyncio.Lock, text: str) -> None:
+    async with sending:
+        await socket.send_text(text)

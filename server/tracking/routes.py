@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
+import msgspec
 import redis.asyncio as aioredis
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
@@ -15,7 +16,15 @@ from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.settings import Settings
 from server.tracking import queries
-from server.tracking.vehicles import VehicleCreated, VehicleIn, create_vehicle
+from server.tracking.vehicles import (
+    Vehicle,
+    VehicleCreated,
+    VehicleIn,
+    VehiclePatch,
+    all_vehicles,
+    create_vehicle,
+    update_vehicle,
+)
 
 
 class VehiclesController(Controller):
@@ -28,6 +37,26 @@ class VehiclesController(Controller):
         self, data: JSONBody[VehicleIn], redis: NamedDependency[aioredis.Redis]
     ) -> VehicleCreated:
         return await create_vehicle(redis, data)
+
+    @patch("/{vehicle_id:str}", summary="Change a vehicle: status, capacity, skills, name")
+    async def update(
+        self,
+        vehicle_id: FromPath[str],
+        data: JSONBody[VehiclePatch],
+        redis: NamedDependency[aioredis.Redis],
+    ) -> Vehicle:
+        changed = await update_vehicle(redis, vehicle_id, data)
+        await redis.publish(
+            keys.EVENTS_CHANNEL,
+            msgspec.json.encode(
+                {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status}
+            ),
+        )
+        return changed
+
+    @get("/registry", summary="Every registered vehicle")
+    async def registry(self, redis: NamedDependency[aioredis.Redis]) -> list[Vehicle]:
+        return await all_vehicles(redis)
 
     @get("/", summary="Live positions inside a viewport")
     async def in_bbox(

@@ -1,20 +1,18 @@
-"""Vehicle registry for tracking: a record, an OsmAnd device id, a driver token (stored hashed).
-
-The dispatch issue grows the record (capacities, skills, shifts, status) and puts the API behind
-dispatcher authentication; today ``POST /vehicles`` is open on the loopback demo server.
-"""
+"""Vehicle registry: the record (capacity, skills, status), an OsmAnd device id, and a driver
+token stored hashed. A vehicle whose status is not ``available`` is never planned."""
 
 from __future__ import annotations
 
 import re
 import secrets
+from typing import Annotated, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
 
 from server import keys
 from server.auth import token_hash
-from server.errors import ApiError, BadRequest
+from server.errors import ApiError, BadRequest, NotFound
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -23,22 +21,46 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+Status = Literal["available", "maintenance", "off_shift", "broken_down"]
+Capacity = dict[str, Annotated[float, msgspec.Meta(ge=0)]]
+
+
+def _default_capacity() -> dict[str, float]:
+    return {"parcels": 100.0}
+
+
 class VehicleIn(msgspec.Struct, forbid_unknown_fields=True):
     id: str | None = None
     name: str | None = None
     device_id: str | None = None
+    capacity: Capacity = msgspec.field(default_factory=_default_capacity)
+    skills: list[str] = msgspec.field(default_factory=list)
+    status: Status = "available"
+
+
+class VehiclePatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    name: str | None = None
+    capacity: Capacity | None = None
+    skills: list[str] | None = None
+    status: Status | None = None
 
 
 class Vehicle(msgspec.Struct):
     id: str
     name: str
     device_id: str
+    capacity: dict[str, float] = msgspec.field(default_factory=_default_capacity)
+    skills: list[str] = msgspec.field(default_factory=list)
+    status: Status = "available"
 
 
 class VehicleCreated(msgspec.Struct):
     id: str
     name: str
     device_id: str
+    capacity: dict[str, float]
+    skills: list[str]
+    status: Status
     token: str  # shown once: only its hash is stored
 
 
@@ -53,7 +75,14 @@ def _check_id(value: str, field: str) -> str:
 async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreated:
     vehicle_id = _check_id(data.id, "id") if data.id else "v-" + secrets.token_hex(4)
     device_id = _check_id(data.device_id, "device_id") if data.device_id else vehicle_id
-    record = Vehicle(id=vehicle_id, name=data.name or vehicle_id, device_id=device_id)
+    record = Vehicle(
+        id=vehicle_id,
+        name=data.name or vehicle_id,
+        device_id=device_id,
+        capacity=data.capacity,
+        skills=data.skills,
+        status=data.status,
+    )
     if not await redis.hsetnx(keys.VEHICLES, vehicle_id, msgspec.json.encode(record)):
         raise Conflict(f"vehicle {vehicle_id} exists already", details={"field": "id"})
     if not await redis.set(keys.device(device_id), vehicle_id, nx=True):
@@ -61,7 +90,30 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         raise Conflict(f"device id {device_id} is taken", details={"field": "device_id"})
     token = secrets.token_urlsafe(24)  # 192 random bits
     await redis.set(keys.vehicle_token(token_hash(token)), vehicle_id)
-    return VehicleCreated(id=vehicle_id, name=record.name, device_id=device_id, token=token)
+    return VehicleCreated(
+        id=vehicle_id,
+        name=record.name,
+        device_id=device_id,
+        capacity=record.capacity,
+        skills=record.skills,
+        status=record.status,
+        token=token,
+    )
+
+
+async def all_vehicles(redis: aioredis.Redis) -> list[Vehicle]:
+    raw = cast("dict[bytes, bytes]", await redis.hgetall(keys.VEHICLES))
+    return sorted((msgspec.json.decode(v, type=Vehicle) for v in raw.values()), key=lambda v: v.id)
+
+
+async def update_vehicle(redis: aioredis.Redis, vehicle_id: str, patch: VehiclePatch) -> Vehicle:
+    raw = cast("bytes | None", await redis.hget(keys.VEHICLES, vehicle_id))
+    if raw is None:
+        raise NotFound(f"no vehicle {vehicle_id}")
+    record = msgspec.json.decode(raw, type=Vehicle)
+    changed = msgspec.structs.replace(record, **msgspec.to_builtins(patch))
+    await redis.hset(keys.VEHICLES, vehicle_id, msgspec.json.encode(changed))
+    return changed
 
 
 async def vehicle_for_token(redis: aioredis.Redis, token: str) -> str | None:

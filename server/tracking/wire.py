@@ -53,21 +53,21 @@ class Ack(msgspec.Struct, tag="ack", tag_field="type"):
 
 
 class RouteStop(msgspec.Struct):
-    id: str
-    kind: str
+    order_id: str
+    kind: str  # pickup | dropoff
     lat: float
     lon: float
-    eta: int | None = None
-    order_id: str | None = None
+    eta: int  # Unix ms
+    late_s: int = 0
 
 
 class Route(msgspec.Struct, tag="route", tag_field="type"):
-    """The vehicle's current route; ``version`` grows by one with every change."""
+    """The vehicle's current route; ``version`` grows by one with every change of its stops."""
 
     vehicle_id: str
     version: int
+    planned_at: int  # Unix ms
     stops: list[RouteStop]
-    polyline: str = ""
 
 
 class Error(msgspec.Struct, tag="error", tag_field="type"):

@@ -6,9 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from geo.roads import Roads
-from tests.conftest import SHARED_DATA
-
 TINY_OSM = """<?xml version='1.0' encoding='UTF-8'?>
 <osm version="0.6" generator="fleet tests">
   <node id="1" lat="60.000" lon="24.000" version="1"/>
@@ -43,12 +40,3 @@ def tiny_osm(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.osm"
     path.write_text(TINY_OSM)
     return path
-
-
-@pytest.fixture(scope="session")
-def andorra(tmp_path_factory: pytest.TempPathFactory) -> Roads:
-    """The real road network of Andorra, imported once per session into a temporary cache."""
-    extract = SHARED_DATA / "osm" / "andorra.osm.pbf"
-    if not extract.is_file():
-        pytest.skip(f"{extract} is absent: the Andorra tests need ../shared/data/osm")
-    return Roads.open(extract, tmp_path_factory.mktemp("roads"), progress=lambda _: None)

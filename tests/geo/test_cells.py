@@ -7,7 +7,16 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geo.cells import cell_of, cells_within_radius, center_of, children_of, k_ring, parent_of
+from geo.cells import (
+    cell_of,
+    cells_centred_in,
+    cells_near_edges,
+    cells_within_radius,
+    center_of,
+    children_of,
+    k_ring,
+    parent_of,
+)
 from geo.distance import haversine_m
 
 lats = st.floats(-80, 80)
@@ -54,3 +63,31 @@ def test_radius_candidates_cover_every_point_within_the_radius(
     other = (lat + dlat, lon + dlon)
     if haversine_m(lat, lon, *other) <= radius:
         assert cell_of(*other, res) in cells_within_radius(lat, lon, radius, res)
+
+
+@given(
+    st.floats(-60, 60),
+    st.floats(-170, 170),
+    st.lists(st.tuples(st.floats(-0.02, 0.02), st.floats(-0.02, 0.02)), min_size=3, max_size=3),
+    st.floats(0, 1),
+    st.floats(0, 1),
+    st.sampled_from([8, 9]),
+)
+def test_centred_and_edge_cells_cover_every_point_of_a_polygon(
+    lat: float,
+    lon: float,
+    offsets: list[tuple[float, float]],
+    u: float,
+    v: float,
+    res: int,
+) -> None:
+    ring = [(lat + dlat, lon + dlon) for dlat, dlon in offsets]
+    if u + v > 1:  # fold into the triangle
+        u, v = 1 - u, 1 - v
+    (a_lat, a_lon), (b_lat, b_lon), (c_lat, c_lon) = ring
+    inside = (
+        a_lat + u * (b_lat - a_lat) + v * (c_lat - a_lat),
+        a_lon + u * (b_lon - a_lon) + v * (c_lon - a_lon),
+    )
+    cover = cells_centred_in(ring, res) | cells_near_edges(ring, res)
+    assert cell_of(*inside, res) in cover

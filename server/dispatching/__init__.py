@@ -1,0 +1,1 @@
+"""The dispatch service: turns open orders and live vehicles into planned routes."""

@@ -1,0 +1,213 @@
+"""Planning rounds: open orders + available vehicles at their live positions → routes.
+
+One round (:meth:`Planner.plan_once`): snap every vehicle and stop to the road network, build the
+travel-time matrix on the live traffic weights, solve (``dispatch.solver.solve``, warm-started
+from the previous plan), then store each vehicle's route with a version that grows when its stops
+change (``fleet:route:{id}``), move newly assigned orders to ``processed``, and publish a
+``route`` event per changed route. Rounds run in one process at a time (lease
+``fleet:lease:planner``); a trigger (new or cancelled order, vehicle change, traffic event, or
+``POST /dispatch/replan``) wakes the loop, and triggers that arrive within ``debounce_s`` share a
+round.
+
+Simplifications of this first version: an order without a pickup is taken to leave with the
+vehicle (no depot trip is planned); vehicles without a live position are not planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import msgspec
+import numpy as np
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from dispatch.plan import Plan
+from dispatch.problem import Costs, Problem, Task, Vehicle
+from dispatch.solver import solve
+from geo.errors import GeoError
+from geo.roads import Roads
+from server import keys
+from server.events import queue_event
+from server.lease import Lease
+from server.orders.model import Window
+from server.orders.store import Conflict, OrderStore
+from server.tracking.queries import positions
+from server.tracking.vehicles import all_vehicles
+from server.tracking.wire import Route, RouteStop
+
+log = logging.getLogger("fleet.planner")
+PLANNABLE = ("received", "processed", "departed")
+ON_BOARD = ("picked_up", "arrived")
+
+
+@dataclass(frozen=True, slots=True)
+class RoundSummary:
+    vehicles: int
+    orders: int
+    assigned: int
+    dropped: dict[str, str]
+    changed_routes: list[str]
+    seconds: float
+
+
+def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
+    """A window as seconds from ``now`` (the planning clock's zero); none: the whole horizon."""
+    if window is None:
+        return (0, horizon)
+    start = max(0, int(window.start.timestamp() - now))
+    return (start, max(start, int(window.end.timestamp() - now)))
+
+
+class Planner:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        orders: OrderStore,
+        roads: Roads,
+        *,
+        time_limit_s: float = 1.0,
+        debounce_s: float = 0.3,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.orders = orders
+        self.roads = roads
+        self.time_limit_s = time_limit_s
+        self.debounce_s = debounce_s
+        self.clock = clock
+        self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
+        self._wake = asyncio.Event()
+        self._previous: Plan | None = None
+        self._one_at_a_time = asyncio.Lock()  # the loop and POST /dispatch/replan
+
+    def request(self) -> None:
+        """Ask for a planning round soon (cheap; many requests make one round)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.debounce_s)  # let close triggers gather
+            self._wake.clear()
+            try:
+                if await self.lease.hold():
+                    summary = await self.plan_once()
+                    log.info("planned %s", summary)
+            except (RedisError, OSError, GeoError) as exc:
+                log.warning("planning round failed: %s", exc)
+
+    async def plan_once(self) -> RoundSummary:
+        async with self._one_at_a_time:
+            return await self._plan_once()
+
+    async def _plan_once(self) -> RoundSummary:
+        started = time.perf_counter()
+        now = self.clock()
+        fleet = [v for v in await all_vehicles(self.redis) if v.status == "available"]
+        where = {p.id: p for p in await positions(self.redis, [v.id for v in fleet])}
+        fleet = [v for v in fleet if v.id in where]
+        open_orders = [
+            o for o in await self.orders.find(status=None, limit=5000, open_only=True)
+            if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
+        ]  # fmt: skip
+        snapped = []
+        for v in fleet:
+            snapped.append(self.roads.snap(where[v.id].lat, where[v.id].lon))
+        index: dict[tuple[str, str], int] = {}
+        for o in open_orders:
+            if o.pickup is not None and o.status in PLANNABLE:
+                index[(o.id, "pickup")] = len(snapped)
+                snapped.append(self.roads.snap(o.pickup.lat, o.pickup.lon))
+            index[(o.id, "dropoff")] = len(snapped)
+            snapped.append(self.roads.snap(o.dropoff.lat, o.dropoff.lon))
+        seconds = self.roads.matrix_s(snapped, snapped) if snapped else np.zeros((0, 0))
+        horizon = 2 * 24 * 3600
+        times = np.where(np.isfinite(seconds), np.ceil(seconds), horizon).astype(np.int64)
+        np.fill_diagonal(times, 0)
+        dimensions = sorted(
+            {k for v in fleet for k in v.capacity} | {k for o in open_orders for k in o.size}
+        )
+        vehicles = [
+            Vehicle(id=v.id, start=i, capacity=tuple(int(v.capacity.get(d, 0)) for d in dimensions),
+                    skills=frozenset(v.skills))
+            for i, v in enumerate(fleet)
+        ]  # fmt: skip
+        tasks = [
+            Task(
+                id=o.id,
+                pickup=index.get((o.id, "pickup")),
+                dropoff=index[(o.id, "dropoff")],
+                pickup_window=_window(now, o.pickup_window, horizon),
+                dropoff_window=_window(now, o.window, horizon),
+                pickup_service_s=int(o.pickup_service_s),
+                dropoff_service_s=int(o.service_s),
+                size=tuple(math.ceil(o.size.get(d, 0)) for d in dimensions),
+                skills=frozenset(o.skills),
+                priority=o.priority,
+                on_board=o.vehicle_id if o.status in ON_BOARD else None,
+            )
+            for o in open_orders
+        ]  # fmt: skip
+        problem = Problem(
+            times=times, vehicles=vehicles, tasks=tasks, dimensions=tuple(dimensions),
+            costs=Costs(balance=1), horizon=horizon,
+        )  # fmt: skip
+        plan = await asyncio.to_thread(
+            solve, problem, time_limit=self.time_limit_s, initial=self._previous
+        )
+        self._previous = plan
+        changed = await self._store(plan, snapped, now)
+        for route in plan.routes:
+            for visit in route.visits:
+                order = next(o for o in open_orders if o.id == visit.task_id)
+                if visit.kind == "dropoff" and order.status == "received":
+                    with contextlib.suppress(Conflict):  # another process got there first
+                        await self.orders.transition(
+                            order.id, "processed", by="planner", vehicle_id=route.vehicle_id
+                        )
+        return RoundSummary(
+            vehicles=len(vehicles),
+            orders=len(tasks),
+            assigned=sum(1 for r in plan.routes for v in r.visits if v.kind == "dropoff"),
+            dropped={d.task_id: d.reason for d in plan.dropped},
+            changed_routes=changed,
+            seconds=time.perf_counter() - started,
+        )
+
+    async def _store(self, plan: Plan, snapped: list[Any], now: float) -> list[str]:
+        """Write each route; bump the version and publish only when its stops changed."""
+        changed = []
+        for route in plan.routes:
+            stops = [
+                RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location].lat,
+                          lon=snapped[v.location].lon, eta=int((now + v.start_s) * 1000),
+                          late_s=v.late_s)
+                for v in route.visits
+            ]  # fmt: skip
+            key = keys.route(route.vehicle_id)
+            old = cast("bytes | None", await self.redis.get(key))
+            old_stops = json.loads(old)["stops"] if old else None
+            same = old_stops is not None and [(s["order_id"], s["kind"]) for s in old_stops] == [
+                (s.order_id, s.kind) for s in stops
+            ]
+            version = json.loads(old)["version"] if old else 0
+            if not same:
+                version += 1
+            document = msgspec.to_builtins(Route(route.vehicle_id, version, int(now * 1000), stops))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(key, json.dumps(document))
+                if not same:
+                    queue_event(pipe, document)
+                await pipe.execute()
+            if not same:
+                changed.append(route.vehicle_id)
+        return changed

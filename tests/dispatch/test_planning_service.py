@@ -1,0 +1,92 @@
+"""The planning service end to end: real server, Redis, Andorra's roads and driver sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+
+from geo.roads import Roads
+from tests.conftest import AUTH, scaled
+from tests.tracking.test_driver_socket import send, ws_url
+
+VANS = {"van-1": (42.5078, 1.5211), "van-2": (42.5063, 1.5215)}  # Andorra la Vella
+DROPS = [(42.5105, 1.5350), (42.5440, 1.5137), (42.4990, 1.5080)]
+
+
+def order(lat: float, lon: float) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "dropoff": {"lat": lat, "lon": lon},
+        "window": {"start": now.isoformat(), "end": (now + dt.timedelta(hours=3)).isoformat()},
+        "size": {"parcels": 1},
+    }
+
+
+async def next_route(driver: ClientConnection) -> dict[str, Any]:
+    deadline = time.monotonic() + scaled(10)
+    while time.monotonic() < deadline:
+        frame = json.loads(await asyncio.wait_for(driver.recv(), scaled(10)))
+        if frame["type"] == "route":
+            return frame
+    raise AssertionError("no route was pushed")
+
+
+async def test_orders_are_planned_and_routes_pushed_to_drivers(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    tokens = {}
+    for van in VANS:
+        answer = httpx.post(
+            f"{base}/vehicles", headers=AUTH, json={"id": van, "capacity": {"parcels": 10}}
+        )
+        tokens[van] = answer.json()["token"]
+    drivers = {
+        van: await connect(ws_url(base, f"/ws/driver?token={t}")) for van, t in tokens.items()
+    }
+    try:
+        now = int(time.time() * 1000)
+        for van, (lat, lon) in VANS.items():
+            await send(
+                drivers[van],
+                {"type": "pings", "seq": 1, "pings": [{"lat": lat, "lon": lon, "ts": now}]},
+            )
+        order_ids = [
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p)).json()["order"]["id"]
+            for p in DROPS
+        ]
+        summary = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert summary["vehicles"] == 2
+        assert summary["assigned"] == 3
+        assert summary["dropped"] == {}
+        pushed = [await next_route(d) for d in drivers.values() if True]
+        planned = {s["order_id"] for r in pushed for s in r["stops"]}
+        assert planned == set(order_ids)
+        assert all(r["version"] >= 1 for r in pushed)
+        for r in pushed:
+            etas = [s["eta"] for s in r["stops"]]
+            assert etas == sorted(etas)
+            assert all(eta >= now for eta in etas), "no ETA in the past"
+        for order_id in order_ids:
+            got = httpx.get(f"{base}/orders/{order_id}", headers=AUTH).json()
+            assert got["status"] == "processed"
+            assert got["vehicle_id"] in VANS
+        # A van taken into maintenance is never in a plan again.
+        changed = httpx.patch(
+            f"{base}/vehicles/van-1", headers=AUTH, json={"status": "maintenance"}
+        )
+        assert changed.status_code == 200
+        again = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert again["vehicles"] == 1
+        route = httpx.get(f"{base}/dispatch/routes/van-2", headers=AUTH).json()
+        assert {s["order_id"] for s in route["stops"]} == set(order_ids)
+    finally:
+        for driver in drivers.values():
+            await driver.close()
