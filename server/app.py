@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,12 @@ from server import __version__
 from server.auth import RoleCache
 from server.dispatching.planner import Planner
 from server.dispatching.routes import DispatchController
+from server.dispatching.traffic import (
+    RoadsController,
+    TrafficController,
+    keep_traffic_current,
+    reload_traffic,
+)
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
 from server.orders.alerts import NodeAlerts
@@ -116,6 +123,16 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         hub.event_hooks.append(on_event)
         planner = None
         if roads is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await reload_traffic(client, roads, time.time())
+
+            def on_traffic(raw: bytes) -> None:
+                if b'"type": "traffic"' in raw:
+                    task = asyncio.create_task(reload_traffic(client, roads, time.time()))
+                    reloads.add(task)
+                    task.add_done_callback(reloads.discard)
+
+            hub.event_hooks.insert(0, on_traffic)  # re-weight before the planner wakes
             planner = Planner(
                 client, app.state.orders, roads, time_limit_s=settings.solver_time_limit_s
             )
@@ -141,12 +158,17 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         statuses = asyncio.create_task(sweeper.run(), name="status-sweeper")
         node_alerts = asyncio.create_task(alerts.run(), name="node-alerts")
         planning = asyncio.create_task(planner.run(), name="planner") if planner else None
+        traffic_clock = (
+            asyncio.create_task(keep_traffic_current(client, roads, refresh_s=30.0))
+            if roads is not None
+            else None
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         try:
             yield
         finally:
-            for task in (fan_out, statuses, node_alerts, planning):
+            for task in (fan_out, statuses, node_alerts, planning, traffic_clock):
                 if task is None:
                     continue
                 task.cancel()
@@ -176,6 +198,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             OrdersController,
             AlertsController,
             DispatchController,
+            TrafficController,
+            RoadsController,
             driver_socket,
             console_socket,
             osmand,

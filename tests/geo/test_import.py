@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geo.engine import topology_matches
 from geo.errors import OsmImportError
 from geo.network import RoadNetwork, import_osm, load_or_import
-from geo.osm import direction, parse_maxspeed
+from geo.osm import car_allowed, direction, parse_maxspeed
+from geo.roads import Roads
 
 TINY_NODES = {1: (60.000, 24.000), 2: (60.001, 24.000), 3: (60.002, 24.000), 4: (60.001, 24.002)}
 
@@ -93,3 +95,32 @@ def test_bad_files_are_clear_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not a pbf file")
     with pytest.raises(OsmImportError, match="cannot read"):
         import_osm(garbage, progress=lambda _: None)
+
+
+def test_a_damaged_cache_is_rebuilt_not_trusted(tiny_osm: Path, tmp_path: Path) -> None:
+    """RoutingKit crashes the process on a truncated topology file: it must never see one."""
+    first = Roads.open(tiny_osm, tmp_path, progress=lambda _: None)
+    (topology,) = tmp_path.glob("*.cch")
+    (network_file,) = tmp_path.glob("*.npz")
+    head = topology / "head"
+    head.write_bytes(head.read_bytes()[:-4])
+    network_file.write_bytes(network_file.read_bytes()[:100])
+    messages: list[str] = []
+    again = Roads.open(tiny_osm, tmp_path, progress=messages.append)
+    assert any("unreadable" in m for m in messages)
+    assert np.array_equal(again.engine.matrix_ms(np.arange(4), np.arange(4)),
+                          first.engine.matrix_ms(np.arange(4), np.arange(4)))  # fmt: skip
+    assert topology_matches(topology, again.network), "the topology was written again"
+
+
+@pytest.mark.parametrize(
+    ("tags", "allowed"),
+    [
+        ({}, True), ({"access": "no"}, False), ({"access": "private"}, False),
+        ({"motor_vehicle": "no"}, False), ({"motor_vehicle": "private"}, False),
+        ({"access": "destination"}, True), ({"access": "no", "motor_vehicle": "yes"}, True),
+        ({"access": "yes", "motor_vehicle": "no"}, False), ({"vehicle": "no"}, False),
+    ],
+)  # fmt: skip
+def test_access(tags: dict[str, str], allowed: bool) -> None:
+    assert car_allowed(tags) is allowed
