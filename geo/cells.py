@@ -9,6 +9,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import h3
@@ -80,7 +81,7 @@ def _flat(ring: list[tuple[float, float]]) -> bool:
     (lat0, lon0), rest = ring[0], ring[1:]
     return all(
         abs((a_lat - lat0) * (b_lon - lon0) - (b_lat - lat0) * (a_lon - lon0)) < 1e-18
-        for (a_lat, a_lon), (b_lat, b_lon) in zip(rest, rest[1:], strict=False)
+        for (a_lat, a_lon), (b_lat, b_lon) in itertools.pairwise(rest)
     )
 
 
