@@ -8,6 +8,8 @@ weighs :data:`CLOSED`. Swapping the engine means rewriting this module only.
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,14 +34,38 @@ class NodePath:
     arcs: list[int]
 
 
+def topology_matches(topology_dir: Path, network: RoadNetwork) -> bool:
+    """Whether ``topology_dir`` holds a complete CCH topology of exactly this network.
+
+    RoutingKit trusts its files (a truncated one crashes the process), so they are checked
+    first: the arcs must be the network's, and the node order a permutation with its inverse.
+    """
+    n = network.node_count
+
+    def read(name: str) -> npt.NDArray[np.uint32]:
+        return np.fromfile(topology_dir / name, dtype="<u4")
+
+    try:
+        count, order, rank = read("node_count"), read("order"), read("rank")
+        tail, head = read("tail"), read("head")
+    except (OSError, ValueError):
+        return False
+    if count.tolist() != [n] or order.shape != (n,) or rank.shape != (n,):
+        return False
+    if not (np.array_equal(tail, network.tail) and np.array_equal(head, network.head)):
+        return False
+    if order.max(initial=0) >= n or rank.max(initial=0) >= n:
+        return False
+    return bool(np.array_equal(rank[order], np.arange(n)))
+
+
 class TravelTimeEngine:
     """Point-to-point and many-to-many travel times on one network's current weights."""
 
     def __init__(self, network: RoadNetwork, *, topology_dir: Path | None = None) -> None:
         self.network = network
         self._cch = CCH()
-        marker = topology_dir / "tail" if topology_dir is not None else None
-        if marker is not None and marker.exists():
+        if topology_dir is not None and topology_matches(topology_dir, network):
             self._cch.load_topology(str(topology_dir))
         else:
             self._cch.build_topology(
@@ -50,11 +76,23 @@ class TravelTimeEngine:
                 node_count=network.node_count,
             )
             if topology_dir is not None:
-                topology_dir.mkdir(parents=True, exist_ok=True)
-                self._cch.save_topology(str(topology_dir))
+                self._save_topology(topology_dir)
         self.weights_ms: npt.NDArray[np.int64] = network.free_flow_ms.copy()
         self._pair_index: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
         self.customize(self.weights_ms)
+
+    def _save_topology(self, topology_dir: Path) -> None:
+        """Write the topology next to the network cache, atomically (a directory renamed into
+        place), so a crash never leaves a half-written one behind."""
+        partial = topology_dir.with_name(f"{topology_dir.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        self._cch.save_topology(str(partial))
+        shutil.rmtree(topology_dir, ignore_errors=True)
+        try:
+            partial.rename(topology_dir)
+        except OSError:  # another process got there first
+            shutil.rmtree(partial, ignore_errors=True)
 
     def customize(self, weights_ms: npt.NDArray[np.int64]) -> None:
         """Use new arc weights (ms; :data:`CLOSED` for a closed arc). No rebuild."""

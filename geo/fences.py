@@ -21,6 +21,8 @@ Inside = dict[str, list[int]]  # fence id → [entered_at ms, 1 if dwell was rep
 
 @dataclass(frozen=True, slots=True)
 class Fence:
+    """A named geofence: a polygon ring and the time inside that counts as dwelling."""
+
     id: str
     name: str
     ring: tuple[tuple[float, float], ...]  # (lat, lon) corners
@@ -77,12 +79,15 @@ def polygon_cells(
 
 @dataclass(slots=True)
 class FenceIndex:
+    """Fences by H3 cell: interior cells need no exact test, boundary cells one."""
+
     resolution: int
     fences: dict[str, Fence] = field(default_factory=dict)
     cells: dict[str, list[tuple[str, bool]]] = field(default_factory=dict)  # cell → (id, exact?)
 
     @classmethod
     def build(cls, fences: Iterable[Fence], resolution: int) -> FenceIndex:
+        """Index ``fences`` at ``resolution``."""
         index = cls(resolution)
         for fence in fences:
             index.fences[fence.id] = fence

@@ -39,10 +39,12 @@ class LocalFrame:
         self._inverse = Transformer.from_crs(proj, "EPSG:4326", always_xy=True)
 
     def to_xy(self, lat: FloatArray, lon: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Degrees to ``(x, y)`` metres in this frame (vectorised)."""
         x, y = self._forward.transform(lon, lat)
         return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
     def to_latlon(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """``(x, y)`` metres in this frame back to ``(lat, lon)`` degrees (vectorised)."""
         lon, lat = self._inverse.transform(x, y)
         return np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
 
@@ -65,6 +67,7 @@ def polygon(ring_lonlat: Sequence[tuple[float, float]]) -> BaseGeometry:
 
 
 def line(points_lonlat: Sequence[tuple[float, float]]) -> BaseGeometry:
+    """A shapely line from ``[(lon, lat), …]``; raises ``ValueError`` if it has no length."""
     shape = shapely.LineString(points_lonlat)
     if shape.is_empty or shape.length == 0:
         raise ValueError("the line needs two distinct points")

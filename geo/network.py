@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ def travel_ms(
 
 @dataclass(frozen=True, slots=True, eq=False)
 class RoadNetwork:
+    """Nodes and directed arcs as plain numpy arrays (arc ``i`` runs ``tail[i]`` → ``head[i]``,
+    a straight segment between two consecutive OSM nodes of a way)."""
+
     name: str
     source_sha256: str
     node_lat: npt.NDArray[np.float64]
@@ -53,10 +57,12 @@ class RoadNetwork:
 
     @property
     def node_count(self) -> int:
+        """The number of nodes (junctions and shape points)."""
         return int(self.node_lat.shape[0])
 
     @property
     def arc_count(self) -> int:
+        """The number of directed arcs."""
         return int(self.tail.shape[0])
 
     def bbox(self) -> tuple[float, float, float, float]:
@@ -67,6 +73,8 @@ class RoadNetwork:
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
+    """What an import read, kept and dropped (the largest-component rule), and how long."""
+
     ways: int
     nodes_read: int
     arcs_read: int
@@ -75,6 +83,7 @@ class ImportReport:
     seconds: float
 
     def lines(self) -> list[str]:
+        """Human-readable progress lines."""
         dropped_nodes = self.nodes_read - self.nodes_kept
         dropped_arcs = self.arcs_read - self.arcs_kept
         return [
@@ -86,6 +95,7 @@ class ImportReport:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, in hex (names the cache)."""
     digest = hashlib.sha256()
     with path.open("rb") as file:
         for chunk in iter(lambda: file.read(1 << 20), b""):
@@ -143,10 +153,12 @@ def import_osm(
 
 
 def cache_path(cache_dir: Path, sha256: str) -> Path:
+    """Where the network of the extract with this content hash is cached."""
     return cache_dir / f"roads-{sha256[:16]}-v{CACHE_VERSION}.npz"
 
 
 def save(network: RoadNetwork, path: Path) -> None:
+    """Write the network as one ``.npz`` of plain arrays, atomically (write, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     meta = json.dumps({"name": network.name, "sha256": network.source_sha256, "v": CACHE_VERSION})
@@ -165,7 +177,8 @@ def save(network: RoadNetwork, path: Path) -> None:
 
 
 def load(path: Path) -> RoadNetwork:
-    with np.load(path, allow_pickle=False) as data:
+    """Read a network written by :func:`save` (no pickles are ever loaded)."""
+    with path.open("rb") as file, np.load(file, allow_pickle=False) as data:
         meta = json.loads(bytes(data["meta"]).decode())
         return RoadNetwork(
             name=meta["name"],
@@ -190,7 +203,7 @@ def load_or_import(
     if cached.exists():
         try:
             return load(cached)
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             progress(f"the road cache {cached} is unreadable; importing again")
     network, _ = import_osm(path, progress=progress, sha256=sha)
     save(network, cached)

@@ -7,7 +7,8 @@ arcs of the network a car may drive, between consecutive OSM nodes of each way:
   ``living_street``, ``service``;
 - ``oneway=yes|1|true`` keeps the way's direction, ``oneway=-1`` reverses it; roundabouts and
   motorways are one-way unless ``oneway=no``;
-- ``access`` or ``motor_vehicle`` = ``no`` | ``private`` excludes the way;
+- ``access`` or ``motor_vehicle`` = ``no`` | ``private`` excludes the way (the most specific
+  tag decides: ``access=no`` + ``motor_vehicle=yes`` is drivable);
 - the speed is ``maxspeed`` (``50``, ``50 km/h``, ``30 mph``; the first of ``a;b``) or the class
   default of :data:`DEFAULT_SPEED_KMH`.
 """
@@ -61,6 +62,19 @@ def parse_maxspeed(raw: str | None) -> float | None:
     return value if value > 0 else None
 
 
+def car_allowed(tags: dict[str, str]) -> bool:
+    """Whether a car may use the way: the most specific access tag present decides
+    (``motorcar``, then ``motor_vehicle``, then ``vehicle``, then ``access``).
+
+    >>> car_allowed({"access": "private"}), car_allowed({"access": "no", "motor_vehicle": "yes"})
+    (False, True)
+    """
+    for key in ("motorcar", "motor_vehicle", "vehicle", "access"):
+        if key in tags:
+            return tags[key] not in NO_ACCESS
+    return True
+
+
 def direction(tags: dict[str, str]) -> int:
     """``1`` one-way forward, ``-1`` one-way backward, ``0`` both ways."""
     oneway = tags.get("oneway", "").lower()
@@ -109,7 +123,7 @@ def read_drivable(path: Path, *, progress: Callable[[str], None] = print) -> Raw
             kind = tags.get("highway", "")
             if kind not in DEFAULT_SPEED_KMH:
                 continue
-            if tags.get("access") in NO_ACCESS or tags.get("motor_vehicle") in NO_ACCESS:
+            if not car_allowed(tags):
                 continue
             ids: list[int] = []
             for node in way.nodes:

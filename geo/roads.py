@@ -211,7 +211,10 @@ class Roads:
         o_pick, d_pick = np.argmin(o_ms, axis=1), np.argmin(d_ms, axis=1)
         core = self.engine.matrix_raw(o_nodes[rows_o, o_pick], d_nodes[rows_d, d_pick])
         o_s, d_s = o_ms[rows_o, o_pick] * 0.001, d_ms[rows_d, d_pick] * 0.001
-        total = np.where(core < CLOSED, core * 0.001, np.inf)
+        total = core.astype(np.float64)  # in place from here: 1M-entry temporaries cost ms
+        if core.max(initial=0) >= CLOSED:
+            total[core >= CLOSED] = np.inf
+        total *= 0.001
         total += o_s[:, None]
         total += d_s[None, :]
         # Same arc with the destination ahead of the origin: drive along the arc.

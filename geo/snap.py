@@ -37,6 +37,8 @@ class Snapped:
 
 @dataclass(frozen=True, slots=True)
 class SnappedPoint:
+    """Where one position meets the road network (see :class:`Snapped` for the fields)."""
+
     arc: int
     offset_m: float
     fraction: float
@@ -46,6 +48,9 @@ class SnappedPoint:
 
 
 class Snapper:
+    """Nearest-arc search over one network: a KD-tree of points sampled along the arcs, then
+    the exact distance to the candidate arcs. ``max_distance_m`` bounds the service area."""
+
     def __init__(
         self,
         network: RoadNetwork,

@@ -23,6 +23,9 @@ from geo.network import RoadNetwork
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrafficEvent:
+    """A slowdown (``factor``) or a closure over an area, from ``start_s`` to ``end_s``
+    (seconds on the caller's clock; ``None``: until removed). Validates itself."""
+
     id: str
     factor: float  # speed multiplier in (0, 1]; ignored when closed
     closed: bool = False
@@ -43,6 +46,7 @@ class TrafficEvent:
             raise TrafficEventError("end must come after start")
 
     def active(self, now_s: float) -> bool:
+        """Whether the event applies at ``now_s`` (start included, end excluded)."""
         return self.start_s <= now_s and (self.end_s is None or now_s < self.end_s)
 
 
@@ -78,6 +82,7 @@ class Traffic:
         return int(self._arcs[event.id].shape[0])
 
     def remove(self, event_id: str) -> None:
+        """Forget an event (unknown ids are ignored)."""
         self.events.pop(event_id, None)
         self._arcs.pop(event_id, None)
 
