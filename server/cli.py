@@ -166,6 +166,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
         osm = Path(args.osm_file) if args.osm_file else _default_bench_osm()
         result = routing.run(osm)
+    elif args.name == "dispatch":
+        from bench import dispatch
+
+        vrp = Path(__file__).resolve().parents[2] / "shared" / "data" / "vrp"
+        if not (vrp / "bks.csv").is_file():
+            raise StartupError(f"the benchmark instances are not at {vrp}.")
+        result = dispatch.run(
+            vrp,
+            time_limits=[float(x) for x in args.limits.split(",")],
+            sets=args.sets.split(","),
+            instances=args.instances,
+        )
     elif args.name == "ingest":
         from bench import ingest
 
@@ -262,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("name", choices=["routing", "ingest", "dispatch"], help="which benchmark")
     bench.add_argument("--osm", dest="osm_file", help="routing: road network extract (.osm.pbf)")
+    plan = bench.add_argument_group("dispatch")
+    plan.add_argument("--limits", default="1,5", help="seconds per instance, comma-separated")
+    plan.add_argument("--sets", default="solomon,homberger_200", help="instance sets")
+    plan.add_argument("--instances", type=int, help="only the first N of each set")
     load = bench.add_argument_group("ingest")
     load.add_argument("--vehicles", type=int, default=10_000, help="simulated vehicles (10000)")
     load.add_argument("--rate", type=float, default=2.0, help="pings a second per vehicle (2)")
