@@ -6,11 +6,14 @@ from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from litestar import Controller, Response, get, patch, post
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 
+from geo.errors import OutsideServiceArea
+from geo.roads import Roads
 from server.auth import staff_only
-from server.errors import BadRequest
+from server.errors import ApiError, BadRequest
 from server.orders.alerts import recent_alerts
 from server.orders.lifecycle import STATUSES
 from server.orders.model import (
@@ -20,6 +23,7 @@ from server.orders.model import (
     OrderCreated,
     OrderIn,
     OrderPatch,
+    Place,
     Window,
 )
 from server.orders.store import OrderStore
@@ -32,6 +36,20 @@ def _check_window(window: Window | None, field: str) -> None:
         raise BadRequest(f"{field} times need a time zone (e.g. Z)", details={"field": field})
     if window.end <= window.start:
         raise BadRequest(f"{field}.end must be after {field}.start", details={"field": field})
+
+
+class Unsnappable(ApiError):
+    status, code = 422, "outside_service_area"
+
+
+def _check_snappable(roads: Roads | None, place: Place, field: str) -> None:
+    """422 naming the field when the place is too far from any road (with a road network)."""
+    if roads is None:
+        return
+    try:
+        roads.snap(place.lat, place.lon)
+    except OutsideServiceArea as exc:
+        raise Unsnappable(str(exc), details={"field": field}) from None
 
 
 class OrdersController(Controller):
@@ -48,12 +66,16 @@ class OrdersController(Controller):
         self,
         data: JSONBody[OrderIn],
         orders: NamedDependency[OrderStore],
+        state: State,
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", max_length=200)
         ] = None,
     ) -> Response[OrderCreated]:
         _check_window(data.window, "window")
         _check_window(data.pickup_window, "pickup_window")
+        _check_snappable(state.get("roads"), data.dropoff, "dropoff")
+        if data.pickup is not None:
+            _check_snappable(state.get("roads"), data.pickup, "pickup")
         created, new = await orders.create(data, idempotency_key=idempotency_key, by="api")
         return Response(created, status_code=201 if new else 200)
 

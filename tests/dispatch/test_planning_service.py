@@ -90,3 +90,16 @@ async def test_orders_are_planned_and_routes_pushed_to_drivers(
     finally:
         for driver in drivers.values():
             await driver.close()
+
+
+def test_an_order_far_from_any_road_is_refused_with_422(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    answer = httpx.post(f"{base}/orders", headers=AUTH, json=order(43.5, 1.52))  # 110 km north
+    assert answer.status_code == 422
+    error = answer.json()["error"]
+    assert error["code"] == "outside_service_area"
+    assert error["details"] == {"field": "dropoff"}
+    assert "outside the service area" in error["message"]
+    assert httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[0])).status_code == 201
