@@ -29,6 +29,7 @@ key                                  type    what it holds
 ``fleet:lease:alerts``               string  which process checks the node limits (expires)
 ``fleet:route:{vehicle id}``         string  JSON: the vehicle's route (version, stops, ETAs)
 ``fleet:lease:planner``              string  which process plans (expires)
+``fleet:stats:failures``             hash    failed-delivery reason → count
 ``fleet:traffic``                    hash    traffic event id → JSON (the API body, created)
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
 ``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
@@ -60,6 +61,7 @@ ALERTS = PREFIX + "alerts"
 ALERTS_LEASE = PREFIX + "lease:alerts"
 PLANNER_LEASE = PREFIX + "lease:planner"
 TRAFFIC = PREFIX + "traffic"
+FAILURES = PREFIX + "stats:failures"
 
 
 def live(vehicle_id: str) -> str:

@@ -198,6 +198,12 @@ class Settings:
         default=30.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often node limits are checked"),
     )
+    failed_policy: str = field(
+        default="retry",
+        metadata=_meta(
+            _parse_choice("retry", "return"), "after a failed delivery: retry or return"
+        ),
+    )
     solver_time_limit_s: float = field(
         default=1.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),

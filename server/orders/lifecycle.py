@@ -78,3 +78,23 @@ def breaches(nodes: dict[str, int], now_ms: int, limits: NodeLimits) -> list[str
     if "received" in nodes and end - nodes["received"] > limits.lead_time_s * 1000:
         found.append("lead_time")
     return found
+
+
+FORWARD = ("received", "processed", "departed", "picked_up", "arrived", "delivered")
+
+
+def steps_to(current: str, target: str) -> list[str]:
+    """The statuses to pass through, in order, to move ``current`` to ``target``: a driver who
+    reports a later node directly (``delivered`` while still ``processed``) passes the nodes in
+    between, each timestamped then.
+
+    >>> steps_to("processed", "arrived")
+    ['departed', 'picked_up', 'arrived']
+    >>> steps_to("processed", "failed")
+    ['departed', 'picked_up', 'arrived', 'failed']
+    """
+    if target == "failed" and current in FORWARD[:4]:  # a delivery fails at the door
+        return [*steps_to(current, "arrived"), "failed"]
+    if current in FORWARD and target in FORWARD and FORWARD.index(current) < FORWARD.index(target):
+        return list(FORWARD[FORWARD.index(current) + 1 : FORWARD.index(target) + 1])
+    return [target]

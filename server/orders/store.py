@@ -23,7 +23,7 @@ from server.auth import token_hash
 from server.errors import ApiError, NotFound
 from server.events import queue_event
 from server.orders.crypto import Sealer
-from server.orders.lifecycle import FINAL, TransitionError, check_transition
+from server.orders.lifecycle import FINAL, TransitionError, check_transition, steps_to
 from server.orders.model import AuditEntry, Customer, Order, OrderCreated, OrderIn, OrderPatch
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -151,6 +151,13 @@ class OrderStore:
                 except WatchError:
                     continue
         return await self.get(order_id)
+
+    async def advance(self, order_id: str, target: str, *, by: str, reason: str = "") -> Order:
+        """Move the order to ``target`` through the nodes in between (see ``steps_to``)."""
+        order = await self.get(order_id)
+        for status in steps_to(order.status, target):
+            order = await self.transition(order_id, status, by=by, reason=reason)
+        return order
 
     async def update(self, order_id: str, patch: OrderPatch) -> Order:
         """Change what may still change: only before the vehicle has left."""

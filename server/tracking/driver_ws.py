@@ -24,14 +24,25 @@ from redis.exceptions import RedisError
 
 from geo.fences import Inside
 from server import keys
+from server.orders.store import OrderStore
+from server.settings import Settings
 from server.sockets import receive_frame
 from server.tracking.console import Hub
 from server.tracking.filters import Fix, Limits
 from server.tracking.geofences import GeofenceTracker
 from server.tracking.ingest import Ingestor
 from server.tracking.ratelimit import TokenBucket
+from server.tracking.stops import StopHandler
 from server.tracking.vehicles import vehicle_for_token
-from server.tracking.wire import Ack, WireError, decode_client, encode, error_frame, peek_seq
+from server.tracking.wire import (
+    Ack,
+    StopEvent,
+    WireError,
+    decode_client,
+    encode,
+    error_frame,
+    peek_seq,
+)
 
 log = logging.getLogger("fleet.driver")
 
@@ -49,6 +60,8 @@ async def driver_socket(
     limits: NamedDependency[Limits],
     fences: NamedDependency[GeofenceTracker],
     hub: NamedDependency[Hub],
+    orders: NamedDependency[OrderStore],
+    settings: NamedDependency[Settings],
 ) -> None:
     token = socket.query_params.get("token", "")
     await socket.accept()
@@ -65,7 +78,10 @@ async def driver_socket(
             routes.put_nowait(current)
         pusher = asyncio.create_task(_push_routes(socket, routes, sending))
         try:
-            await _serve_driver(socket, vehicle_id, ingestor, limits, fences, last, inside, sending)
+            stops = StopHandler(orders, ingestor.redis, vehicle_id, settings.failed_policy)
+            await _serve_driver(
+                socket, vehicle_id, ingestor, limits, fences, stops, last, inside, sending
+            )
         finally:
             pusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -86,6 +102,7 @@ async def _serve_driver(
     ingestor: Ingestor,
     limits: Limits,
     fences: GeofenceTracker,
+    stops: StopHandler,
     last: Fix | None,
     inside: Inside,
     sending: asyncio.Lock,
@@ -107,6 +124,9 @@ async def _serve_driver(
                 batch = decode_client(frame, max_batch=limits.max_batch)
             except WireError as exc:
                 await _send(socket, sending, error_frame(exc.code, exc.message, exc.seq))
+                continue
+            if isinstance(batch, StopEvent):
+                await _send(socket, sending, await stops.handle(batch))
                 continue
             try:
                 result = await ingestor.ingest(vehicle_id, batch.pings, last)

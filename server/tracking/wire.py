@@ -37,7 +37,27 @@ class PingBatch(msgspec.Struct, tag="pings", tag_field="type", frozen=True):
     pings: list[Ping]
 
 
-ClientMessage = PingBatch
+StopKind = Literal["arrived", "picked_up", "delivered", "failed"]
+FailureReason = Literal["customer_absent", "refused", "address_wrong", "other"]
+
+
+class StopEvent(msgspec.Struct, tag="stop", tag_field="type", frozen=True):
+    """The driver reports what happened at a stop of one of its orders."""
+
+    seq: int
+    order_id: str
+    event: StopKind
+    reason: FailureReason | None = None  # required with ``failed``
+    proof: str | None = None  # a proof-of-delivery reference (photo id, signature id)
+
+
+class StopAck(msgspec.Struct, tag="stop_ack", tag_field="type"):
+    seq: int
+    order_id: str
+    status: str
+
+
+ClientMessage = PingBatch | StopEvent
 
 
 class Rejection(msgspec.Struct):
@@ -86,7 +106,7 @@ class WireError(ValueError):
         self.seq = seq
 
 
-_decoder = msgspec.json.Decoder(ClientMessage)
+_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 
 
@@ -99,6 +119,10 @@ def decode_client(frame: str | bytes, *, max_batch: int) -> ClientMessage:
         raise WireError("invalid_message", str(exc), peek_seq(frame)) from None
     except msgspec.DecodeError as exc:
         raise WireError("invalid_json", f"not valid JSON: {exc}") from None
+    if isinstance(message, StopEvent):
+        if message.event == "failed" and message.reason is None:
+            raise WireError("invalid_message", "a failed stop needs a reason", message.seq)
+        return message
     if not message.pings:
         raise WireError("empty_batch", "a batch holds at least one ping", message.seq)
     if len(message.pings) > max_batch:
@@ -120,7 +144,7 @@ def peek_seq(frame: str | bytes) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
-def encode(message: Ack | Error | Route) -> bytes:
+def encode(message: Ack | StopAck | Error | Route) -> bytes:
     return _encoder.encode(message)
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import redis
 from websockets.asyncio.client import ClientConnection, connect
 
 from geo.roads import Roads
@@ -103,3 +104,75 @@ def test_an_order_far_from_any_road_is_refused_with_422(
     assert error["details"] == {"field": "dropoff"}
     assert "outside the service area" in error["message"]
     assert httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[0])).status_code == 201
+
+
+async def reply_to(driver: ClientConnection, message: dict[str, Any]) -> dict[str, Any]:
+    """Send a message and return the answer with its seq (route pushes may come first)."""
+    await driver.send(json.dumps(message))
+    deadline = time.monotonic() + scaled(10)
+    while time.monotonic() < deadline:
+        frame = json.loads(await asyncio.wait_for(driver.recv(), scaled(10)))
+        if frame.get("seq") == message["seq"] and frame["type"] != "route":
+            return frame
+    raise AssertionError("no answer")
+
+
+async def test_drivers_report_stops_and_failures_go_back_to_the_planner(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "solo"}).json()["token"]
+    other = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": "idle", "status": "maintenance"}
+    )
+    assert other.status_code == 201
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        lat, lon = VANS["van-1"]
+        ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
+        await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+        done, missed = (
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p)).json()["order"]["id"]
+            for p in DROPS[:2]
+        )
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 2
+        delivered = await reply_to(
+            driver,
+            {"type": "stop", "seq": 10, "order_id": done, "event": "delivered", "proof": "photo-1"},
+        )
+        assert delivered == {"type": "stop_ack", "seq": 10, "order_id": done, "status": "delivered"}
+        audit = httpx.get(f"{base}/orders/{done}/audit", headers=AUTH).json()
+        assert [a["status"] for a in audit] == [
+            "received", "processed", "departed", "picked_up", "arrived", "delivered"
+        ]  # fmt: skip
+        assert audit[-1]["reason"] == "proof photo-1"
+        failed = await reply_to(
+            driver,
+            {
+                "type": "stop",
+                "seq": 11,
+                "order_id": missed,
+                "event": "failed",
+                "reason": "customer_absent",
+            },
+        )
+        assert failed["status"] == "received", "back to the planner for another attempt"
+        no_reason = await reply_to(
+            driver, {"type": "stop", "seq": 12, "order_id": missed, "event": "failed"}
+        )
+        assert no_reason["code"] == "invalid_message"
+        unknown = await reply_to(
+            driver, {"type": "stop", "seq": 13, "order_id": "o-none", "event": "arrived"}
+        )
+        assert unknown["code"] == "unknown_order"
+        again = await reply_to(
+            driver,
+            {"type": "stop", "seq": 14, "order_id": done, "event": "failed", "reason": "other"},
+        )
+        assert again["code"] == "invalid_transition", "a delivered order cannot fail"
+
+    client = redis.Redis.from_url(redis_url)
+    assert client.hgetall("fleet:stats:failures") == {
+        b"customer_absent": b"1",
+        b"other": b"0",
+    } or client.hgetall("fleet:stats:failures") == {b"customer_absent": b"1"}
+    client.close()
