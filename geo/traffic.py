@@ -104,11 +104,6 @@ class Traffic:
         return np.where(factor > 0, np.minimum(slowed, CLOSED - 1), CLOSED)
 
 
-def touched_share(traffic: Traffic, event: TrafficEvent) -> float:
-    """The share of the network's arcs an event touches (for benchmarks and reports)."""
-    return len(traffic.arcs_of(event)) / max(1, traffic.network.arc_count)
-
-
 def square_around(
     frame: LocalFrame, lat: float, lon: float, half_side_m: float
 ) -> list[tuple[float, float]]:

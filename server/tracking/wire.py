@@ -150,8 +150,3 @@ def encode(message: Ack | StopAck | Error | Route) -> bytes:
 
 def error_frame(code: str, message: str, seq: int | None = None) -> str:
     return encode(Error(code=code, message=message, seq=seq)).decode()
-
-
-ErrorCode = Literal[
-    "invalid_json", "invalid_message", "empty_batch", "batch_too_large", "rate_limited"
-]
