@@ -32,8 +32,9 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.exceptions import RedisError
 
 from geo.roads import Roads
-from server import __version__
+from server import __version__, keys
 from server.auth import RoleCache
+from server.dispatching.etas import EtaRefresher
 from server.dispatching.planner import Planner
 from server.dispatching.routes import DispatchController
 from server.dispatching.traffic import (
@@ -44,6 +45,7 @@ from server.dispatching.traffic import (
 )
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
+from server.lease import Lease, run_leased
 from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
@@ -158,6 +160,18 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         statuses = asyncio.create_task(sweeper.run(), name="status-sweeper")
         node_alerts = asyncio.create_task(alerts.run(), name="node-alerts")
         planning = asyncio.create_task(planner.run(), name="planner") if planner else None
+        eta_refresh = None
+        if roads is not None:
+            refresher = EtaRefresher(client, app.state.orders, roads)
+            eta_refresh = asyncio.create_task(
+                run_leased(
+                    Lease(client, keys.ETAS_LEASE, ttl_s=3 * settings.eta_refresh_s),
+                    refresher.refresh,
+                    interval_s=settings.eta_refresh_s,
+                    log=log,
+                ),
+                name="eta-refresh",
+            )
         traffic_clock = (
             asyncio.create_task(keep_traffic_current(client, roads, refresh_s=30.0))
             if roads is not None
@@ -168,7 +182,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         try:
             yield
         finally:
-            for task in (fan_out, statuses, node_alerts, planning, traffic_clock):
+            for task in (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh):
                 if task is None:
                     continue
                 task.cancel()

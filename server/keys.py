@@ -29,6 +29,7 @@ key                                  type    what it holds
 ``fleet:lease:alerts``               string  which process checks the node limits (expires)
 ``fleet:route:{vehicle id}``         string  JSON: the vehicle's route (version, stops, ETAs)
 ``fleet:lease:planner``              string  which process plans (expires)
+``fleet:lease:etas``                 string  which process refreshes ETAs (expires)
 ``fleet:stats:failures``             hash    failed-delivery reason → count
 ``fleet:traffic``                    hash    traffic event id → JSON (the API body, created)
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
@@ -60,6 +61,7 @@ ORDERS = PREFIX + "orders"
 ALERTS = PREFIX + "alerts"
 ALERTS_LEASE = PREFIX + "lease:alerts"
 PLANNER_LEASE = PREFIX + "lease:planner"
+ETAS_LEASE = PREFIX + "lease:etas"
 TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
 

@@ -204,6 +204,10 @@ class Settings:
             _parse_choice("retry", "return"), "after a failed delivery: retry or return"
         ),
     )
+    eta_refresh_s: float = field(
+        default=15.0,
+        metadata=_meta(_parse_float(0.0, lo_open=True), "how often live ETAs are recomputed"),
+    )
     solver_time_limit_s: float = field(
         default=1.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),

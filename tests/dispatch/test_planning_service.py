@@ -7,13 +7,19 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import redis
+import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
 from geo.roads import Roads
+from server import keys
+from server.dispatching.etas import EtaRefresher
+from server.orders.crypto import Sealer, load_or_create_key
+from server.orders.store import OrderStore
 from tests.conftest import AUTH, scaled
 from tests.tracking.test_driver_socket import send, ws_url
 
@@ -171,8 +177,41 @@ async def test_drivers_report_stops_and_failures_go_back_to_the_planner(
         assert again["code"] == "invalid_transition", "a delivered order cannot fail"
 
     client = redis.Redis.from_url(redis_url)
-    assert client.hgetall("fleet:stats:failures") == {
-        b"customer_absent": b"1",
-        b"other": b"0",
-    } or client.hgetall("fleet:stats:failures") == {b"customer_absent": b"1"}
+    assert client.hgetall(keys.FAILURES) == {b"customer_absent": b"1"}, (
+        "a rejected report counts nothing"
+    )
     client.close()
+
+
+async def test_etas_follow_the_clock_and_flag_late_risk(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "eta-van"}).json()["token"]
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        lat, lon = VANS["van-1"]
+        ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
+        await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+    order_id = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[1])).json()["order"][
+        "id"
+    ]
+    assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+    planned = httpx.get(f"{base}/dispatch/routes/eta-van", headers=AUTH).json()
+    client = aioredis.Redis.from_url(redis_url)
+    orders = OrderStore(client, Sealer(load_or_create_key(tmp_path)))
+    later = time.time() + 3600  # an hour on, the van has not moved
+    refresher = EtaRefresher(client, orders, andorra, clock=lambda: later)
+    [event] = await refresher.refresh()
+    [stop] = event["stops"]
+    assert stop["order_id"] == order_id
+    assert stop["eta"] >= int(later * 1000), "never an ETA in the past"
+    assert stop["eta"] > planned["stops"][0]["eta"] + 3_000_000
+    assert event["version"] == planned["version"], "the stops did not change"
+    assert event["late_risk"] == []
+    much_later = EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600)
+    [late] = await much_later.refresh()
+    assert late["late_risk"] == [order_id], "past the window's end"
+    assert (
+        await EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600).refresh() == []
+    )
+    await client.aclose()

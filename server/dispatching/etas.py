@@ -1,0 +1,106 @@
+"""Live ETAs: every stop still ahead, from the vehicle's current position on current traffic.
+
+Between planning rounds the world moves: the vehicle drives (or does not), traffic changes. Every
+``interval_s`` the planner's process walks each route from the vehicle's live position — travel
+time on the current weights, waiting for a window to open, service time — and, for the routes
+whose ETAs moved by more than ``threshold_s``, rewrites them (same version: the stops did not
+change) and publishes an ``eta`` event; a stop whose ETA passes its window's end is flagged
+``late_risk``. ETAs are never before now.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any, cast
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from geo.errors import GeoError
+from geo.roads import Roads
+from server import keys
+from server.events import queue_event
+from server.orders.lifecycle import FINAL
+from server.orders.store import OrderStore
+from server.tracking.queries import positions
+from server.tracking.vehicles import all_vehicles
+
+
+class EtaRefresher:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        orders: OrderStore,
+        roads: Roads,
+        *,
+        threshold_s: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.redis = redis
+        self.orders = orders
+        self.roads = roads
+        self.threshold_s = threshold_s
+        self.clock = clock
+
+    async def refresh(self) -> list[dict[str, Any]]:
+        """One pass over every route; the ``eta`` events it published."""
+        now = self.clock()
+        vehicles = [v.id for v in await all_vehicles(self.redis)]
+        where = {p.id: p for p in await positions(self.redis, vehicles)}
+        events = []
+        for vehicle_id in vehicles:
+            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+            if raw is None or vehicle_id not in where:
+                continue
+            route = json.loads(raw)
+            event = await self._refresh_route(route, where[vehicle_id], now)
+            if event is not None:
+                events.append(event)
+        return events
+
+    async def _refresh_route(
+        self, route: dict[str, Any], position: Any, now: float
+    ) -> dict[str, Any] | None:
+        ahead = []
+        for stop in route["stops"]:
+            order = await self.orders.get(stop["order_id"])
+            done = order.status in FINAL or (
+                stop["kind"] == "pickup" and order.status in ("picked_up", "arrived")
+            )
+            if not done:
+                ahead.append((stop, order))
+        if not ahead:
+            return None
+        try:
+            points = [self.roads.snap(position.lat, position.lon)]
+            points += [self.roads.snap(s["lat"], s["lon"]) for s, _ in ahead]
+        except GeoError:
+            return None
+        legs = self.roads.matrix_s(points, points)
+        clock, moved, late = now, False, []
+        for i, (stop, order) in enumerate(ahead):
+            leg = float(legs[i, i + 1])
+            clock += leg if np.isfinite(leg) else 0.0
+            window = (
+                order.window if stop["kind"] == "dropoff" else (order.pickup_window or order.window)
+            )
+            eta = max(clock, window.start.timestamp(), now)
+            if abs(eta * 1000 - stop["eta"]) > self.threshold_s * 1000:
+                moved = True
+            stop["eta"] = int(eta * 1000)
+            stop["late_risk"] = eta > window.end.timestamp()
+            if stop["late_risk"]:
+                late.append(stop["order_id"])
+            clock = eta + (order.service_s if stop["kind"] == "dropoff" else order.pickup_service_s)
+        if not moved:
+            return None
+        route["stops"] = [s for s, _ in ahead]
+        event = {"type": "eta", "vehicle_id": route["vehicle_id"], "version": route["version"],
+                 "stops": route["stops"], "late_risk": late, "at": int(now * 1000)}  # fmt: skip
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.route(route["vehicle_id"]), json.dumps(route))
+            queue_event(pipe, event)
+            await pipe.execute()
+        return event
