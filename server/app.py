@@ -60,6 +60,10 @@ from server.tracking.ingest import Ingestor
 from server.tracking.osmand import osmand
 from server.tracking.routes import VehiclesController
 from server.tracking.status import StatusSweeper
+from server.web.basemap import BasemapController
+from server.web.console import ConsoleDataController
+from server.web.pages import PagesController, static_router
+from server.web.tracking import TrackingController, Watchers, tracking_socket
 
 log = logging.getLogger("fleet.server")
 
@@ -123,6 +127,10 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 task.add_done_callback(reloads.discard)
 
         hub.event_hooks.append(on_event)
+        watchers = Watchers()  # customer tracking sockets
+        hub.event_hooks.append(watchers.on_event)
+        hub.position_hooks.append(watchers.on_position)
+        app.state.track_watchers = watchers
         planner = None
         if roads is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -217,6 +225,12 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             driver_socket,
             console_socket,
             osmand,
+            PagesController,
+            BasemapController,
+            ConsoleDataController,
+            TrackingController,
+            tracking_socket,
+            static_router(),
         ],
         lifespan=[redis_lifespan],
         dependencies={

@@ -222,6 +222,26 @@ class Settings:
             _parse_float(0.0, lo_open=True), "a console send slower than this closes it"
         ),
     )
+    tile_url: str = field(
+        default="",
+        metadata=_meta(
+            _parse_str,
+            "raster tile URL template ({z}/{x}/{y}) for the web maps; empty = offline road basemap",
+        ),
+    )
+    tracking_visible_stops: int = field(
+        default=3,
+        metadata=_meta(
+            _parse_int(0, 1000),
+            "customers see the vehicle when their stop is at most this many stops away (0 = never)",
+        ),
+    )
+    tracking_visible_m: float = field(
+        default=2000.0,
+        metadata=_meta(
+            _parse_float(0.0), "… or when the vehicle is at most this many metres away (0 = never)"
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta(_parse_choice("debug", "info", "warning", "error"), "log verbosity"),

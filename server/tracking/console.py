@@ -78,6 +78,7 @@ class Hub:
         self.send_timeout_s = send_timeout_s
         self.subscribers: set[Subscriber] = set()
         self.event_hooks: list[Callable[[bytes], None]] = []  # told of every event first
+        self.position_hooks: list[Callable[[str], None]] = []  # told the id of each move
         self.route_watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
 
     def publish_position(self, raw: bytes) -> None:
@@ -89,6 +90,8 @@ class Hub:
             return
         for subscriber in self.subscribers:
             subscriber.offer(vehicle_id, lon, lat, raw)
+        for hook in self.position_hooks:
+            hook(vehicle_id)
 
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:

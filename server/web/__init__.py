@@ -1,0 +1,1 @@
+"""The web faces served by the server: pages, static files, the offline basemap, tracking."""

@@ -1,0 +1,165 @@
+"""Read models for the dispatcher console (staff token required), under ``/web``.
+
+- ``GET /web/fleet``: every vehicle with its record status, connection status, live position and
+  current route, in one answer (the console's vehicles panel and route colours);
+- ``GET /web/kpis``: the KPI strip (on-time rate, open orders, active vehicles, utilisation);
+- ``GET /web/density?bbox=&res=``: live vehicles counted per H3 cell, with the cells' corners;
+- ``GET /web/routes/{vehicle}``: a vehicle's route with its road geometry from the live position
+  through every stop, on current traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import Counter
+from typing import Annotated, Any, cast
+
+import redis.asyncio as aioredis
+from litestar import Controller, get
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+
+from geo.cells import cell_corners, parent_of
+from geo.errors import GeoError
+from geo.roads import Roads
+from server import keys
+from server.auth import staff_only
+from server.errors import BadRequest, NotFound
+from server.orders.lifecycle import FINAL, STATUSES
+from server.orders.store import OrderStore
+from server.tracking.queries import parse_bbox, positions, vehicles_in_bbox
+from server.tracking.vehicles import all_vehicles
+
+DENSITY_CELLS_MAX = 5000
+
+
+async def _routes(redis: aioredis.Redis, ids: list[str]) -> list[dict[str, Any] | None]:
+    async with redis.pipeline(transaction=False) as pipe:
+        for vehicle_id in ids:
+            pipe.get(keys.route(vehicle_id))
+        raw = cast("list[bytes | None]", await pipe.execute())
+    return [json.loads(r) if r else None for r in raw]
+
+
+def _road_path(roads: Roads, points: list[tuple[float, float]]) -> list[list[float]]:
+    path: list[list[float]] = []
+    for a, b in itertools.pairwise(points):
+        try:
+            leg = roads.route(a, b).points
+        except GeoError:
+            leg = [a, b]
+        path += [[round(p[0], 6), round(p[1], 6)] for p in leg]
+    return path
+
+
+class ConsoleDataController(Controller):
+    path = "/web"
+    tags = ["web"]  # noqa: RUF012 - Litestar reads this class attribute
+    guards = [staff_only]  # noqa: RUF012
+
+    @get("/fleet", summary="Every vehicle: record, connection status, position, route")
+    async def fleet(self, redis: NamedDependency[aioredis.Redis]) -> dict[str, Any]:
+        records = await all_vehicles(redis)
+        ids = [v.id for v in records]
+        where = {p.id: p for p in await positions(redis, ids)}
+        status = cast("dict[bytes, bytes]", await redis.hgetall(keys.STATUS))
+        routes = await _routes(redis, ids)
+        vehicles = []
+        for record, route in zip(records, routes, strict=True):
+            p = where.get(record.id)
+            vehicles.append(
+                {
+                    "id": record.id,
+                    "name": record.name,
+                    "status": record.status,
+                    "capacity": record.capacity,
+                    "skills": record.skills,
+                    "connection": status.get(record.id.encode(), b"unknown").decode(),
+                    "position": None
+                    if p is None
+                    else {
+                        "lat": p.lat,
+                        "lon": p.lon,
+                        "ts": p.ts,
+                        "speed": p.speed,
+                        "heading": p.heading,
+                    },
+                    "route": route,
+                }
+            )
+        return {"vehicles": vehicles, "at": int(time.time() * 1000)}
+
+    @get("/kpis", summary="On-time rate, open orders, active vehicles, utilisation")
+    async def kpis(
+        self, redis: NamedDependency[aioredis.Redis], orders: NamedDependency[OrderStore]
+    ) -> dict[str, Any]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for status in STATUSES:
+                pipe.scard(keys.orders_in(status))
+            pipe.hgetall(keys.STATUS)
+            pipe.hgetall(keys.FAILURES)
+            *counts, connection, failures = await pipe.execute()
+        by_status = dict(zip(STATUSES, counts, strict=True))
+        delivered = await orders.find(status="delivered", limit=5000)
+        on_time = sum(1 for o in delivered if o.nodes["delivered"] <= o.window.end)
+        records = await all_vehicles(redis)
+        available = [v.id for v in records if v.status == "available"]
+        routes = await _routes(redis, available)
+        busy = sum(1 for r in routes if r and r.get("stops"))
+        online = Counter(v.decode() for v in connection.values())
+        return {
+            "on_time_rate": on_time / len(delivered) if delivered else None,
+            "delivered": len(delivered),
+            "open_orders": sum(n for s, n in by_status.items() if s not in FINAL),
+            "unassigned": by_status["received"],
+            "orders_by_status": by_status,
+            "active_vehicles": online.get("online", 0),
+            "vehicles": len(records),
+            "utilisation": busy / len(available) if available else None,
+            "failures": {k.decode(): int(v) for k, v in failures.items()},
+            "eta_error_s": None,  # measured by the simulator's report, not live yet
+        }
+
+    @get("/density", summary="Live vehicles per H3 cell inside a viewport")
+    async def density(
+        self,
+        redis: NamedDependency[aioredis.Redis],
+        bbox: Annotated[str, QueryParameter(description="min_lon,min_lat,max_lon,max_lat")] = (
+            "-180,-90,180,90"
+        ),
+        res: Annotated[int, QueryParameter(ge=0, le=9)] = 8,
+    ) -> list[dict[str, Any]]:
+        try:
+            box = parse_bbox([float(v) for v in bbox.split(",")])
+        except ValueError as exc:
+            raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
+        cells: Counter[str] = Counter()
+        for p in await vehicles_in_bbox(redis, box):
+            if p.cell:
+                cells[parent_of(p.cell, res) if res < len(p.cell) else p.cell] += 1
+        return [
+            {"cell": c, "count": n, "boundary": [list(x) for x in cell_corners(c)]}
+            for c, n in cells.most_common(DENSITY_CELLS_MAX)
+        ]
+
+    @get("/routes/{vehicle_id:str}", summary="A vehicle's route with its road geometry")
+    async def route(
+        self, vehicle_id: FromPath[str], redis: NamedDependency[aioredis.Redis], state: State
+    ) -> dict[str, Any]:
+        (route,) = await _routes(redis, [vehicle_id])
+        if route is None:
+            raise NotFound(f"no route for vehicle {vehicle_id}")
+        found = await positions(redis, [vehicle_id])
+        points = [(found[0].lat, found[0].lon)] if found else []
+        points += [(s["lat"], s["lon"]) for s in route["stops"]]
+        roads = cast("Roads | None", state.get("roads"))
+        geometry = (
+            await asyncio.to_thread(_road_path, roads, points)
+            if roads is not None
+            else [list(p) for p in points]
+        )
+        return {"route": route, "geometry": geometry}

@@ -1,0 +1,267 @@
+"""Customer tracking: ``GET /track/{token}`` and ``/ws/track/{token}``; the token is the key.
+
+What a customer sees (:func:`customer_view`, pure): the order's status, its timeline of time
+nodes, the promised window, the live ETA of the drop-off and whether it is at risk of being late,
+and the vehicle — but only when it is close, as Google Fleet Engine does: when the customer's stop
+is at most ``FLEET_TRACKING_VISIBLE_STOPS`` stops away (1 = the next stop) or the vehicle is at
+most ``FLEET_TRACKING_VISIBLE_M`` metres from the drop-off. Otherwise only the coarse H3 cell
+(resolution 7, about 5 km²) the vehicle is in. Never the customer's name, phone or address text,
+never another order. A token that matches no order, or one whose order ended more than
+``LINK_LIFETIME_S`` ago, answers 404.
+
+The socket sends the same view (``{"type": "track", …}``) on connect and again whenever it
+changes: woken by the order's events, its vehicle's ``route``/``eta`` events and positions (through
+:class:`Watchers`, fed by the console hub), at most every ``MIN_INTERVAL_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+from litestar import Controller, WebSocket, get, websocket
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath
+
+from geo.cells import cell_corners, cell_of
+from geo.distance import haversine_m
+from server import keys
+from server.errors import NotFound
+from server.orders.lifecycle import FINAL
+from server.orders.model import AuditEntry, Order
+from server.orders.store import OrderStore
+from server.settings import Settings
+from server.sockets import receive_frame
+from server.tracking.queries import Position, positions
+
+log = logging.getLogger("fleet.tracking")
+
+AREA_RESOLUTION = 7
+LINK_LIFETIME_S = 7 * 24 * 3600
+MIN_INTERVAL_S = 1.0
+REFRESH_S = 30.0  # re-send anyway (the clock moves: stale positions, windows)
+CLOSE_UNKNOWN = 4004
+ON_THE_WAY = ("processed", "departed", "picked_up", "arrived")
+
+
+def _ms(when: Any) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def customer_view(
+    order: Order,
+    audit: Iterable[AuditEntry],
+    route: dict[str, Any] | None,
+    position: Position | None,
+    *,
+    visible_stops: int,
+    visible_m: float,
+    now_ms: int,
+) -> dict[str, Any]:
+    """What the holder of the order's tracking link may see, as JSON-ready data."""
+    timeline = []
+    for entry in audit:
+        item: dict[str, Any] = {"status": entry.status, "at": _ms(entry.at)}
+        if entry.status == "failed" and entry.reason:
+            item["reason"] = entry.reason
+        timeline.append(item)
+    eta = late_risk = stops_away = None
+    if route is not None and order.status in ON_THE_WAY:
+        ahead = route.get("stops", [])
+        for i, stop in enumerate(ahead):
+            if stop.get("order_id") == order.id and stop.get("kind") == "dropoff":
+                eta, stops_away = stop.get("eta"), i + 1
+                late_risk = bool(stop.get("late_risk") or stop.get("late_s", 0) > 0)
+                break
+    vehicle = area = None
+    distance = None
+    if position is not None and order.status in ON_THE_WAY:
+        distance = haversine_m(position.lat, position.lon, order.dropoff.lat, order.dropoff.lon)
+        near_by_stops = stops_away is not None and stops_away <= visible_stops
+        if near_by_stops or distance <= visible_m:
+            vehicle = {"lat": position.lat, "lon": position.lon, "ts": position.ts,
+                       "heading": position.heading}  # fmt: skip
+        else:
+            cell = cell_of(position.lat, position.lon, AREA_RESOLUTION)
+            area = {"cell": cell, "boundary": [list(c) for c in cell_corners(cell)]}
+    return {
+        "status": order.status,
+        "final": order.status in FINAL,
+        "window": {"start": _ms(order.window.start), "end": _ms(order.window.end)},
+        "eta": eta,
+        "late_risk": late_risk,
+        "stops_away": stops_away,
+        "timeline": timeline,
+        "destination": {"lat": order.dropoff.lat, "lon": order.dropoff.lon},
+        "vehicle": vehicle,
+        "vehicle_area": area,
+        "distance_m": round(distance) if vehicle is not None and distance is not None else None,
+        "visibility": {"stops": visible_stops, "metres": visible_m},
+        "updated_at": now_ms,
+    }
+
+
+async def order_for_link(orders: OrderStore, token: str, now_ms: int) -> Order:
+    """The order behind a tracking link, or ``NotFound`` (unknown or expired)."""
+    order_id = await orders.order_for_tracking_token(token) if token else None
+    if order_id is None:
+        raise NotFound("unknown or expired tracking link")
+    try:
+        order = await orders.get(order_id)
+    except NotFound:
+        raise NotFound("unknown or expired tracking link") from None
+    ended = order.nodes.get(order.status)
+    if order.status in FINAL and ended and now_ms - _ms(ended) > LINK_LIFETIME_S * 1000:
+        raise NotFound("unknown or expired tracking link")
+    return order
+
+
+async def view_for(
+    redis: aioredis.Redis, orders: OrderStore, settings: Settings, token: str
+) -> tuple[Order, dict[str, Any]]:
+    now_ms = int(time.time() * 1000)
+    order = await order_for_link(orders, token, now_ms)
+    route = position = None
+    if order.vehicle_id:
+        raw = cast("bytes | None", await redis.get(keys.route(order.vehicle_id)))
+        route = json.loads(raw) if raw else None
+        found = await positions(redis, [order.vehicle_id])
+        position = found[0] if found else None
+    view = customer_view(
+        order,
+        await orders.audit(order.id),
+        route,
+        position,
+        visible_stops=settings.tracking_visible_stops,
+        visible_m=settings.tracking_visible_m,
+        now_ms=now_ms,
+    )
+    return order, view
+
+
+class Watchers:
+    """Wakes tracking sockets: by ``order:{id}``, ``vehicle:{id}`` (events) and ``pos:{id}``."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, set[asyncio.Event]] = {}
+
+    def on_event(self, raw: bytes) -> None:
+        if not self._by_key:
+            return
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        if "order_id" in event:
+            self._wake(f"order:{event['order_id']}")
+        if "vehicle_id" in event:
+            self._wake(f"vehicle:{event['vehicle_id']}")
+
+    def on_position(self, vehicle_id: str) -> None:
+        if self._by_key:
+            self._wake(f"pos:{vehicle_id}")
+
+    def _wake(self, key: str) -> None:
+        for flag in self._by_key.get(key, ()):
+            flag.set()
+
+    @contextlib.contextmanager
+    def watch(self, names: Iterable[str], flag: asyncio.Event) -> Iterator[None]:
+        names = list(names)
+        for name in names:
+            self._by_key.setdefault(name, set()).add(flag)
+        try:
+            yield
+        finally:
+            for name in names:
+                flags = self._by_key.get(name, set())
+                flags.discard(flag)
+                if not flags:
+                    self._by_key.pop(name, None)
+
+
+class TrackingController(Controller):
+    path = "/track"
+    tags = ["tracking"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @get("/{token:str}", summary="A customer's view of their order (the token is the key)")
+    async def track(
+        self,
+        token: FromPath[str],
+        redis: NamedDependency[aioredis.Redis],
+        orders: NamedDependency[OrderStore],
+        settings: NamedDependency[Settings],
+    ) -> dict[str, Any]:
+        return (await view_for(redis, orders, settings, token))[1]
+
+
+@websocket("/ws/track/{token:str}")
+async def tracking_socket(
+    socket: WebSocket[Any, Any, Any],
+    token: FromPath[str],
+    redis: NamedDependency[aioredis.Redis],
+    orders: NamedDependency[OrderStore],
+    settings: NamedDependency[Settings],
+    state: State,
+) -> None:
+    await socket.accept()
+    try:
+        order, view = await view_for(redis, orders, settings, token)
+    except NotFound:
+        await socket.close(CLOSE_UNKNOWN, "unknown or expired tracking link")
+        return
+    watchers: Watchers = state.track_watchers
+    reader = asyncio.create_task(_drain(socket))
+    flag = asyncio.Event()
+    try:
+        sent: dict[str, Any] | None = None
+        while not reader.done():
+            names = _wake_names(order)
+            with watchers.watch(names, flag):
+                while not reader.done() and _wake_names(order) == names:
+                    if sent is None or {**view, "updated_at": 0} != {**sent, "updated_at": 0}:
+                        await socket.send_text(json.dumps({"type": "track", **view}))
+                        sent = view
+                    waiter = asyncio.create_task(flag.wait())
+                    await asyncio.wait(
+                        {waiter, reader}, timeout=REFRESH_S, return_when="FIRST_COMPLETED"
+                    )
+                    waiter.cancel()
+                    if reader.done():
+                        break
+                    await asyncio.sleep(MIN_INTERVAL_S)  # changes close together: one update
+                    flag.clear()  # before reading: a change from now on wakes us again
+                    try:
+                        order, view = await view_for(redis, orders, settings, token)
+                    except NotFound:
+                        await socket.close(CLOSE_UNKNOWN, "unknown or expired tracking link")
+                        return
+    except WebSocketDisconnect:
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            await reader
+
+
+def _wake_names(order: Order) -> list[str]:
+    names = [f"order:{order.id}"]
+    if order.vehicle_id:
+        names += [f"vehicle:{order.vehicle_id}", f"pos:{order.vehicle_id}"]
+    return names
+
+
+async def _drain(socket: WebSocket[Any, Any, Any]) -> None:
+    """Read (and ignore) what the client sends, until it goes."""
+    while await receive_frame(socket) is not None:
+        pass

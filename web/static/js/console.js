@@ -1,0 +1,738 @@
+// The dispatcher console: live vehicles, routes, orders, traffic events, alerts and KPIs.
+/* global L */
+import { $, $$, el, api, ApiError, wsUrl, toast, escapeHtml, clock, clockDate, ago, inMinutes, pct, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
+import { VehicleLayer, STATUS_COLOURS } from "./vehicle-layer.js";
+
+const TOKEN_KEY = "fleet.dispatcher-token";
+const state = {
+  token: null,
+  fleet: new Map(), // id → {id, name, status, connection, route, position}
+  orders: [],
+  orderFilter: "open",
+  vehicleFilter: "all",
+  alerts: [],
+  traffic: [],
+  selected: null,
+  mode: null, // "order" | "traffic" | null
+  draft: [],
+  density: false,
+  socket: null,
+  frames: 0,
+  positionsReceived: 0,
+  bytesReceived: 0,
+};
+window.fleetConsole = state; // for the browser tests and the curious
+
+// ---------- sign-in ----------
+function signIn() {
+  const fromUrl = tokenFromFragment();
+  if (fromUrl) sessionStorage.setItem(TOKEN_KEY, fromUrl);
+  state.token = sessionStorage.getItem(TOKEN_KEY);
+  if (state.token) return start();
+  $("#login").classList.remove("hidden");
+  $("#login-token").focus();
+}
+$("#login-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const token = $("#login-token").value.trim();
+  try {
+    await api("/web/kpis", { token });
+  } catch (err) {
+    $("#login-error").textContent = err.status === 401 || err.status === 403 ? "This token may not use the console." : `Cannot reach the server (${err.message}).`;
+    $("#login-error").classList.remove("hidden");
+    return;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("#login").classList.add("hidden");
+  state.token = token;
+  start();
+});
+$("#signout").addEventListener("click", () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  location.reload();
+});
+
+const call = (path, opts = {}) =>
+  api(path, { ...opts, token: state.token }).catch((err) => {
+    if (err instanceof ApiError && err.status === 401) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      location.reload();
+    }
+    throw err;
+  });
+
+// ---------- map ----------
+let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, ordersRenderer;
+
+function colourOf(v) {
+  const f = state.fleet.get(v.id);
+  if (!f) return STATUS_COLOURS.idle;
+  if (f.status && f.status !== "available") return STATUS_COLOURS.service;
+  if (f.connection === "offline") return STATUS_COLOURS.offline;
+  if (f.connection === "stale") return STATUS_COLOURS.stale;
+  return f.route && f.route.stops && f.route.stops.length ? STATUS_COLOURS.busy : STATUS_COLOURS.idle;
+}
+const kindOf = (f) => {
+  if (f.status && f.status !== "available") return "service";
+  if (f.connection === "offline" || f.connection === "stale") return "stale";
+  return f.route && f.route.stops && f.route.stops.length ? "busy" : "idle";
+};
+
+async function start() {
+  const config = await loadConfig();
+  map = createMap($("#map"), config, { zoomControl: true });
+  const b = config.bbox;
+  if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { padding: [20, 20], animate: false });
+  else map.setView([60.17, 24.94], 13, { animate: false });
+  if (b && map.getZoom() < 13) map.setZoom(13, { animate: false });
+  map.createPane("orders").style.zIndex = 420;
+  map.createPane("routes").style.zIndex = 410;
+  map.createPane("traffic").style.zIndex = 400;
+  map.createPane("density").style.zIndex = 390;
+  ordersRenderer = L.canvas({ pane: "orders", padding: 0.2 });
+  densityLayer = L.layerGroup();
+  trafficLayer = L.layerGroup().addTo(map);
+  routeLayer = L.layerGroup().addTo(map);
+  orderLayer = L.layerGroup().addTo(map);
+  draftLayer = L.layerGroup().addTo(map);
+  vehicles = new VehicleLayer({ colourOf }).addTo(map);
+  state.map = map;
+  state.layer = vehicles;
+  map.on("click", onMapClick);
+  map.on("moveend", () => {
+    clearTimeout(state.viewportTimer);
+    state.viewportTimer = setTimeout(sendViewport, 120);
+    if (state.density) refreshDensity();
+  });
+  measureFrames();
+  await Promise.all([loadFleet(), loadOrders(), loadTraffic(), loadAlerts(), loadKpis()]);
+  const placed = [...state.fleet.values()].filter((f) => f.position).map((f) => [f.position.lat, f.position.lon]);
+  if (placed.length) map.fitBounds(placed, { padding: [40, 40], maxZoom: 15, animate: false });
+  connect();
+  setInterval(loadKpis, 10000);
+  setInterval(() => { if (!document.hidden) renderVehicles(); }, 5000);
+  setInterval(() => { if (state.density) refreshDensity(); }, 3000);
+}
+
+function viewportBbox() {
+  const b = map.getBounds().pad(0.1);
+  const clampLat = (x) => Math.max(-90, Math.min(90, x));
+  const clampLon = (x) => Math.max(-180, Math.min(180, x));
+  return [clampLon(b.getWest()), clampLat(b.getSouth()), clampLon(b.getEast()), clampLat(b.getNorth())];
+}
+
+function sendViewport() {
+  const bbox = viewportBbox();
+  state.bbox = bbox;
+  // positions outside the new viewport will not be updated: forget them
+  for (const [id, v] of vehicles.vehicles) {
+    if (v.lon < bbox[0] || v.lon > bbox[2] || v.lat < bbox[1] || v.lat > bbox[3]) vehicles.vehicles.delete(id);
+  }
+  vehicles.schedule();
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify({ type: "viewport", bbox }));
+}
+
+// ---------- the console socket ----------
+function connect() {
+  const bbox = viewportBbox();
+  state.bbox = bbox;
+  const socket = new WebSocket(wsUrl(`/ws/console?token=${encodeURIComponent(state.token)}&bbox=${bbox.map((v) => v.toFixed(6)).join(",")}`));
+  state.socket = socket;
+  const conn = $("#conn");
+  socket.onopen = () => { conn.textContent = "live"; conn.className = "badge ok conn"; state.retry = 0; };
+  socket.onclose = (e) => {
+    conn.textContent = e.code === 4001 ? "token refused" : "reconnecting";
+    conn.className = "badge warn conn";
+    if (e.code === 4001) { sessionStorage.removeItem(TOKEN_KEY); return; }
+    state.retry = Math.min((state.retry || 0) + 1, 6);
+    setTimeout(connect, 500 * 2 ** state.retry);
+  };
+  socket.onmessage = (e) => {
+    state.bytesReceived += e.data.length;
+    const msg = JSON.parse(e.data);
+    if (msg.type === "positions") onPositions(msg.vehicles);
+    else if (msg.type === "event") onEvent(msg.event);
+  };
+}
+
+function onPositions(list) {
+  state.frames++;
+  state.positionsReceived += list.length;
+  vehicles.update(list);
+  let unknown = false;
+  for (const p of list) {
+    const f = state.fleet.get(p.id);
+    if (f) f.position = p;
+    else unknown = true;
+  }
+  if (unknown) debounce("fleet", loadFleet, 1500);
+  if (state.selected && list.some((p) => p.id === state.selected)) debounce("detail-age", renderDetail, 1000);
+}
+
+function onEvent(ev) {
+  switch (ev.type) {
+    case "status": {
+      const f = state.fleet.get(ev.vehicle_id);
+      if (f) { f.connection = ev.status; vehicles.schedule(); debounce("vehicles", renderVehicles, 500); debounce("alerts", renderAlerts, 500); }
+      break;
+    }
+    case "route": {
+      const f = state.fleet.get(ev.vehicle_id);
+      if (f) f.route = ev;
+      vehicles.schedule();
+      debounce("orders", loadOrders, 400);
+      debounce("vehicles", renderVehicles, 500);
+      if (state.selected === ev.vehicle_id) selectVehicle(ev.vehicle_id, { pan: false, show: false });
+      break;
+    }
+    case "eta": {
+      const f = state.fleet.get(ev.vehicle_id);
+      if (f && f.route) { f.route.stops = ev.stops; f.route.late_risk = ev.late_risk; }
+      debounce("orders-render", renderOrders, 500);
+      if (state.selected === ev.vehicle_id) renderDetail();
+      break;
+    }
+    case "order":
+      debounce("orders", loadOrders, 400);
+      debounce("kpis", loadKpis, 1500);
+      break;
+    case "vehicle": {
+      const f = state.fleet.get(ev.vehicle_id);
+      if (f) f.status = ev.status;
+      vehicles.schedule();
+      debounce("vehicles", renderVehicles, 300);
+      if (state.selected === ev.vehicle_id) renderDetail();
+      break;
+    }
+    case "traffic":
+      debounce("traffic", loadTraffic, 300);
+      break;
+    case "alert":
+      state.alerts.unshift(ev);
+      debounce("alerts", renderAlerts, 300);
+      break;
+    default:
+      break;
+  }
+}
+
+const timers = {};
+function debounce(key, fn, ms) {
+  clearTimeout(timers[key]);
+  timers[key] = setTimeout(fn, ms);
+}
+
+// ---------- frame time (shown bottom right; read by the browser tests) ----------
+function measureFrames() {
+  let last = performance.now();
+  const recent = [];
+  state.frameDeltas = recent;
+  function tick(now) {
+    recent.push(now - last);
+    if (recent.length > 600) recent.shift();
+    last = now;
+    requestAnimationFrame(tick);
+  }
+  requestAnimationFrame(tick);
+  setInterval(() => {
+    const tail = recent.slice(-60);
+    if (tail.length) $("#fps").textContent = `${(tail.reduce((a, b) => a + b, 0) / tail.length).toFixed(1)} ms/frame · ${vehicles.vehicles.size} in view`;
+  }, 1000);
+}
+
+// ---------- data ----------
+async function loadFleet() {
+  const data = await call("/web/fleet");
+  const seen = new Set();
+  for (const v of data.vehicles) {
+    seen.add(v.id);
+    state.fleet.set(v.id, v);
+  }
+  for (const id of [...state.fleet.keys()]) if (!seen.has(id)) state.fleet.delete(id);
+  vehicles.schedule();
+  renderVehicles();
+  renderAlerts();
+}
+
+async function loadOrders() {
+  const f = state.orderFilter;
+  const q = ["delivered", "failed", "cancelled"].includes(f) ? `status=${f}&limit=300` : "open=true&limit=1000";
+  state.orders = await call(`/orders?${q}`);
+  renderOrders();
+  renderAlerts();
+}
+
+async function loadTraffic() {
+  state.traffic = await call("/traffic-events");
+  renderTraffic();
+}
+
+async function loadAlerts() {
+  state.alerts = await call("/alerts?limit=100");
+  renderAlerts();
+}
+
+async function loadKpis() {
+  const k = await call("/web/kpis").catch(() => null);
+  if (!k) return;
+  $("#kpi-ontime").textContent = k.delivered ? pct(k.on_time_rate) : "—";
+  $("#kpi-ontime").title = `${k.delivered} delivered`;
+  $("#kpi-open").textContent = k.open_orders;
+  $("#kpi-open").title = `${k.unassigned} unassigned`;
+  $("#kpi-active").textContent = `${k.active_vehicles}/${k.vehicles}`;
+  $("#kpi-etaerr").textContent = k.eta_error_s === null ? "n/a" : `${Math.round(k.eta_error_s)} s`;
+  $("#kpi-etaerr").title = "Measured by the simulator's report; not tracked live yet";
+  $("#kpi-util").textContent = pct(k.utilisation);
+}
+
+/** order id → {vehicle, eta, late, index} from every route the console knows. */
+function stopIndex() {
+  const out = new Map();
+  for (const f of state.fleet.values()) {
+    const stops = (f.route && f.route.stops) || [];
+    const risky = new Set(f.route && f.route.late_risk ? f.route.late_risk : []);
+    stops.forEach((s, i) => {
+      if (s.kind !== "dropoff") return;
+      out.set(s.order_id, { vehicle: f.id, eta: s.eta, late: !!(s.late_risk || s.late_s > 0 || risky.has(s.order_id)), index: i + 1 });
+    });
+  }
+  return out;
+}
+
+// ---------- tabs ----------
+for (const tab of $$(".tab")) {
+  tab.addEventListener("click", () => showTab(tab.dataset.tab));
+}
+function showTab(name) {
+  for (const t of $$(".tab")) t.classList.toggle("active", t.dataset.tab === name);
+  for (const p of $$(".pane")) p.classList.toggle("hidden", p.id !== `pane-${name}`);
+  state.tab = name;
+}
+
+// ---------- vehicles ----------
+$("#vehicle-search").addEventListener("input", () => debounce("vehicles", renderVehicles, 150));
+for (const chip of $$("#vehicle-filters .chip")) {
+  chip.addEventListener("click", () => {
+    state.vehicleFilter = chip.dataset.f;
+    for (const c of $$("#vehicle-filters .chip")) c.classList.toggle("active", c === chip);
+    renderVehicles();
+  });
+}
+const CONN_BADGE = { online: "ok", stale: "warn", offline: "idle", unknown: "idle" };
+const KIND_LABEL = { busy: ["busy", "On route"], idle: ["ok", "Idle"], stale: ["warn", "Stale"], service: ["bad", "Out of service"] };
+
+function renderVehicles() {
+  const list = $("#vehicle-list");
+  const q = $("#vehicle-search").value.trim().toLowerCase();
+  const all = [...state.fleet.values()];
+  $("#count-vehicles").textContent = all.length;
+  const shown = all.filter((f) => (state.vehicleFilter === "all" || kindOf(f) === state.vehicleFilter) && (!q || f.id.toLowerCase().includes(q) || (f.name || "").toLowerCase().includes(q)));
+  const limit = 150;
+  list.replaceChildren(
+    ...shown.slice(0, limit).map((f) => {
+      const [cls, label] = KIND_LABEL[kindOf(f)];
+      const stops = (f.route && f.route.stops && f.route.stops.length) || 0;
+      const outOfService = f.status !== "available";
+      return el("li", { class: "item" + (state.selected === f.id ? " selected" : ""), dataset: { vehicle: f.id }, onclick: () => selectVehicle(f.id) },
+        el("div", { class: "top" }, el("span", { class: "title" }, f.name || f.id), el("span", { class: `badge ${cls}` }, outOfService ? f.status.replace("_", " ") : label)),
+        el("div", { class: "sub" },
+          el("span", {}, `${stops} stop${stops === 1 ? "" : "s"}`),
+          el("span", {}, `ping ${f.position ? ago(f.position.ts) : "never"}`),
+          el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection)),
+        el("div", { class: "row" },
+          el("button", { class: "btn small", onclick: (e) => { e.stopPropagation(); setVehicleStatus(f.id, outOfService ? "available" : "maintenance"); } }, outOfService ? "Set available" : "Set maintenance")));
+    }),
+    ...(shown.length > limit ? [el("li", { class: "empty" }, `and ${shown.length - limit} more — search to narrow`)] : []),
+    ...(shown.length ? [] : [el("li", { class: "empty" }, all.length ? "No vehicle matches." : "No vehicle registered yet.")])
+  );
+}
+
+async function setVehicleStatus(id, status) {
+  try {
+    const changed = await call(`/vehicles/${encodeURIComponent(id)}`, { method: "PATCH", body: { status } });
+    const f = state.fleet.get(id);
+    if (f) f.status = changed.status;
+    vehicles.schedule();
+    renderVehicles();
+    if (state.selected === id) renderDetail();
+    toast(`${escapeHtml(id)} is now <b>${escapeHtml(status)}</b>; the planner re-plans its orders.`);
+  } catch (err) {
+    toast(`Could not change ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+$("#tool-replan").addEventListener("click", async () => {
+  const btn = $("#tool-replan");
+  btn.disabled = true;
+  try {
+    const r = await call("/dispatch/replan", { method: "POST" });
+    const dropped = Object.keys(r.dropped || {}).length;
+    toast(`Re-optimized in ${r.seconds} s: ${r.assigned} orders on ${r.vehicles} vehicles, ${r.changed_routes.length} routes changed${dropped ? `, ${dropped} unplaceable` : ""}.`);
+  } catch (err) {
+    toast(`Re-optimize failed: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    btn.disabled = false;
+  }
+});
+
+// ---------- vehicle detail ----------
+async function selectVehicle(id, { pan = true, show = true } = {}) {
+  state.selected = id;
+  vehicles.selected = id;
+  vehicles.schedule();
+  if (show) showTab("detail");
+  if (pan) {
+    const f = state.fleet.get(id);
+    const p = vehicles.vehicles.get(id) || (f && f.position);
+    if (p && !map.getBounds().contains([p.lat, p.lon])) map.panTo([p.lat, p.lon]);
+  }
+  renderDetail();
+  routeLayer.clearLayers();
+  let data = null;
+  try {
+    data = await call(`/web/routes/${encodeURIComponent(id)}`);
+  } catch {
+    data = null;
+  }
+  if (state.selected !== id) return;
+  routeLayer.clearLayers();
+  if (!data) return;
+  const f = state.fleet.get(id);
+  if (f) f.route = { ...data.route, late_risk: f.route ? f.route.late_risk : [] };
+  const line = data.geometry;
+  if (line.length > 1) {
+    L.polyline(line, { pane: "routes", color: "#ffffff", weight: 8, opacity: 0.9, interactive: false }).addTo(routeLayer);
+    L.polyline(line, { pane: "routes", color: "#2563eb", weight: 4.5, opacity: 0.95, interactive: false }).addTo(routeLayer);
+  }
+  drawStops(data.route.stops);
+  renderDetail();
+}
+
+function drawStops(stops) {
+  const orders = new Map(state.orders.map((o) => [o.id, o]));
+  stops.forEach((s, i) => {
+    const late = s.late_risk || s.late_s > 0;
+    const o = orders.get(s.order_id);
+    const icon = divIcon(`<div class="stop-pin ${s.kind}${late ? " late" : ""}">${i + 1}</div>`, "", [22, 22]);
+    L.marker([s.lat, s.lon], { icon, pane: "markerPane", keyboard: false })
+      .bindPopup(`<b>${i + 1}. ${s.kind === "pickup" ? "Pick up" : "Deliver"} ${escapeHtml(s.order_id)}</b><br>ETA ${clock(s.eta)}${o ? `<br>Window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : ""}${late ? '<br><span style="color:#dc2626">late risk</span>' : ""}`)
+      .addTo(routeLayer);
+  });
+}
+
+function renderDetail() {
+  const pane = $("#pane-detail");
+  const id = state.selected;
+  if (!id) return;
+  const f = state.fleet.get(id) || { id };
+  const p = vehicles.vehicles.get(id) || f.position;
+  const stops = (f.route && f.route.stops) || [];
+  const orders = new Map(state.orders.map((o) => [o.id, o]));
+  const risky = new Set((f.route && f.route.late_risk) || []);
+  const [cls, label] = KIND_LABEL[kindOf(f)] || ["idle", "—"];
+  pane.replaceChildren(
+    el("div", { class: "detail" },
+      el("div", { class: "row", style: "justify-content:space-between" },
+        el("h2", {}, f.name || id),
+        el("button", { class: "btn small", onclick: closeDetail }, "✕ Close")),
+      el("div", { class: "row" }, el("span", { class: `badge ${cls}` }, f.status && f.status !== "available" ? f.status.replace("_", " ") : label), el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection || "unknown")),
+      el("dl", { class: "facts" },
+        el("dt", {}, "Vehicle"), el("dd", { class: "mono" }, id),
+        el("dt", {}, "Driver"), el("dd", {}, f.name || "—"),
+        el("dt", {}, "Last ping"), el("dd", { id: "detail-age" }, p ? `${ago(p.ts)} · ${clock(p.ts)}` : "never"),
+        el("dt", {}, "Speed"), el("dd", {}, p && p.speed != null ? `${Math.round(p.speed * 3.6)} km/h` : "—"),
+        el("dt", {}, "Heading"), el("dd", {}, p && p.heading != null ? `${Math.round(p.heading)}°` : "—"),
+        el("dt", {}, "Route"), el("dd", { id: "detail-version" }, f.route ? `version ${f.route.version} · planned ${clock(f.route.planned_at)}` : "none"),
+        el("dt", {}, "Capacity"), el("dd", {}, Object.entries(f.capacity || {}).map(([k, v]) => `${v} ${k}`).join(", ") || "—")),
+      el("div", { class: "row" },
+        el("button", { class: "btn small", onclick: () => setVehicleStatus(id, f.status !== "available" ? "available" : "maintenance") }, f.status !== "available" ? "Set available" : "Set maintenance"),
+        p ? el("button", { class: "btn small", onclick: () => map.setView([p.lat, p.lon], Math.max(map.getZoom(), 15)) }, "Zoom to") : null),
+      el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Next stops (${stops.length})`),
+      stops.length
+        ? el("ol", { class: "stops", id: "detail-stops" }, ...stops.map((s, i) => {
+            const o = orders.get(s.order_id);
+            const late = s.late_risk || s.late_s > 0 || risky.has(s.order_id);
+            return el("li", { class: `stop ${s.kind}${late ? " late" : ""}`, dataset: { order: s.order_id } },
+              el("span", { class: "n" }, String(i + 1)),
+              el("div", {},
+                el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} · `, el("span", { class: "mono" }, s.order_id)),
+                el("div", { class: "muted", style: "font-size:12.5px" }, o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "", late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
+              el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
+          }))
+        : el("div", { class: "empty" }, "No stops planned.")));
+}
+
+function closeDetail() {
+  state.selected = null;
+  vehicles.selected = null;
+  vehicles.schedule();
+  routeLayer.clearLayers();
+  showTab("vehicles");
+  renderVehicles();
+}
+
+// ---------- orders ----------
+for (const chip of $$("#order-filters .chip")) {
+  chip.addEventListener("click", () => {
+    state.orderFilter = chip.dataset.f;
+    for (const c of $$("#order-filters .chip")) c.classList.toggle("active", c === chip);
+    loadOrders();
+  });
+}
+const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returned: "idle", cancelled: "idle" };
+
+function renderOrders() {
+  const stops = stopIndex();
+  let shown = state.orders;
+  if (state.orderFilter === "unassigned") shown = shown.filter((o) => o.status === "received" || !stops.has(o.id));
+  if (state.orderFilter === "late") shown = shown.filter((o) => stops.get(o.id)?.late);
+  $("#count-orders").textContent = state.orders.length;
+  $("#order-list").replaceChildren(
+    ...shown.slice(0, 300).map((o) => {
+      const s = stops.get(o.id);
+      const open = !["delivered", "returned", "cancelled"].includes(o.status);
+      return el("li", { class: "item", dataset: { order: o.id }, onclick: () => focusOrder(o, s) },
+        el("div", { class: "top" },
+          el("span", { class: "title mono" }, o.id),
+          el("span", { class: "row" }, s && s.late ? el("span", { class: "badge bad" }, "late risk") : null, el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " ")))),
+        el("div", { class: "sub" },
+          o.reference ? el("span", {}, o.reference) : null,
+          el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
+          el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
+          o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null),
+        open ? el("div", { class: "row" }, el("button", { class: "btn small danger", onclick: (e) => { e.stopPropagation(); cancelOrder(o.id); } }, "Cancel")) : null);
+    }),
+    ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
+  );
+  drawOrders(stops);
+}
+
+function drawOrders(stops) {
+  orderLayer.clearLayers();
+  for (const o of state.orders) {
+    if (["delivered", "returned", "cancelled"].includes(o.status)) continue;
+    const s = stops.get(o.id);
+    const colour = s && s.late ? "#dc2626" : s ? "#2563eb" : "#d97706";
+    L.circleMarker([o.dropoff.lat, o.dropoff.lon], { renderer: ordersRenderer, radius: 5, color: "#fff", weight: 1.5, fillColor: colour, fillOpacity: 1 })
+      .bindTooltip(`${o.id} · ${o.status}${s ? ` · ${s.vehicle} ETA ${clock(s.eta)}` : ""}`)
+      .addTo(orderLayer);
+  }
+}
+
+function focusOrder(o, s) {
+  map.panTo([o.dropoff.lat, o.dropoff.lon]);
+  if (s) selectVehicle(s.vehicle, { pan: false });
+}
+
+async function cancelOrder(id) {
+  try {
+    await call(`/orders/${encodeURIComponent(id)}/cancel`, { method: "POST", body: { reason: "cancelled by dispatcher" } });
+    toast(`Order ${escapeHtml(id)} cancelled.`);
+    loadOrders();
+  } catch (err) {
+    toast(`Could not cancel ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+// ---------- tools: new order, traffic drawing, density ----------
+function setMode(mode) {
+  state.mode = state.mode === mode ? null : mode;
+  $("#tool-order").classList.toggle("active", state.mode === "order");
+  $("#tool-traffic").classList.toggle("active", state.mode === "traffic");
+  map.getContainer().style.cursor = state.mode ? "crosshair" : "";
+  const hint = $("#hint");
+  if (state.mode === "order") {
+    hint.innerHTML = "Click the map where the order is delivered. <b>Esc</b> to stop.";
+  } else if (state.mode === "traffic") {
+    state.draft = [];
+    draftLayer.clearLayers();
+    map.doubleClickZoom.disable();
+    hint.innerHTML = 'Click the corners of the area. <button class="btn small" id="draw-finish">Finish</button> <button class="btn small" id="draw-cancel">Cancel</button>';
+    $("#draw-finish").onclick = (e) => { e.stopPropagation(); finishDraft(); };
+    $("#draw-cancel").onclick = (e) => { e.stopPropagation(); discardDraft(); };
+  }
+  if (state.mode !== "traffic") map.doubleClickZoom.enable();
+  hint.classList.toggle("hidden", !state.mode);
+}
+$("#tool-order").addEventListener("click", () => setMode("order"));
+$("#tool-traffic").addEventListener("click", () => setMode("traffic"));
+document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.mode) { if (state.mode === "traffic") discardDraft(); else setMode(state.mode); } });
+
+function onMapClick(e) {
+  if (state.mode === "order") return openOrderForm(e.latlng);
+  if (state.mode === "traffic") {
+    state.draft.push(e.latlng);
+    drawDraft();
+    return;
+  }
+  const hit = vehicles.hit(e.containerPoint);
+  if (hit) selectVehicle(hit.id);
+}
+
+function openOrderForm(latlng) {
+  const now = new Date();
+  const form = el("form", { class: "popup-form", id: "order-form" },
+    el("h3", {}, "New delivery"),
+    el("div", { class: "faint mono" }, `${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`),
+    el("label", { class: "field" }, "Reference", el("input", { class: "text", name: "reference", placeholder: "e.g. INV-1042", maxlength: 100 })),
+    el("div", { class: "grid2" },
+      el("label", { class: "field" }, "Deliver within",
+        el("select", { class: "text", name: "hours" }, ...[[1, "1 hour"], [2, "2 hours"], [4, "4 hours"], [8, "8 hours"]].map(([v, t]) => el("option", { value: v, selected: v === 2 }, t)))),
+      el("label", { class: "field" }, "Priority",
+        el("select", { class: "text", name: "priority" }, el("option", { value: "normal" }, "Normal"), el("option", { value: "express" }, "Express")))),
+    el("div", { class: "grid2" },
+      el("label", { class: "field" }, "Parcels", el("input", { class: "text", name: "parcels", type: "number", min: 1, max: 100, value: 1 })),
+      el("label", { class: "field" }, "Customer", el("input", { class: "text", name: "name", placeholder: "optional", maxlength: 200 }))),
+    el("label", { class: "field" }, "Phone", el("input", { class: "text", name: "phone", placeholder: "optional", maxlength: 40 })),
+    el("button", { class: "btn primary", type: "submit" }, "Create order"));
+  const popup = L.popup({ minWidth: 260, closeOnClick: false }).setLatLng(latlng).setContent(form).openOn(map);
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const d = new FormData(form);
+    const end = new Date(now.getTime() + Number(d.get("hours")) * 3600e3);
+    const body = {
+      dropoff: { lat: latlng.lat, lon: latlng.lng },
+      window: { start: now.toISOString(), end: end.toISOString() },
+      priority: d.get("priority"),
+      size: { parcels: Number(d.get("parcels")) || 1 },
+      reference: String(d.get("reference") || ""),
+      customer: { name: String(d.get("name") || ""), phone: String(d.get("phone") || "") },
+    };
+    try {
+      const created = await call("/orders", { method: "POST", body });
+      map.closePopup(popup);
+      const link = `${location.origin}/t/${created.tracking_token}`;
+      state.lastCreated = { id: created.order.id, link };
+      toast(`Order <b>${escapeHtml(created.order.id)}</b> created. Customer link: <a href="${escapeHtml(link)}" target="_blank" rel="noopener" id="tracking-link">${escapeHtml(link.slice(0, 48))}…</a>`, { ms: 15000 });
+      setMode("order");
+      showTab("orders");
+      loadOrders();
+    } catch (err) {
+      toast(`Order refused: ${escapeHtml(err.message)}`, { bad: true });
+    }
+  });
+}
+
+function drawDraft() {
+  draftLayer.clearLayers();
+  if (state.draft.length > 1) L.polygon(state.draft, { color: "#dc2626", weight: 2, dashArray: "6 4", fillOpacity: 0.12 }).addTo(draftLayer);
+  for (const p of state.draft) L.circleMarker(p, { radius: 4, color: "#dc2626", fillColor: "#fff", fillOpacity: 1, weight: 2 }).addTo(draftLayer);
+}
+
+function finishDraft() {
+  if (state.draft.length < 3) { toast("An area needs at least three corners.", { bad: true }); return; }
+  state.mode = null;
+  $("#tool-traffic").classList.remove("active");
+  $("#hint").classList.add("hidden");
+  map.getContainer().style.cursor = "";
+  map.doubleClickZoom.enable();
+  showTab("traffic");
+  $("#traffic-form").classList.remove("hidden");
+}
+
+function discardDraft() {
+  state.draft = [];
+  draftLayer.clearLayers();
+  $("#traffic-form").classList.add("hidden");
+  if (state.mode === "traffic") setMode("traffic");
+}
+$("#traffic-cancel").addEventListener("click", discardDraft);
+$("#traffic-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const d = new FormData(e.target);
+  const ring = state.draft.map((p) => [p.lng, p.lat]);
+  ring.push(ring[0]);
+  const body = { polygon: ring, label: String(d.get("label") || "") };
+  if (d.get("kind") === "closed") body.closed = true;
+  else body.factor = Number(d.get("kind"));
+  if (d.get("minutes")) body.end = new Date(Date.now() + Number(d.get("minutes")) * 60e3).toISOString();
+  try {
+    const r = await call("/traffic-events", { method: "POST", body });
+    toast(`Traffic event <b>${escapeHtml(r.id)}</b> affects ${r.arcs} road segments; routes are being re-planned.`);
+    state.draft = [];
+    draftLayer.clearLayers();
+    $("#traffic-form").classList.add("hidden");
+    loadTraffic();
+  } catch (err) {
+    toast(`Traffic event refused: ${escapeHtml(err.message)}`, { bad: true });
+  }
+});
+
+function renderTraffic() {
+  trafficLayer.clearLayers();
+  $("#count-traffic").textContent = state.traffic.length;
+  for (const t of state.traffic) {
+    if (!t.polygon) continue;
+    const ring = t.polygon.map(([lon, lat]) => [lat, lon]);
+    L.polygon(ring, { pane: "traffic", color: t.closed ? "#b91c1c" : "#d97706", weight: 2, fillOpacity: 0.18, interactive: true })
+      .bindTooltip(`${t.label || t.id}: ${t.closed ? "closed" : `speed ×${t.factor}`}`)
+      .addTo(trafficLayer);
+  }
+  $("#traffic-list").replaceChildren(
+    ...state.traffic.map((t) =>
+      el("li", { class: "item", dataset: { traffic: t.id }, onclick: () => t.polygon && map.fitBounds(t.polygon.map(([lon, lat]) => [lat, lon]), { maxZoom: 16 }) },
+        el("div", { class: "top" }, el("span", { class: "title" }, t.label || t.id), el("span", { class: `badge ${t.closed ? "bad" : "warn"}` }, t.closed ? "closure" : `speed ×${t.factor}`)),
+        el("div", { class: "sub" }, el("span", { class: "mono" }, t.id), el("span", {}, t.end ? `until ${clockDate(Date.parse(t.end))}` : "until ended")),
+        el("div", { class: "row" }, el("button", { class: "btn small danger", onclick: (e) => { e.stopPropagation(); endTraffic(t.id); } }, "End now")))),
+    ...(state.traffic.length ? [] : [el("li", { class: "empty" }, "No traffic event in force.")])
+  );
+}
+
+async function endTraffic(id) {
+  try {
+    await call(`/traffic-events/${encodeURIComponent(id)}`, { method: "DELETE" });
+    toast(`Traffic event ${escapeHtml(id)} ended.`);
+    loadTraffic();
+  } catch (err) {
+    toast(`Could not end ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+$("#tool-density").addEventListener("click", () => {
+  state.density = !state.density;
+  $("#tool-density").classList.toggle("active", state.density);
+  if (state.density) { densityLayer.addTo(map); refreshDensity(); } else densityLayer.remove();
+});
+
+async function refreshDensity() {
+  const z = map.getZoom();
+  const res = z >= 15 ? 9 : z >= 13 ? 8 : z >= 11 ? 7 : 6;
+  const cells = await call(`/web/density?res=${res}&bbox=${viewportBbox().map((v) => v.toFixed(5)).join(",")}`).catch(() => []);
+  if (!state.density) return;
+  densityLayer.clearLayers();
+  const max = Math.max(1, ...cells.map((c) => c.count));
+  for (const c of cells) {
+    const t = c.count / max;
+    L.polygon(c.boundary, { pane: "density", color: "#7c3aed", weight: 1, opacity: 0.5, fillColor: "#7c3aed", fillOpacity: 0.1 + 0.5 * t, interactive: true })
+      .bindTooltip(`${c.count} vehicle${c.count === 1 ? "" : "s"}`)
+      .addTo(densityLayer);
+  }
+}
+
+// ---------- alerts ----------
+const NODE_TEXT = { processing: "not processed within 2 h", departure: "not departed within 3 h", lead_time: "not delivered within 48 h", receipt: "not acknowledged within 1 h" };
+
+function renderAlerts() {
+  const items = [];
+  for (const a of state.alerts.slice(0, 50)) {
+    const text = a.kind === "node_breach" ? `Order ${a.order_id} ${NODE_TEXT[a.node] || `missed the ${a.node} limit`}` : `${a.kind || a.type}${a.order_id ? ` · ${a.order_id}` : ""}`;
+    items.push({ cls: "bad", title: text, sub: clockDate(a.at), tag: "breach" });
+  }
+  const stops = stopIndex();
+  for (const [orderId, s] of stops) if (s.late) items.push({ cls: "warn", title: `Order ${orderId} at risk of being late`, sub: `${s.vehicle} · ETA ${clock(s.eta)}`, tag: "late risk" });
+  for (const f of state.fleet.values()) {
+    if (f.connection === "stale" || f.connection === "offline") items.push({ cls: f.connection === "offline" ? "idle" : "warn", title: `${f.name || f.id} is ${f.connection}`, sub: `last ping ${f.position ? ago(f.position.ts) : "never"}`, tag: f.connection });
+  }
+  const unassigned = state.orders.filter((o) => o.status === "received");
+  if (unassigned.length) items.push({ cls: "warn", title: `${unassigned.length} unassigned order${unassigned.length === 1 ? "" : "s"}`, sub: unassigned.slice(0, 5).map((o) => o.id).join(", "), tag: "unassigned" });
+  const failed = state.orders.filter((o) => o.status === "failed");
+  for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed" });
+  $("#count-alerts").textContent = items.length;
+  $("#kpi-alerts").textContent = items.length;
+  $("#alert-list").replaceChildren(
+    ...items.slice(0, 200).map((a) => el("li", { class: "item" }, el("div", { class: "top" }, el("span", { class: "title" }, a.title), el("span", { class: `badge ${a.cls}` }, a.tag)), el("div", { class: "sub" }, a.sub))),
+    ...(items.length ? [] : [el("li", { class: "empty" }, "All clear.")])
+  );
+}
+
+signIn();

@@ -1,0 +1,142 @@
+// The customer's tracking page: status timeline, live ETA, and the vehicle only once it is close.
+/* global L */
+import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon } from "./common.js";
+
+const token = decodeURIComponent(location.pathname.split("/").pop());
+const STEPS = [
+  ["received", "Order received"],
+  ["processed", "Confirmed, driver assigned"],
+  ["departed", "Out for delivery"],
+  ["arrived", "Driver at your door"],
+  ["delivered", "Delivered"],
+];
+const HEADLINE = {
+  received: "Order received",
+  processed: "Preparing your delivery",
+  departed: "On the way",
+  picked_up: "On the way",
+  arrived: "Driver has arrived",
+  delivered: "Delivered",
+  failed: "Delivery attempt failed",
+  returned: "Returned to sender",
+  cancelled: "Cancelled",
+};
+const REASONS = { customer_absent: "nobody was home", refused: "the parcel was refused", address_wrong: "the address could not be found", other: "a problem on the way" };
+const page = { view: null, map: null, dest: null, van: null, area: null, fitted: false };
+window.fleetTracking = page;
+
+function showUnknown() {
+  document.body.replaceChildren(
+    el("div", { class: "phone" },
+      el("header", {}, el("div", { class: "brand" }, el("span", { class: "logo" }, "▲"), el("span", {}, "Delivery tracking"))),
+      el("main", { class: "body" },
+        el("div", { class: "card notice", id: "unknown-link" },
+          el("div", { class: "icon" }, "?"),
+          el("h1", {}, "This tracking link is unknown or has expired"),
+          el("p", { class: "muted", style: "margin:0" }, "Check that you opened the whole link from your message.")))));
+}
+
+async function main() {
+  let view;
+  try {
+    view = await api(`/track/${encodeURIComponent(token)}`);
+  } catch (err) {
+    if (err.status === 404) return showUnknown();
+    $("#status").textContent = "Cannot reach the server; retrying…";
+    setTimeout(main, 3000);
+    return;
+  }
+  const config = await loadConfig();
+  const d = view.destination;
+  const span = 0.04;
+  page.map = createMap($("#map"), config, { zoomControl: false, roadsBbox: [d.lon - span, d.lat - span, d.lon + span, d.lat + span] });
+  page.map.setView([d.lat, d.lon], 14);
+  page.dest = L.marker([d.lat, d.lon], { icon: divIcon('<div class="dest-pin"></div>', "", [30, 30]), keyboard: false, title: "Your address" }).addTo(page.map);
+  render(view);
+  connect();
+  setInterval(() => page.view && renderEta(page.view), 30000);
+}
+
+function connect() {
+  const socket = new WebSocket(wsUrl(`/ws/track/${encodeURIComponent(token)}`));
+  const live = $("#live");
+  socket.onopen = () => { live.textContent = "live"; live.className = "badge ok"; };
+  socket.onmessage = (e) => {
+    const msg = JSON.parse(e.data);
+    if (msg.type === "track") render(msg);
+  };
+  socket.onclose = (e) => {
+    if (e.code === 4004) return showUnknown();
+    live.textContent = "reconnecting";
+    live.className = "badge warn";
+    setTimeout(connect, 3000);
+  };
+}
+
+function renderEta(v) {
+  const eta = $("#eta");
+  if (v.status === "delivered") {
+    const at = v.timeline.find((t) => t.status === "delivered");
+    eta.textContent = at ? `at ${clock(at.at)}` : "Delivered";
+  } else if (v.final || v.status === "failed") {
+    eta.textContent = "—";
+  } else if (v.eta) {
+    eta.textContent = `${clock(v.eta)}`;
+    eta.dataset.eta = String(v.eta);
+  } else {
+    eta.textContent = "Being scheduled";
+  }
+  const w = v.window;
+  const extra = v.eta && !v.final ? ` · arriving ${inMinutes(v.eta)}` : "";
+  $("#window").textContent = `Promised between ${clock(w.start)} and ${clock(w.end)}${extra}${v.late_risk ? " · running late" : ""}`;
+}
+
+function render(v) {
+  page.view = v;
+  page.updates = (page.updates || 0) + 1;
+  $("#status").textContent = HEADLINE[v.status] || v.status;
+  $("#status").style.color = v.status === "failed" || v.status === "cancelled" ? "var(--bad)" : v.status === "delivered" ? "var(--ok)" : "";
+  renderEta(v);
+  renderTimeline(v);
+  renderMap(v);
+}
+
+function renderTimeline(v) {
+  const when = {};
+  for (const t of v.timeline) if (!(t.status in when)) when[t.status] = t.at;
+  const failed = v.timeline.filter((t) => t.status === "failed").pop();
+  const reached = STEPS.map(([s]) => s in when || (s === "departed" && "picked_up" in when));
+  let last = -1;
+  reached.forEach((r, i) => { if (r) last = i; });
+  const items = STEPS.map(([s, label], i) => {
+    const cls = i <= last ? "done" : i === last + 1 && !v.final ? "now" : "todo";
+    return el("li", { class: cls, dataset: { step: s } },
+      el("span", { class: "dot" }, cls === "done" ? "✓" : ""),
+      el("span", { class: "what" }, label),
+      el("span", { class: "when" }, when[s] ? clock(when[s]) : s === "delivered" && v.eta && !v.final ? `ETA ${clock(v.eta)}` : ""));
+  });
+  if (failed) items.push(el("li", { class: "fail", dataset: { step: "failed" } }, el("span", { class: "dot" }, "!"), el("span", { class: "what" }, `Attempt failed: ${REASONS[failed.reason] || "see the sender"}`), el("span", { class: "when" }, clock(failed.at))));
+  if (v.status === "cancelled") items.push(el("li", { class: "fail" }, el("span", { class: "dot" }, "✕"), el("span", { class: "what" }, "Order cancelled"), el("span", { class: "when" }, clock(when.cancelled))));
+  $("#timeline").replaceChildren(...items);
+}
+
+function renderMap(v) {
+  const map = page.map;
+  const note = $("#mapnote");
+  if (page.van) { page.van.remove(); page.van = null; }
+  if (page.area) { page.area.remove(); page.area = null; }
+  if (v.vehicle) {
+    page.van = L.marker([v.vehicle.lat, v.vehicle.lon], { icon: divIcon('<div class="van-pin" id="vehicle-marker">🚚</div>', "", [34, 34]), keyboard: false, title: "Your driver" }).addTo(map);
+    note.textContent = v.distance_m != null ? `Your driver is ${v.distance_m < 1000 ? `${v.distance_m} m` : `${(v.distance_m / 1000).toFixed(1)} km`} away${v.stops_away ? ` · ${v.stops_away === 1 ? "you are the next stop" : `${v.stops_away - 1} stops before yours`}` : ""}.` : "Your driver is nearby.";
+    if (!page.fitted) { map.fitBounds([[v.vehicle.lat, v.vehicle.lon], [v.destination.lat, v.destination.lon]], { padding: [50, 50], maxZoom: 16 }); page.fitted = true; }
+  } else if (v.vehicle_area) {
+    page.area = L.polygon(v.vehicle_area.boundary, { color: "#2563eb", weight: 1.5, dashArray: "4 4", fillOpacity: 0.12, interactive: false }).addTo(map);
+    const vis = v.visibility;
+    note.textContent = `Your driver is in the shaded area. The exact position appears when ${vis.stops ? `your stop is ${vis.stops === 1 ? "next" : `at most ${vis.stops} stops away`} or ` : ""}the driver is within ${vis.metres >= 1000 ? `${(vis.metres / 1000).toFixed(1)} km` : `${vis.metres} m`}.`;
+    page.fitted = false;
+  } else {
+    note.textContent = v.final ? "This delivery is complete." : "Your driver's position will appear here once the delivery is on its way.";
+  }
+}
+
+main();

@@ -1,0 +1,166 @@
+// A Leaflet layer that draws every live vehicle on one canvas: thousands of arrows in a few
+// milliseconds, redrawn at most once per animation frame, no DOM element per vehicle.
+/* global L */
+
+export const STATUS_COLOURS = {
+  busy: "#2563eb", // online with stops ahead
+  idle: "#16a34a", // online, nothing to do
+  stale: "#d97706", // no ping for a while
+  offline: "#94a3b8", // gone
+  service: "#dc2626", // maintenance, broken down, off shift
+};
+
+const TAU = Math.PI * 2;
+
+export const VehicleLayer = L.Layer.extend({
+  initialize(options = {}) {
+    this.vehicles = new Map(); // id → {lat, lon, heading, ts, speed}
+    this.colourOf = options.colourOf || (() => STATUS_COLOURS.idle);
+    this.selected = null;
+    this.frameRequested = false;
+    this.draws = 0;
+  },
+
+  onAdd(map) {
+    this.canvas = L.DomUtil.create("canvas", "leaflet-zoom-hide vehicle-canvas");
+    this.canvas.style.pointerEvents = "none";
+    const pane = map.getPane("vehicles") || map.createPane("vehicles");
+    pane.style.zIndex = 450;
+    pane.appendChild(this.canvas);
+    this.ctx = this.canvas.getContext("2d");
+    map.on("moveend zoomend resize viewreset", this.reset, this);
+    this.reset();
+  },
+
+  onRemove(map) {
+    map.off("moveend zoomend resize viewreset", this.reset, this);
+    this.canvas.remove();
+  },
+
+  reset() {
+    const map = this._map;
+    if (!map) return;
+    const size = map.getSize();
+    const ratio = window.devicePixelRatio || 1;
+    if (this.canvas.width !== size.x * ratio || this.canvas.height !== size.y * ratio) {
+      this.canvas.width = size.x * ratio;
+      this.canvas.height = size.y * ratio;
+      this.canvas.style.width = size.x + "px";
+      this.canvas.style.height = size.y + "px";
+    }
+    this.draw();
+  },
+
+  /** Merge positions (the console socket's frames); draws on the next animation frame. */
+  update(list) {
+    for (const v of list) this.vehicles.set(v.id, v);
+    this.schedule();
+  },
+
+  remove(id) {
+    this.vehicles.delete(id);
+    this.schedule();
+  },
+
+  schedule() {
+    if (this.frameRequested || !this._map) return;
+    this.frameRequested = true;
+    requestAnimationFrame(() => {
+      this.frameRequested = false;
+      this.draw();
+    });
+  },
+
+  /** Container pixel of a position, by Web Mercator arithmetic (no allocation). */
+  project(lat, lon, out) {
+    const phi = (Math.max(-85.05, Math.min(85.05, lat)) * Math.PI) / 180;
+    out[0] = ((lon + 180) / 360) * this.scale - this.ox;
+    out[1] = (0.5 - Math.log(Math.tan(Math.PI / 4 + phi / 2)) / TAU) * this.scale - this.oy;
+  },
+
+  prepare() {
+    const map = this._map;
+    this.scale = 256 * Math.pow(2, map.getZoom());
+    const topLeft = map.containerPointToLayerPoint([0, 0]).add(map.getPixelOrigin());
+    this.ox = topLeft.x;
+    this.oy = topLeft.y;
+  },
+
+  draw() {
+    const map = this._map;
+    if (!map) return;
+    this.draws++;
+    const ctx = this.ctx;
+    const ratio = window.devicePixelRatio || 1;
+    const w = this.canvas.width / ratio, h = this.canvas.height / ratio;
+    L.DomUtil.setPosition(this.canvas, map.containerPointToLayerPoint([0, 0]));
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    this.prepare();
+    const zoom = map.getZoom();
+    const r = zoom >= 15 ? 8 : zoom >= 13 ? 6.5 : 5;
+    const paths = new Map();
+    const p = [0, 0];
+    let selected = null;
+    for (const v of this.vehicles.values()) {
+      this.project(v.lat, v.lon, p);
+      const x = p[0], y = p[1];
+      if (x < -r || y < -r || x > w + r || y > h + r) continue;
+      const colour = this.colourOf(v);
+      let path = paths.get(colour);
+      if (!path) paths.set(colour, (path = new Path2D()));
+      if (v.heading === null || v.heading === undefined) {
+        path.moveTo(x + r * 0.8, y);
+        path.arc(x, y, r * 0.8, 0, TAU);
+      } else {
+        const a = (v.heading * Math.PI) / 180;
+        const s = Math.sin(a), c = Math.cos(a);
+        // an arrow pointing along the heading (0 = north, clockwise)
+        path.moveTo(x + s * r * 1.25, y - c * r * 1.25);
+        path.lineTo(x + c * r * 0.85 - s * r * 0.9, y + s * r * 0.85 + c * r * 0.9);
+        path.lineTo(x - s * r * 0.35, y + c * r * 0.35);
+        path.lineTo(x - c * r * 0.85 - s * r * 0.9, y - s * r * 0.85 + c * r * 0.9);
+        path.closePath();
+      }
+      if (v.id === this.selected) selected = [x, y];
+    }
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = "rgba(255,255,255,0.95)";
+    for (const [colour, path] of paths) {
+      ctx.fillStyle = colour;
+      ctx.stroke(path);
+      ctx.fill(path);
+    }
+    if (selected) {
+      ctx.beginPath();
+      ctx.arc(selected[0], selected[1], r * 2.2, 0, TAU);
+      ctx.strokeStyle = "#0f172a";
+      ctx.lineWidth = 2.5;
+      ctx.stroke();
+    }
+  },
+
+  /** The vehicle nearest to a container point, within ``radius`` pixels. */
+  hit(point, radius = 12) {
+    if (!this._map) return null;
+    this.prepare();
+    const p = [0, 0];
+    let best = null, bestD = radius * radius;
+    for (const v of this.vehicles.values()) {
+      this.project(v.lat, v.lon, p);
+      const d = (p[0] - point.x) ** 2 + (p[1] - point.y) ** 2;
+      if (d <= bestD) { best = v; bestD = d; }
+    }
+    return best;
+  },
+
+  /** Screen position of a vehicle (for tests and popups). */
+  pointOf(id) {
+    const v = this.vehicles.get(id);
+    if (!v || !this._map) return null;
+    this.prepare();
+    const p = [0, 0];
+    this.project(v.lat, v.lon, p);
+    return { x: p[0], y: p[1] };
+  },
+});
