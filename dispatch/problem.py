@@ -54,6 +54,7 @@ class Task:
     skills: frozenset[str] = frozenset()
     priority: Priority = "normal"
     on_board: str | None = None  # vehicle id: picked up, pinned to that vehicle
+    assigned: str | None = None  # vehicle id: kept on that vehicle while it is available
 
     def __post_init__(self) -> None:
         if self.pickup is not None and self.on_board is not None:
@@ -114,6 +115,8 @@ class Problem:
                 raise ProblemError(f"task {t.id}: a location is outside the matrix")
             if t.on_board is not None and t.on_board not in ids:
                 raise ProblemError(f"task {t.id}: on board of an unknown vehicle {t.on_board}")
+            if t.assigned is not None and t.assigned not in ids:
+                raise ProblemError(f"task {t.id}: assigned to an unknown vehicle {t.assigned}")
         for vehicle_id, task_id in self.locked.items():
             if vehicle_id not in ids or task_id not in {t.id for t in self.tasks}:
                 raise ProblemError(f"locked stop {vehicle_id} → {task_id} names an unknown id")

@@ -145,12 +145,15 @@ def solve(
             cumul.SetRange(a, problem.horizon)
             time_dim.SetCumulVarSoftUpperBound(index, b, problem.costs.lateness_per_second)
         able = [i for i, v in enumerate(vehicles) if s.task.skills <= v.skills]
-        if s.task.on_board is not None:
-            able = [index_of_vehicle[s.task.on_board]]
+        pin = s.task.on_board
+        if pin is None and s.task.assigned in index_of_vehicle:
+            pin = s.task.assigned  # kept where it is (no re-assignment), never dropped
+        if pin is not None:
+            able = [index_of_vehicle[pin]]
         else:
             routing.AddDisjunction([index], problem.costs.drop[s.task.priority])
             able = [-1, *able]  # -1: left out (the disjunction's penalty applies)
-        if len(able) < v_count + (s.task.on_board is None):
+        if len(able) < v_count + (pin is None):
             routing.VehicleVar(index).SetValues(able)
         if s.kind == "pickup":
             pickup_index[s.task.id] = index

@@ -143,10 +143,16 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                     task.add_done_callback(reloads.discard)
 
             hub.event_hooks.insert(0, on_traffic)  # re-weight before the planner wakes
+            reoptimize = settings.reoptimize == "on"
             planner = Planner(
-                client, app.state.orders, roads, time_limit_s=settings.solver_time_limit_s
+                client,
+                app.state.orders,
+                roads,
+                time_limit_s=settings.solver_time_limit_s,
+                reoptimize=reoptimize,
             )
-            hub.event_hooks.append(lambda raw: _maybe_replan(planner, raw))
+            wake_on = REPLAN_ON if reoptimize else PLAN_ONCE_ON
+            hub.event_hooks.append(lambda raw: _maybe_replan(planner, raw, wake_on))
         app.state.planner = planner
         sweeper = StatusSweeper(
             client,
@@ -169,7 +175,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         node_alerts = asyncio.create_task(alerts.run(), name="node-alerts")
         planning = asyncio.create_task(planner.run(), name="planner") if planner else None
         eta_refresh = None
-        if roads is not None:
+        if roads is not None and settings.reoptimize == "on":
             refresher = EtaRefresher(client, app.state.orders, roads)
             eta_refresh = asyncio.create_task(
                 run_leased(
@@ -254,16 +260,17 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
 
 
 REPLAN_ON = frozenset({"order", "vehicle", "traffic"})
+PLAN_ONCE_ON = frozenset({"order", "vehicle"})  # without re-optimisation: new work only
 
 
-def _maybe_replan(planner: Planner, raw: bytes) -> None:
+def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN_ON) -> None:
     """Wake the planner for events that change the problem (orders, vehicles, traffic), except
     the planner's own order updates."""
     try:
         event = json.loads(raw)
     except ValueError:
         return
-    if isinstance(event, dict) and event.get("type") in REPLAN_ON and event.get("by") != "planner":
+    if isinstance(event, dict) and event.get("type") in wake_on and event.get("by") != "planner":
         planner.request()
 
 

@@ -208,6 +208,13 @@ class Settings:
         default=15.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often live ETAs are recomputed"),
     )
+    reoptimize: str = field(
+        default="on",
+        metadata=_meta(
+            _parse_choice("on", "off"),
+            "off: plan each order once (no re-assignment, no re-plan on traffic, no live ETAs)",
+        ),
+    )
     solver_time_limit_s: float = field(
         default=1.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),

@@ -72,6 +72,21 @@ def test_goods_on_board_stay_on_their_vehicle_through_re_plans() -> None:
     assert other in {r.vehicle_id for r in again.routes}
 
 
+def test_assigned_tasks_keep_their_vehicle_even_when_another_is_closer() -> None:
+    """Without re-optimisation (the baseline), an assigned order stays on its van: t4 is
+    assigned to A although B, in the same place, would serve it as well."""
+    base = three_vans_five_orders()
+    tasks = [dataclasses.replace(t, assigned="A") if t.id == "t4" else t for t in base.tasks]
+    problem = dataclasses.replace(base, tasks=tasks)
+    plan = solve(problem, time_limit=LIMIT)
+    assert plan.vehicle_of("t4") == "A"
+    assert violations(problem, plan, windows_hard=True) == []
+    # Assigned to a van that is not available: planned like any other order.
+    tasks = [dataclasses.replace(t, assigned="C") if t.id == "t4" else t for t in base.tasks]
+    plan = solve(dataclasses.replace(base, tasks=tasks), time_limit=LIMIT)
+    assert plan.vehicle_of("t4") in {"A", "B"}
+
+
 def test_too_big_or_unskilled_orders_are_reported_with_a_reason() -> None:
     tasks = [
         Task(id="huge", pickup=0, dropoff=2, size=(50,)),
