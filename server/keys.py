@@ -64,6 +64,7 @@ PLANNER_LEASE = PREFIX + "lease:planner"
 ETAS_LEASE = PREFIX + "lease:etas"
 TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
+PACE = PREFIX + "pace"  # the learned pace factor (string float), written by the ETA refresher
 
 
 def live(vehicle_id: str) -> str:

@@ -6,6 +6,11 @@ time on the current weights, waiting for a window to open, service time — and,
 whose ETAs moved by more than ``threshold_s``, rewrites them (same version: the stops did not
 change) and publishes an ``eta`` event; a stop whose ETA passes its window's end is flagged
 ``late_risk``. ETAs are never before now.
+
+Travel times are the road model's times the learned pace (:class:`dispatch.pace.Pace`): on
+each pass, every vehicle that moved since the last one gives a sample (the model's time for
+that stretch against the time it really took), so hidden congestion shows up in the ETAs
+within minutes. The factor is kept at ``fleet:pace`` for the planner.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ from typing import Any, cast
 import numpy as np
 import redis.asyncio as aioredis
 
+from dispatch.pace import Pace
+from geo.distance import haversine_m
 from geo.errors import GeoError
 from geo.roads import Roads
 from server import keys
 from server.events import queue_event
 from server.orders.lifecycle import FINAL
 from server.orders.store import OrderStore
-from server.tracking.queries import positions
+from server.tracking.queries import Position, positions
 from server.tracking.vehicles import all_vehicles
 
 
@@ -43,25 +50,48 @@ class EtaRefresher:
         self.roads = roads
         self.threshold_s = threshold_s
         self.clock = clock
+        self.pace = Pace()
+        self._last: dict[str, Position] = {}
 
     async def refresh(self) -> list[dict[str, Any]]:
         """One pass over every route; the ``eta`` events it published."""
         now = self.clock()
         vehicles = [v.id for v in await all_vehicles(self.redis)]
         where = {p.id: p for p in await positions(self.redis, vehicles)}
+        self._learn(where, now)
+        pace = self.pace.value(now)
+        await self.redis.set(keys.PACE, str(pace))
         events = []
         for vehicle_id in vehicles:
             raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
             if raw is None or vehicle_id not in where:
                 continue
             route = json.loads(raw)
-            event = await self._refresh_route(route, where[vehicle_id], now)
+            event = await self._refresh_route(route, where[vehicle_id], now, pace)
             if event is not None:
                 events.append(event)
         return events
 
+    def _learn(self, where: dict[str, Position], now: float) -> None:
+        """A pace sample from each vehicle that drove at least 40 m since the last pass."""
+        for vehicle_id, p in where.items():
+            last = self._last.get(vehicle_id)
+            if last is None or p.ts <= last.ts:
+                self._last[vehicle_id] = p
+                continue
+            actual_s = (p.ts - last.ts) / 1000
+            if actual_s > 120 or haversine_m(last.lat, last.lon, p.lat, p.lon) < 40:
+                self._last[vehicle_id] = p
+                continue
+            try:
+                expected_s = self.roads.route((last.lat, last.lon), (p.lat, p.lon)).time_s
+            except GeoError:
+                expected_s = 0.0
+            self.pace.add(expected_s=expected_s, actual_s=actual_s, at_s=now)
+            self._last[vehicle_id] = p
+
     async def _refresh_route(
-        self, route: dict[str, Any], position: Any, now: float
+        self, route: dict[str, Any], position: Any, now: float, pace: float = 1.0
     ) -> dict[str, Any] | None:
         ahead = []
         for stop in route["stops"]:
@@ -82,15 +112,14 @@ class EtaRefresher:
         clock, moved, late = now, False, []
         for i, (stop, order) in enumerate(ahead):
             leg = float(legs[i, i + 1])
-            clock += leg if np.isfinite(leg) else 0.0
-            window = (
-                order.window if stop["kind"] == "dropoff" else (order.pickup_window or order.window)
-            )
-            eta = max(clock, window.start.timestamp(), now)
+            clock += leg * pace if np.isfinite(leg) else 0.0
+            window = order.window if stop["kind"] == "dropoff" else order.pickup_window
+            opens = window.start.timestamp() if window is not None else now
+            eta = max(clock, opens, now)
             if abs(eta * 1000 - stop["eta"]) > self.threshold_s * 1000:
                 moved = True
             stop["eta"] = int(eta * 1000)
-            stop["late_risk"] = eta > window.end.timestamp()
+            stop["late_risk"] = window is not None and eta > window.end.timestamp()
             if stop["late_risk"]:
                 late.append(stop["order_id"])
             clock = eta + (order.service_s if stop["kind"] == "dropoff" else order.pickup_service_s)

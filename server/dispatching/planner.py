@@ -9,6 +9,9 @@ change (``fleet:route:{id}``), move newly assigned orders to ``processed``, and 
 ``POST /dispatch/replan``) wakes the loop, and triggers that arrive within ``debounce_s`` share a
 round.
 
+With ``reoptimize=False`` (``FLEET_REOPTIMIZE=off``, the simulator's baseline) an order keeps the
+vehicle it was first given: rounds only place orders that have none.
+
 Simplifications of this first version: an order without a pickup is taken to leave with the
 vehicle (no depot trip is planned); vehicles without a live position are not planned.
 """
@@ -76,6 +79,7 @@ class Planner:
         *,
         time_limit_s: float = 1.0,
         debounce_s: float = 0.3,
+        reoptimize: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -83,6 +87,7 @@ class Planner:
         self.roads = roads
         self.time_limit_s = time_limit_s
         self.debounce_s = debounce_s
+        self.reoptimize = reoptimize
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
@@ -130,6 +135,7 @@ class Planner:
             index[(o.id, "dropoff")] = len(snapped)
             snapped.append(self.roads.snap(o.dropoff.lat, o.dropoff.lon))
         seconds = self.roads.matrix_s(snapped, snapped) if snapped else np.zeros((0, 0))
+        seconds = seconds * await self._pace()
         horizon = 2 * 24 * 3600
         times = np.where(np.isfinite(seconds), np.ceil(seconds), horizon).astype(np.int64)
         np.fill_diagonal(times, 0)
@@ -154,6 +160,7 @@ class Planner:
                 skills=frozenset(o.skills),
                 priority=o.priority,
                 on_board=o.vehicle_id if o.status in ON_BOARD else None,
+                assigned=None if self.reoptimize or o.vehicle_id not in where else o.vehicle_id,
             )
             for o in open_orders
         ]  # fmt: skip
@@ -182,6 +189,14 @@ class Planner:
             changed_routes=changed,
             seconds=time.perf_counter() - started,
         )
+
+    async def _pace(self) -> float:
+        """The learned pace factor (see ``dispatching/etas.py``); 1 until there is one."""
+        raw = await self.redis.get(keys.PACE)
+        try:
+            return float(raw) if raw is not None else 1.0
+        except ValueError:
+            return 1.0
 
     async def _store(self, plan: Plan, snapped: list[Any], now: float) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed."""
