@@ -23,10 +23,7 @@ EXIT_USAGE = 2
 
 if TYPE_CHECKING:
     from geo.roads import Roads
-
-
-class NotYetAvailable(Exception):
-    """A subcommand a later issue fills in."""
+    from simulator.scenario import Scenario
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +40,13 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
     )
+
+
+def _add_scenario_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vehicles", type=int, help="simulated vehicles (scenario's default)")
+    parser.add_argument("--orders", type=int, help="orders over the run (scenario's default)")
+    parser.add_argument("--duration", type=float, help="seconds to run (scenario's default)")
+    parser.add_argument("--seed", type=int, help="random seed (scenario's default)")
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -143,19 +147,59 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _scenario_from(args: argparse.Namespace, name: str) -> Scenario:
+    from simulator.scenario import SCENARIOS
+
+    if name not in SCENARIOS:
+        raise StartupError(f"Unknown scenario {name!r}: choose one of {', '.join(SCENARIOS)}.")
+    scenario = SCENARIOS[name]
+    changes = {
+        k: v
+        for k, v in (("vehicles", args.vehicles), ("orders", args.orders), ("seed", args.seed))
+        if v is not None
+    }
+    if args.duration is not None:
+        changes["duration_s"] = args.duration
+    for key, value in changes.items():
+        if value <= 0 and key != "seed":
+            raise StartupError(f"--{key.removesuffix('_s')} must be positive.")
+    return dataclasses.replace(scenario, **changes) if changes else scenario
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
-    return _serve(
-        _settings_from(args),
-        banner=lambda base, redis_url: [
-            "fleet demo is running (Ctrl-C to stop).",
-            "  The simulated fleet and the console arrive with the simulator issue; for now the",
-            "  demo starts Redis and the server.",
-            f"  ready:   {base}/ready",
-            f"  API doc: {base}/schema/swagger",
-            "  dispatcher token (Authorization: Bearer …): "
-            + issue_token(redis_url, "dispatcher", "fleet demo"),
-        ],
+    """The server with a simulated fleet on it (``simulator.run.demo``)."""
+    from server.regions import osm_file_for
+    from simulator.run import demo
+
+    settings = _settings_from(args)
+    if settings.redis_url is not None:
+        raise StartupError("fleet demo always runs on a private Redis; unset FLEET_REDIS_URL.")
+    demo(
+        _scenario_from(args, "demo"),
+        osm_file=osm_file_for(settings),
+        roads_cache=settings.data_dir / "roads",
+        host=settings.host,
+        port=settings.port,
+        duration_s=args.duration,
     )
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from server.regions import osm_file_for
+    from simulator.run import simulate
+
+    settings = _settings_from(args)
+    scenario = _scenario_from(args, args.scenario)
+    report = Path(args.report or f"var/reports/{scenario.name}-{scenario.seed}.json")
+    simulate(
+        scenario,
+        osm_file=osm_file_for(settings),
+        roads_cache=settings.data_dir / "roads",
+        report_path=report,
+        baseline=not args.no_baseline,
+    )
+    return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -216,13 +260,6 @@ def _default_bench_osm() -> Path:
     return ensure_default_region(load_settings().data_dir)
 
 
-def _not_yet(what: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        raise NotYetAvailable(f"'fleet {what}' is not available yet in this version of fleet.")
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fleet",
@@ -237,14 +274,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_flags(serve)
     serve.set_defaults(run=_cmd_serve)
 
-    demo = sub.add_parser("demo", help="run the live demo on the built-in map")
+    demo = sub.add_parser(
+        "demo", help="run the live demo: the server and a simulated fleet on the built-in map"
+    )
     _add_server_flags(demo)
+    _add_scenario_flags(demo)
     demo.set_defaults(run=_cmd_demo)
 
-    simulate = sub.add_parser("simulate", help="run a simulation scenario and write a report")
-    simulate.add_argument("--scenario", default="smoke", help="scenario name")
-    simulate.add_argument("--report", help="where to write the JSON report")
-    simulate.set_defaults(run=_not_yet("simulate"))
+    simulate = sub.add_parser(
+        "simulate",
+        help="run a simulation scenario and its baseline; write a report",
+        description="Runs the scenario twice side by side, with re-optimisation and without "
+        "(the baseline: plan each order once), and writes a JSON report, a summary and charts.",
+    )
+    simulate.add_argument(
+        "--scenario", default="rush", help="smoke, rush (30 min, 25 vans, 150 orders) or demo"
+    )
+    simulate.add_argument("--report", help="the JSON report (default var/reports/NAME-SEED.json)")
+    simulate.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
+    simulate.add_argument(
+        "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
+    )
+    simulate.add_argument("--data-dir", help="where the road cache is (FLEET_DATA_DIR)")
+    _add_scenario_flags(simulate)
+    simulate.set_defaults(run=_cmd_simulate)
 
     imp = sub.add_parser("import-osm", help="import an OpenStreetMap extract into the road cache")
     imp.add_argument("file", help="the .osm.pbf extract")
@@ -293,7 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (SettingsError, StartupError, NotYetAvailable) as exc:
+    except (SettingsError, StartupError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

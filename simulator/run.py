@@ -1,0 +1,139 @@
+"""``fleet simulate`` and ``fleet demo``: servers, simulated worlds, reports."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from geo.roads import Roads
+from simulator import report
+from simulator.scenario import Scenario, fingerprint, generate
+from simulator.servers import ServerProcess
+from simulator.world import RunResult, World
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def simulate(
+    scenario: Scenario,
+    *,
+    osm_file: Path,
+    roads_cache: Path,
+    report_path: Path,
+    baseline: bool = True,
+    server_settings: dict[str, str] | None = None,
+    say: Callable[[str], None] = _say,
+) -> dict[str, Any]:
+    """Run ``scenario`` with re-optimisation on and, in the same invocation, the baseline (off),
+    side by side on two servers; write the JSON report, a summary and charts; return the report."""
+    roads = Roads.open(osm_file, roads_cache, progress=say)
+    events = generate(scenario, roads.network)
+    say(
+        f"scenario {scenario.name} (seed {scenario.seed}, events {fingerprint(events)}): "
+        f"{scenario.vehicles} vehicles, {len(events.orders)} orders, {len(events.incidents)} "
+        f"incidents over {scenario.duration_s / 60:g} min on {roads.network.name}"
+    )
+    arms = [("re-optimised", True)] + ([("baseline", False)] if baseline else [])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="fleet-sim-") as tmp, contextlib.ExitStack() as stack:
+        servers = []
+        for label, on in arms:
+            settings = {"FLEET_REOPTIMIZE": "on" if on else "off", **(server_settings or {})}
+            folder = Path(tmp) / label
+            servers.append(
+                stack.enter_context(
+                    ServerProcess(folder, osm_file=osm_file, roads_cache=roads_cache,
+                                  settings=settings, log=Path(tmp) / f"{label}.log")
+                )
+            )  # fmt: skip
+            say(f"  [{label}] server at {servers[-1].base_url}")
+
+        async def both() -> list[RunResult]:
+            worlds = [
+                World(events, roads, base_url=server.base_url, reoptimize=on, label=label,
+                      staff_token=server.token("dispatcher", f"simulator {label}"), progress=say)
+                for server, (label, on) in zip(servers, arms, strict=True)
+            ]  # fmt: skip
+            return list(await asyncio.gather(*(w.run() for w in worlds)))
+
+        results = asyncio.run(both())
+    runs = [report.figures(r) for r in results]
+    vs = report.compare(runs[0], runs[1] if len(runs) > 1 else None)
+    about = {**dataclasses.asdict(scenario), "events": fingerprint(events),
+             "network": roads.network.name}  # fmt: skip
+    document = {
+        "scenario": about,
+        "runs": runs,
+        "vs_baseline": vs,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    report.write(report_path, document)
+    text = report.summary_text(about, runs, vs)
+    summary = report_path.with_suffix(".txt")
+    summary.write_text(text)
+    charts = report.charts(results, report_path.parent, report_path.stem)
+    say("")
+    say(text.rstrip())
+    say(f"report: {report_path}; summary: {summary}; charts: {', '.join(map(str, charts))}")
+    say(json.dumps({"scenario": scenario.name, "runs": runs, "vs_baseline": vs}))
+    return document
+
+
+def demo(
+    scenario: Scenario,
+    *,
+    osm_file: Path,
+    roads_cache: Path,
+    host: str,
+    port: int,
+    duration_s: float | None,
+    say: Callable[[str], None] = _say,
+) -> None:
+    """Serve on ``host:port`` with a simulated fleet until ``duration_s`` or Ctrl-C."""
+    roads = Roads.open(osm_file, roads_cache)
+    events = generate(scenario, roads.network)
+    with (
+        tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp,
+        ServerProcess(Path(tmp), osm_file=osm_file, roads_cache=roads_cache, host=host,
+                      port=port, log=Path(tmp) / "server.log") as server,
+    ):  # fmt: skip
+        staff = server.token("dispatcher", "fleet demo")
+        world = World(events, roads, base_url=server.base_url, staff_token=staff,
+                      reoptimize=True, label="demo")  # fmt: skip
+        base = server.base_url
+
+        async def run() -> None:
+            import httpx
+
+            async with httpx.AsyncClient(
+                base_url=base, headers={"Authorization": f"Bearer {staff}"}
+            ) as api:
+                answer = await api.post("/vehicles", json={"name": "Your phone"})
+                phone = answer.json()
+            task = asyncio.create_task(world.run(duration_s))
+            say("fleet demo is running (Ctrl-C to stop).")
+            say(f"  console:  {base}/console#token={staff}")
+            say(f"  driver:   {base}/driver#token={phone['token']}  (your phone as a vehicle)")
+            say(f"  API doc:  {base}/schema/swagger   (dispatcher token: {staff})")
+            every = scenario.arrivals_until * scenario.duration_s / max(1, scenario.orders)
+            say(f"  {scenario.vehicles} simulated vans on {roads.network.name}; an order about "
+                f"every {every:.0f} s")  # fmt: skip
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(world.first_tracking_link.wait(), 120)
+            for order_id, token in list(world.tracking.items())[:1]:
+                say(f"  tracking: {base}/t/{token}  (order {order_id}, as its customer sees it)")
+            await task
+
+        try:
+            asyncio.run(run())
+        except KeyboardInterrupt:
+            say("stopping…")

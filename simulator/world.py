@@ -1,0 +1,273 @@
+"""One simulated run against one server: the fleet, the order stream, incidents, an observer.
+
+Everything reaches the server through its public interfaces: vehicles are registered and orders
+created over REST (as a shop's system would), incidents that are reported go to
+``/traffic-events``, breakdowns are a dispatcher's ``PATCH /vehicles/{id}``; the vans speak the
+driver WebSocket; an observer watches ``/ws/console`` like a dispatcher and records every route
+and ETA the server publishes, and how long a ping takes to reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from geo.roads import Roads
+from simulator.driving import ArcLookup
+from simulator.scenario import Events, PlannedOrder
+from simulator.truth import GroundTruth
+from simulator.vehicle import SimVehicle, StopRecord, VehicleStats
+
+_decode = msgspec.json.Decoder().decode
+TICK_S = 1.0
+
+
+@dataclass(slots=True)
+class Observed:
+    """What the dispatcher's view showed during the run."""
+
+    etas: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    # (order id, kind) → [(scenario time published, ETA as scenario time)]
+    negative_etas: int = 0
+    planned_at: set[int] = field(default_factory=set)  # one per planning round that changed routes
+    route_versions: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunResult:
+    label: str
+    reoptimize: bool
+    duration_s: float
+    t0_ms: int
+    orders: dict[str, PlannedOrder]  # server order id → what the scenario asked for
+    tracking: dict[str, str]  # server order id → customer tracking token
+    records: list[StopRecord]
+    final_status: dict[str, str]  # server order id → status at the end
+    vehicles: dict[str, VehicleStats]
+    observed: Observed
+    broken: list[str]
+    create_errors: int = 0
+
+
+def _iso(t0_ms: int, t_s: float) -> str:
+    return dt.datetime.fromtimestamp(t0_ms / 1000 + t_s, dt.UTC).isoformat()
+
+
+class World:
+    def __init__(
+        self,
+        events: Events,
+        roads: Roads,
+        *,
+        base_url: str,
+        staff_token: str,
+        reoptimize: bool,
+        label: str,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.events = events
+        self.roads = roads
+        self.base_url = base_url
+        self.ws_url = base_url.replace("http://", "ws://", 1)
+        self.staff_token = staff_token
+        self.reoptimize = reoptimize
+        self.label = label
+        self.progress = progress
+        self.truth = GroundTruth(
+            roads.network,
+            seed=events.scenario.seed,
+            level=events.scenario.congestion,
+            incidents=events.incidents,
+        )
+        self.lookup = ArcLookup(roads)
+        self.rng = random.Random(events.scenario.seed + 1)
+        self.t0 = 0.0
+        self.orders: dict[str, PlannedOrder] = {}
+        self.tracking: dict[str, str] = {}
+        self.observed = Observed()
+        self.vans: list[SimVehicle] = []
+        self.create_errors = 0
+        self._stop = asyncio.Event()
+        self.first_tracking_link = asyncio.Event()
+
+    def clock(self) -> float:
+        return time.time() - self.t0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, duration_s: float | None = None) -> RunResult:
+        s = self.events.scenario
+        duration = s.duration_s if duration_s is None else duration_s
+        headers = {"Authorization": f"Bearer {self.staff_token}"}
+        async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as api:
+            self.t0 = time.time()
+            t0_ms = int(self.t0 * 1000)
+            hubs = sorted({o.pickup for o in self.events.orders}) or [
+                v.start for v in self.events.vehicles
+            ]
+            for plan in self.events.vehicles:
+                body = {"id": plan.id, "name": plan.id.replace("sim-", "Van "),
+                        "capacity": {"parcels": s.capacity},
+                        "skills": ["cold_chain"] if plan.cold else []}  # fmt: skip
+                answer = await api.post("/vehicles", json=body)
+                answer.raise_for_status()
+                self.vans.append(
+                    SimVehicle(plan=plan, token=answer.json()["token"],
+                               ws_url=f"{self.ws_url}/ws/driver?token={answer.json()['token']}",
+                               roads=self.roads, lookup=self.lookup, truth=self.truth, scenario=s,
+                               orders=self.orders, hubs=list(hubs), clock=self.clock,
+                               t0_ms=t0_ms, rng=random.Random(f"{s.seed}-{plan.id}"))
+                )  # fmt: skip
+            tasks = [asyncio.create_task(v.run(self._stop)) for v in self.vans]
+            tasks.append(asyncio.create_task(self._observe(t0_ms)))
+            broken: list[str] = []
+            try:
+                await self._loop(api, duration, t0_ms, broken)
+            finally:
+                self._stop.set()
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+            final = {}
+            for order_id in self.orders:
+                answer = await api.get(f"/orders/{order_id}")
+                final[order_id] = answer.json().get("status", "unknown")
+        return RunResult(
+            label=self.label, reoptimize=self.reoptimize, duration_s=duration, t0_ms=t0_ms,
+            orders=dict(self.orders), tracking=dict(self.tracking),
+            records=[r for v in self.vans for r in v.records], final_status=final,
+            vehicles={v.plan.id: v.stats for v in self.vans}, observed=self.observed,
+            broken=broken, create_errors=self.create_errors,
+        )  # fmt: skip
+
+    async def _loop(
+        self, api: httpx.AsyncClient, duration: float, t0_ms: int, broken: list[str]
+    ) -> None:
+        pending = list(self.events.orders)
+        incidents = [i for i in self.events.incidents if i.reported]
+        breakdowns = sorted(
+            (v.breakdown_s, v.id) for v in self.events.vehicles if v.breakdown_s is not None
+        )
+        last = 0.0
+        next_report = 0.0
+        while not self._stop.is_set():
+            t = self.clock()
+            if t >= duration:
+                break
+            while pending and pending[0].at_s <= t:
+                await self._create(api, pending.pop(0), t0_ms)
+            while incidents and incidents[0].start_s <= t:
+                incident = incidents.pop(0)
+                body = {"id": incident.id, "polygon": incident.polygon(),
+                        "factor": round(incident.factor, 3), "label": "reported by the simulator",
+                        "end": _iso(t0_ms, incident.end_s)}  # fmt: skip
+                with contextlib.suppress(httpx.HTTPError):
+                    await api.post("/traffic-events", json=body)
+            while breakdowns and breakdowns[0][0] <= t:
+                _, vehicle_id = breakdowns.pop(0)
+                with contextlib.suppress(httpx.HTTPError):
+                    await api.patch(f"/vehicles/{vehicle_id}", json={"status": "broken_down"})
+                for van in self.vans:
+                    if van.plan.id == vehicle_id:
+                        van.broken = True
+                        broken.append(vehicle_id)
+            dt_s = t - last if last else TICK_S
+            for van in self.vans:
+                van.step(t, dt_s)
+                van.maybe_drop(t, dt_s)
+            last = t
+            if t >= next_report:
+                self.progress(self._progress_line(t, duration))
+                next_report = t + max(10.0, duration / 12)
+            await asyncio.sleep(max(0.0, TICK_S - (self.clock() - t)))
+
+    def _progress_line(self, t: float, duration: float) -> str:
+        records = [r for v in self.vans for r in v.records]
+        delivered = sum(1 for r in records if r.outcome == "delivered")
+        return (
+            f"[{self.label}] {t / 60:5.1f}/{duration / 60:.0f} min: {len(self.orders)} orders, "
+            f"{delivered} delivered, {len(self.observed.planned_at)} plans pushed, "
+            f"{sum(v.stats.driven_m for v in self.vans) / 1000:.1f} km driven"
+        )
+
+    async def _create(self, api: httpx.AsyncClient, order: PlannedOrder, t0_ms: int) -> None:
+        n = int(order.id.split("-")[1])
+        body = {
+            "pickup": {"lat": order.pickup[0], "lon": order.pickup[1], "address": "Shop"},
+            "dropoff": {"lat": order.dropoff[0], "lon": order.dropoff[1],
+                        "address": f"Customer street {n}"},
+            "window": {"start": _iso(t0_ms, order.window_start_s),
+                       "end": _iso(t0_ms, order.window_end_s)},
+            "service_s": self.events.scenario.dropoff_service_s,
+            "pickup_service_s": self.events.scenario.pickup_service_s,
+            "size": {"parcels": order.parcels},
+            "skills": ["cold_chain"] if order.cold else [],
+            "priority": "express" if order.express else "normal",
+            "customer": {"name": f"Customer {n}", "phone": f"+358 40 {n:07d}"},
+            "reference": order.id,
+        }  # fmt: skip
+        try:
+            answer = await api.post("/orders", json=body, headers={"Idempotency-Key": order.id})
+            answer.raise_for_status()
+        except httpx.HTTPError:
+            self.create_errors += 1
+            return
+        created = answer.json()
+        self.orders[created["order"]["id"]] = order
+        self.tracking[created["order"]["id"]] = created["tracking_token"]
+        self.first_tracking_link.set()
+
+    async def _observe(self, t0_ms: int) -> None:
+        """Watch the console socket for the whole run (reconnecting if it drops)."""
+        url = f"{self.ws_url}/ws/console?token={self.staff_token}"
+        while not self._stop.is_set():
+            with contextlib.suppress(OSError, ConnectionClosed, InvalidHandshake, TimeoutError):
+                async with connect(url, compression=None, proxy=None, max_queue=None) as ws:
+                    async for raw in ws:
+                        self._seen(_decode(raw), t0_ms)
+            await asyncio.sleep(0.5)
+
+    def _seen(self, message: dict[str, Any], t0_ms: int) -> None:
+        now_ms = time.time() * 1000
+        if message.get("type") == "positions":
+            for v in message.get("vehicles", []):
+                self.observed.latencies_ms.append(now_ms - float(v["ts"]))
+            return
+        if message.get("type") != "event":
+            return
+        event = message.get("event", {})
+        kind = event.get("type")
+        if kind not in {"route", "eta"}:
+            return
+        published = event.get("planned_at") if kind == "route" else event.get("at")
+        published = float(published if published is not None else now_ms)
+        if kind == "route":
+            self.observed.route_versions += 1
+            self.observed.planned_at.add(int(published))
+        t_s = (now_ms - t0_ms) / 1000
+        for stop in event.get("stops", []):
+            eta = float(stop["eta"])
+            if eta < published - 1:
+                self.observed.negative_etas += 1
+            samples = self.observed.etas.setdefault((stop["order_id"], stop["kind"]), [])
+            samples.append((t_s, (eta - t0_ms) / 1000))
+
+
+def finite(values: list[float]) -> list[float]:
+    return [v for v in values if math.isfinite(v)]

@@ -1,0 +1,46 @@
+"""The smoke scenario end to end: two real servers (re-optimised and baseline), simulated vans
+over the driver socket, a report whose figures add up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from simulator.run import simulate
+from simulator.scenario import SCENARIOS
+
+
+def test_smoke_scenario_report_is_consistent(
+    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    report_path = tmp_path / "smoke.json"
+    document = simulate(
+        SCENARIOS["smoke"],
+        osm_file=helsinki_pbf,
+        roads_cache=helsinki_cache,
+        report_path=report_path,
+        say=lines.append,
+    )
+    assert json.loads(report_path.read_text()) == document
+    assert [r["label"] for r in document["runs"]] == ["re-optimised", "baseline"]
+    for run in document["runs"]:
+        orders = run["orders"]
+        assert orders["created"] == SCENARIOS["smoke"].orders
+        assert orders["create_errors"] == 0
+        assert (
+            orders["delivered"] + orders["failed"] + orders["unassigned"] + orders["open"]
+            + orders["cancelled"]
+            == orders["created"]
+        )  # fmt: skip
+        assert orders["consistent"]
+        assert orders["unassigned"] < orders["created"], "the planner assigned work"
+        assert run["negative_etas"] == 0
+        assert run["km_driven"] > 0.1, "the vans drove"
+        assert run["pings"] > 50 and run["ping_to_console_ms"]["n"] > 0
+        assert run["replans"] >= 1
+    summary = report_path.with_suffix(".txt").read_text()
+    assert "re-optimised: on time" in summary and "baseline: on time" in summary
+    for chart in ("smoke-eta-error.png", "smoke-on-time.png"):
+        assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads(lines[-1])["scenario"] == "smoke"
