@@ -147,7 +147,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
-def _scenario_from(args: argparse.Namespace, name: str) -> Scenario:
+def _scenario_from(args: argparse.Namespace, name: str, *, with_duration: bool = True) -> Scenario:
     from simulator.scenario import SCENARIOS
 
     if name not in SCENARIOS:
@@ -158,7 +158,7 @@ def _scenario_from(args: argparse.Namespace, name: str) -> Scenario:
         for k, v in (("vehicles", args.vehicles), ("orders", args.orders), ("seed", args.seed))
         if v is not None
     }
-    if args.duration is not None:
+    if args.duration is not None and with_duration:
         changes["duration_s"] = args.duration
     for key, value in changes.items():
         if value <= 0 and key != "seed":
@@ -175,7 +175,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if settings.redis_url is not None:
         raise StartupError("fleet demo always runs on a private Redis; unset FLEET_REDIS_URL.")
     demo(
-        _scenario_from(args, "demo"),
+        _scenario_from(args, "demo", with_duration=False),  # --duration only stops it sooner
         osm_file=osm_file_for(settings),
         roads_cache=settings.data_dir / "roads",
         host=settings.host,

@@ -108,7 +108,7 @@ def demo(
     ):  # fmt: skip
         staff = server.token("dispatcher", "fleet demo")
         world = World(events, roads, base_url=server.base_url, staff_token=staff,
-                      reoptimize=True, label="demo")  # fmt: skip
+                      reoptimize=True, label="demo", progress=say)  # fmt: skip
         base = server.base_url
 
         async def run() -> None:

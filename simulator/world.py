@@ -194,14 +194,14 @@ class World:
             last = t
             if t >= next_report:
                 self.progress(self._progress_line(t, duration))
-                next_report = t + max(10.0, duration / 12)
+                next_report = t + max(10.0, min(300.0, duration / 12))
             await asyncio.sleep(max(0.0, TICK_S - (self.clock() - t)))
 
     def _progress_line(self, t: float, duration: float) -> str:
         records = [r for v in self.vans for r in v.records]
         delivered = sum(1 for r in records if r.outcome == "delivered")
         return (
-            f"[{self.label}] {t / 60:5.1f}/{duration / 60:.0f} min: {len(self.orders)} orders, "
+            f"[{self.label}] {t / 60:5.1f}/{duration / 60:g} min: {len(self.orders)} orders, "
             f"{delivered} delivered, {len(self.observed.planned_at)} plans pushed, "
             f"{sum(v.stats.driven_m for v in self.vans) / 1000:.1f} km driven"
         )

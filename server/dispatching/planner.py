@@ -142,6 +142,7 @@ class Planner:
         dimensions = sorted(
             {k for v in fleet for k in v.capacity} | {k for o in open_orders for k in o.size}
         )
+        fleet_ids = [v.id for v in fleet]
         vehicles = [
             Vehicle(id=v.id, start=i, capacity=tuple(int(v.capacity.get(d, 0)) for d in dimensions),
                     skills=frozenset(v.skills))
@@ -167,6 +168,7 @@ class Planner:
         problem = Problem(
             times=times, vehicles=vehicles, tasks=tasks, dimensions=tuple(dimensions),
             costs=Costs(balance=1), horizon=horizon,
+            locked=await self._heading_to(fleet_ids, {o.id: o for o in open_orders}),
         )  # fmt: skip
         plan = await asyncio.to_thread(
             solve, problem, time_limit=self.time_limit_s, initial=self._previous
@@ -189,6 +191,25 @@ class Planner:
             changed_routes=changed,
             seconds=time.perf_counter() - started,
         )
+
+    async def _heading_to(self, vehicle_ids: list[str], orders: dict[str, Any]) -> dict[str, str]:
+        """Vehicle → the order of the stop it is driving to, from its current route: locked, so
+        a re-plan never turns a driver around (the first stop not done yet that is still its)."""
+        locked: dict[str, str] = {}
+        taken: set[str] = set()
+        for vehicle_id in vehicle_ids:
+            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+            for stop in json.loads(raw)["stops"] if raw else []:
+                order = orders.get(stop["order_id"])
+                if order is None or order.vehicle_id != vehicle_id:
+                    continue  # done, cancelled or not this vehicle's any more
+                if stop["kind"] == "pickup" and order.status not in PLANNABLE:
+                    continue  # picked up already
+                if order.id not in taken:
+                    locked[vehicle_id] = order.id
+                    taken.add(order.id)
+                break
+        return locked
 
     async def _pace(self) -> float:
         """The learned pace factor (see ``dispatching/etas.py``); 1 until there is one."""

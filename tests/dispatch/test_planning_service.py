@@ -215,3 +215,28 @@ async def test_etas_follow_the_clock_and_flag_late_risk(
         await EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600).refresh() == []
     )
     await client.aclose()
+
+
+async def test_a_re_plan_never_turns_a_driver_away_from_the_stop_it_drives_to(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
+    ).json()["token"]
+    lat, lon = VANS["van-1"]
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        now = int(time.time() * 1000)
+        await send(
+            driver, {"type": "pings", "seq": 1, "pings": [{"lat": lat, "lon": lon, "ts": now}]}
+        )
+        far = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[1])).json()["order"]
+        httpx.post(f"{base}/dispatch/replan", headers=AUTH)
+        first = await next_route(driver)
+        assert [s["order_id"] for s in first["stops"]] == [far["id"]]
+        # A new order right where the van is: without the lock it would go first.
+        near = httpx.post(f"{base}/orders", headers=AUTH, json=order(lat, lon)).json()["order"]
+        httpx.post(f"{base}/dispatch/replan", headers=AUTH)
+        route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+        assert [s["order_id"] for s in route["stops"]] == [far["id"], near["id"]]
+        assert route["version"] == first["version"] + 1
