@@ -39,6 +39,7 @@ class Plan:
     dropped: list[Dropped] = field(default_factory=list)
     objective: int = 0
     engine: str = "ortools"
+    initial_objective: int | None = None  # the warm start's cost on this problem, if one was given
 
     @property
     def vehicles_used(self) -> int:

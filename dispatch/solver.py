@@ -182,10 +182,12 @@ def solve(
     params.time_limit.FromMilliseconds(max(1, int(time_limit * 1000)))
 
     assignment = None
+    initial_objective: int | None = None
     if initial is not None:
         routes = _initial_routes(initial, vehicles, stops, node_of, v_count)
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
+            initial_objective = int(start.ObjectiveValue())
             assignment = routing.SolveFromAssignmentWithParameters(start, params)
     if assignment is None:
         assignment = routing.SolveWithParameters(params)
@@ -217,7 +219,12 @@ def solve(
     for t in problem.tasks:
         if t.id not in served and t.id not in pinned_to_missing:
             dropped.append(Dropped(t.id, _why_dropped(t, vehicles)))
-    return Plan(routes=plan_routes, dropped=dropped, objective=int(assignment.ObjectiveValue()))
+    return Plan(
+        routes=plan_routes,
+        dropped=dropped,
+        objective=int(assignment.ObjectiveValue()),
+        initial_objective=initial_objective,
+    )
 
 
 def _initial_routes(

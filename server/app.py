@@ -150,6 +150,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 roads,
                 time_limit_s=settings.solver_time_limit_s,
                 reoptimize=reoptimize,
+                margin=settings.replan_margin,
             )
             wake_on = REPLAN_ON if reoptimize else PLAN_ONCE_ON
             hub.event_hooks.append(lambda raw: _maybe_replan(planner, raw, wake_on))

@@ -215,6 +215,13 @@ class Settings:
             "off: plan each order once (no re-assignment, no re-plan on traffic, no live ETAs)",
         ),
     )
+    replan_margin: float = field(
+        default=0.02,
+        metadata=_meta(
+            _parse_float(0.0),
+            "a re-plan replaces routes only when this share cheaper (or it serves other orders)",
+        ),
+    )
     solver_time_limit_s: float = field(
         default=1.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),

@@ -60,6 +60,7 @@ class RoundSummary:
     dropped: dict[str, str]
     changed_routes: list[str]
     seconds: float
+    kept_previous: bool = False  # the new plan was not better by the margin: routes unchanged
 
 
 def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
@@ -80,6 +81,7 @@ class Planner:
         time_limit_s: float = 1.0,
         debounce_s: float = 0.3,
         reoptimize: bool = True,
+        margin: float = 0.02,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -88,6 +90,7 @@ class Planner:
         self.time_limit_s = time_limit_s
         self.debounce_s = debounce_s
         self.reoptimize = reoptimize
+        self.margin = margin
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
@@ -173,6 +176,14 @@ class Planner:
         plan = await asyncio.to_thread(
             solve, problem, time_limit=self.time_limit_s, initial=self._previous
         )
+        if not self._better(plan, {t.id for t in tasks}):
+            return RoundSummary(
+                vehicles=len(vehicles), orders=len(tasks),
+                assigned=sum(1 for r in self._previous.routes for v in r.visits
+                             if v.kind == "dropoff") if self._previous else 0,
+                dropped={d.task_id: d.reason for d in plan.dropped}, changed_routes=[],
+                seconds=time.perf_counter() - started, kept_previous=True,
+            )  # fmt: skip
         self._previous = plan
         changed = await self._store(plan, snapped, now)
         for route in plan.routes:
@@ -191,6 +202,19 @@ class Planner:
             changed_routes=changed,
             seconds=time.perf_counter() - started,
         )
+
+    def _better(self, plan: Plan, task_ids: set[str]) -> bool:
+        """Whether ``plan`` replaces the current one: there is none, it could not be read back
+        onto this problem, the new one serves a different set of orders (new ones placed,
+        others dropped), or it costs at least ``margin`` less. No flip-flopping for crumbs."""
+        old = self._previous
+        if old is None or plan.initial_objective is None:
+            return True
+        served_before = {v.task_id for r in old.routes for v in r.visits} & task_ids
+        served_now = {v.task_id for r in plan.routes for v in r.visits}
+        if served_now != served_before:
+            return True
+        return plan.objective < plan.initial_objective * (1 - self.margin)
 
     async def _heading_to(self, vehicle_ids: list[str], orders: dict[str, Any]) -> dict[str, str]:
         """Vehicle → the order of the stop it is driving to, from its current route: locked, so

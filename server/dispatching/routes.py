@@ -34,6 +34,7 @@ class DispatchController(Controller):
             "assigned": summary.assigned,
             "dropped": summary.dropped,
             "changed_routes": summary.changed_routes,
+            "kept_previous": summary.kept_previous,
             "seconds": round(summary.seconds, 3),
         }
 

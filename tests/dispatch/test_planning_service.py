@@ -240,3 +240,35 @@ async def test_a_re_plan_never_turns_a_driver_away_from_the_stop_it_drives_to(
         route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
         assert [s["order_id"] for s in route["stops"]] == [far["id"], near["id"]]
         assert route["version"] == first["version"] + 1
+
+
+async def test_a_re_plan_that_is_not_better_by_the_margin_keeps_the_routes(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra, replan_margin=0.5)
+    token = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
+    ).json()["token"]
+    lat, lon = VANS["van-1"]
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        now = int(time.time() * 1000)
+        pings = [{"lat": lat, "lon": lon, "ts": now}]
+        await send(driver, {"type": "pings", "seq": 1, "pings": pings})
+        for p in DROPS[:2]:
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p))
+        first = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert first["assigned"] == 2
+        assert not first["kept_previous"]
+        version = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()["version"]
+        # Nothing new: the same plan again is not 50% cheaper, so nothing is rewritten.
+        again = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert again["kept_previous"]
+        assert again["changed_routes"] == []
+        # A new order is always placed, whatever the margin.
+        httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[2]))
+        third = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert not third["kept_previous"]
+        assert third["assigned"] == 3
+        route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+        assert route["version"] == version + 1
+        assert len(route["stops"]) == 3

@@ -19,7 +19,9 @@ def test_same_seed_same_orders_incidents_and_routes(helsinki: Roads) -> None:
     a, b = generate(rush, helsinki.network), generate(rush, helsinki.network)
     assert a == b
     assert fingerprint(a) == fingerprint(b)
-    assert len(a.orders) == 150 and len(a.vehicles) == 25 and len(a.incidents) == 3
+    assert len(a.orders) == 150
+    assert len(a.vehicles) == 25
+    assert len(a.incidents) == 3
     assert sum(i.reported for i in a.incidents) == 2
     other = generate(rush.with_seed(8), helsinki.network)
     assert fingerprint(other) != fingerprint(a)
@@ -55,7 +57,8 @@ def test_ground_truth_is_slower_than_free_flow_and_incidents_slow_further(
     truth = GroundTruth(helsinki.network, seed=7, level=0.85, incidents=events.incidents)
     arcs = range(helsinki.network.arc_count)
     factors = np.array([truth.factor(arc, 0.0) for arc in arcs])
-    assert np.all(factors <= 0.85 + 1e-9) and np.all(factors > 0)
+    assert np.all(factors <= 0.85 + 1e-9)
+    assert np.all(factors > 0)
     incident = events.incidents[0]
     inside = [a for a in arcs if truth._incident_arcs[0][a]]
     assert inside, "an incident covers some roads"
@@ -82,4 +85,5 @@ def test_a_van_drives_the_leg_at_the_true_speed(helsinki: Roads) -> None:
     assert abs(seconds - 2 * route.time_s) <= 1.5 + 0.01 * route.time_s
     lat, lon, _ = drive.position()
     end = helsinki.snap(*order.dropoff)
-    assert abs(lat - end.lat) < 1e-6 and abs(lon - end.lon) < 1e-6
+    assert abs(lat - end.lat) < 1e-6
+    assert abs(lon - end.lon) < 1e-6
