@@ -95,6 +95,9 @@ class Planner:
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
         self._previous: Plan | None = None
+        self.rounds = 0
+        self.last_problem: Problem | None = None
+        self.last_plan: Plan | None = None
         self._one_at_a_time = asyncio.Lock()  # the loop and POST /dispatch/replan
 
     def request(self) -> None:
@@ -115,7 +118,18 @@ class Planner:
 
     async def plan_once(self) -> RoundSummary:
         async with self._one_at_a_time:
-            return await self._plan_once()
+            summary = await self._plan_once()
+            self.rounds += 1
+            event = {"type": "plan", "round": self.rounds, "vehicles": summary.vehicles,
+                     "orders": summary.orders, "assigned": summary.assigned,
+                     "dropped": len(summary.dropped), "changed_routes": summary.changed_routes,
+                     "kept_previous": summary.kept_previous,
+                     "seconds": round(summary.seconds, 3),
+                     "at": int(self.clock() * 1000)}  # fmt: skip
+            async with self.redis.pipeline(transaction=False) as pipe:
+                queue_event(pipe, event)
+                await pipe.execute()
+            return summary
 
     async def _plan_once(self) -> RoundSummary:
         started = time.perf_counter()
@@ -176,6 +190,7 @@ class Planner:
         plan = await asyncio.to_thread(
             solve, problem, time_limit=self.time_limit_s, initial=self._previous
         )
+        self.last_problem, self.last_plan = problem, plan  # for benchmarks and debugging
         if not self._better(plan, {t.id for t in tasks}):
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
