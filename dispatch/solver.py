@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
 from dispatch.errors import NoSolution
@@ -184,7 +185,7 @@ def solve(
     assignment = None
     initial_objective: int | None = None
     if initial is not None:
-        routes = _initial_routes(initial, vehicles, stops, node_of, v_count)
+        routes = _initial_routes(initial, vehicles, stops, node_of, v_count, problem)
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
             initial_objective = int(start.ObjectiveValue())
@@ -228,13 +229,130 @@ def solve(
 
 
 def _initial_routes(
-    initial: Plan, vehicles: list[Vehicle], stops: list[Stop], node_of: list[int], v_count: int
+    initial: Plan,
+    vehicles: list[Vehicle],
+    stops: list[Stop],
+    node_of: list[int],
+    v_count: int,
+    problem: Problem,
 ) -> list[list[int]]:
-    """The previous plan as model indices per vehicle, keeping only stops that still exist."""
-    where = {(s.task.id, s.kind): node_of[2 * v_count + k] for k, s in enumerate(stops)}
+    """The previous plan as model indices per vehicle, keeping only stops that still exist,
+    with the tasks it does not have (new orders) put in by cheapest insertion."""
+    where = {(s.task.id, s.kind): k for k, s in enumerate(stops)}
     routes = []
     for v in vehicles:
         route = initial.route_of(v.id)
         visits = route.visits if route is not None else []
         routes.append([where[(x.task_id, x.kind)] for x in visits if (x.task_id, x.kind) in where])
-    return routes
+    insert_missing(routes, vehicles, stops, problem)
+    return [[node_of[2 * v_count + k] for k in route] for route in routes]
+
+
+def insert_missing(
+    routes: list[list[int]], vehicles: list[Vehicle], stops: list[Stop], problem: Problem
+) -> None:
+    """Put every task missing from ``routes`` (lists of indices into ``stops``, one per
+    vehicle) where it adds the least travel time, within capacity, skills, pins and locked
+    first stops; express first, then by window end. A warm start then holds every new order,
+    so the local search improves a complete plan instead of searching for insertions."""
+    t = problem.times
+    ids = {v.id for v in vehicles}
+    by_task: dict[str, dict[str, int]] = {}
+    for k, s in enumerate(stops):
+        by_task.setdefault(s.task.id, {})[s.kind] = k
+    present: dict[str, set[str]] = {}
+    for route in routes:
+        for k in route:
+            present.setdefault(stops[k].task.id, set()).add(stops[k].kind)
+    # A task only half in the routes (its pickup done elsewhere, say) is taken out and re-placed.
+    half = {tid for tid, kinds in present.items() if kinds != set(by_task[tid])}
+    for route in routes:
+        route[:] = [k for k in route if stops[k].task.id not in half]
+    missing = [tid for tid in by_task if tid not in present or tid in half]
+    missing.sort(key=lambda tid: (stops[by_task[tid]["dropoff"]].task.priority != "express",
+                                  stops[by_task[tid]["dropoff"]].window[1]))  # fmt: skip
+    locked = set(problem.locked)
+    for tid in missing:
+        kinds = by_task[tid]
+        task = stops[kinds["dropoff"]].task
+        pin = task.on_board or (task.assigned if task.assigned in ids else None)
+        best: tuple[float, int, int, int] | None = None  # cost, vehicle, pickup gap, drop gap
+        for vi, v in enumerate(vehicles):
+            if (pin is not None and v.id != pin) or not task.skills <= v.skills:
+                continue
+            route = routes[vi]
+            seq = np.array([v.start] + [stops[k].location for k in route], dtype=np.int64)
+            first = 1 if v.id in locked and route else 0  # never before a locked first stop
+            found = _best_gaps(t, seq, route, stops, kinds, task, v, first)
+            if found is not None and (best is None or found[0] < best[0]):
+                best = (found[0], vi, found[1], found[2])
+        if best is None:
+            continue  # the solver decides (it may leave the task out, with a reason)
+        _, vi, i, j = best
+        routes[vi].insert(j, kinds["dropoff"])
+        if "pickup" in kinds:
+            routes[vi].insert(i, kinds["pickup"])
+
+
+def _best_gaps(
+    t: npt.NDArray[np.int64],
+    seq: npt.NDArray[np.int64],
+    route: list[int],
+    stops: list[Stop],
+    kinds: dict[str, int],
+    task: Task,
+    vehicle: Vehicle,
+    first: int,
+) -> tuple[float, int, int] | None:
+    """The cheapest (cost, pickup gap, drop-off gap) for ``task`` in one route, or None.
+
+    Gap ``g`` is between ``seq[g]`` and ``seq[g + 1]`` (the last gap: after the last stop, whose
+    way on is free)."""
+    n = len(seq)  # gaps 0 .. n - 1
+    d = stops[kinds["dropoff"]].location
+    after = np.append(seq[1:], -1)
+
+    def delta(x: int) -> npt.NDArray[np.float64]:
+        cost: npt.NDArray[np.float64] = t[seq, x].astype(np.float64)
+        inner = after >= 0
+        cost[inner] += t[x, after[inner]] - t[seq[inner], after[inner]]
+        return cost
+
+    # The load carried over each gap, per dimension: goods without a pickup leave the start.
+    dims = len(task.size)
+    sizes = np.array([stops[k].demand for k in route], dtype=np.int64).reshape(len(route), dims)
+    start = np.zeros(dims, dtype=np.int64)
+    for k in route:
+        if stops[k].task.pickup is None:
+            start -= np.array(stops[k].demand, dtype=np.int64)
+    loads = np.vstack([start, start + np.cumsum(sizes, axis=0)])
+    capacity = np.array(vehicle.capacity, dtype=np.int64)
+    size = np.array(task.size, dtype=np.int64)
+    d_cost = delta(d)
+    if "pickup" not in kinds:
+        # Loaded at the start: carried over every gap up to the drop-off's.
+        ok = np.maximum.accumulate(loads, axis=0) + size <= capacity
+        feasible = np.all(ok, axis=1)
+        feasible[:first] = False
+        if not feasible.any():
+            return None
+        j = int(np.argmin(np.where(feasible, d_cost, np.inf)))
+        return float(d_cost[j]), j, j
+    p = stops[kinds["pickup"]].location
+    p_cost = delta(p)
+    total = p_cost[:, None] + d_cost[None, :]
+    # Pickup and drop-off in the same gap: straight from one to the other.
+    nxt = np.maximum(after, 0)
+    same = t[seq, p] + t[p, d] + np.where(after >= 0, t[d, nxt] - t[seq, nxt], 0)
+    total[np.arange(n), np.arange(n)] = same
+    total[np.tril_indices(n, -1)] = np.inf  # the drop-off never before the pickup
+    total[:first, :] = np.inf
+    for i in range(first, n):
+        # Carried from gap i through gap j: the largest load over those gaps must leave room.
+        peak = np.maximum.accumulate(loads[i:], axis=0)
+        fits = np.all(peak + size <= capacity, axis=1)
+        total[i, i:][~fits] = np.inf
+    if not np.isfinite(total).any():
+        return None
+    pi, dj = np.unravel_index(int(np.argmin(total)), total.shape)
+    return float(total[pi, dj]), int(pi), int(dj)

@@ -216,12 +216,24 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         vrp = Path(__file__).resolve().parents[2] / "shared" / "data" / "vrp"
         if not (vrp / "bks.csv").is_file():
             raise StartupError(f"the benchmark instances are not at {vrp}.")
-        result = dispatch.run(
-            vrp,
-            time_limits=[float(x) for x in args.limits.split(",")],
-            sets=args.sets.split(","),
-            instances=args.instances,
-        )
+        sets = args.sets.split(",")
+        unknown = set(sets) - {*dispatch.SETS, "dynamic"}
+        if unknown:
+            raise StartupError(f"unknown --sets {', '.join(sorted(unknown))}.")
+        static = [s for s in sets if s != "dynamic"]
+        result = {}
+        if static:
+            result = dispatch.run(
+                vrp,
+                time_limits=[float(x) for x in args.limits.split(",")],
+                sets=static,
+                instances=args.instances,
+            )
+        if "dynamic" in sets:
+            from bench import replan
+
+            osm = Path(args.osm_file) if args.osm_file else _default_bench_osm()
+            result["dynamic"] = replan.run(osm, trials=args.trials)
     else:  # "ingest" (argparse allows only the three names)
         from bench import ingest
 
@@ -327,7 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--osm", dest="osm_file", help="routing: road network extract (.osm.pbf)")
     plan = bench.add_argument_group("dispatch")
     plan.add_argument("--limits", default="1,5", help="seconds per instance, comma-separated")
-    plan.add_argument("--sets", default="solomon,homberger_200", help="instance sets")
+    plan.add_argument(
+        "--sets",
+        default="solomon,homberger_200,dynamic",
+        help="solomon, homberger_200 (static quality) and dynamic (re-planning on a live server)",
+    )
+    plan.add_argument("--trials", type=int, default=8, help="dynamic: events of each kind (8)")
     plan.add_argument("--instances", type=int, help="only the first N of each set")
     load = bench.add_argument_group("ingest")
     load.add_argument("--vehicles", type=int, default=10_000, help="simulated vehicles (10000)")

@@ -11,7 +11,7 @@ from dispatch.check import violations
 from dispatch.plan import Plan, Route, Visit
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solomon import SCALE, parse, to_problem
-from dispatch.solver import solve
+from dispatch.solver import _stops, insert_missing, solve
 from tests.conftest import SHARED_DATA
 
 LIMIT = 0.5  # seconds per solve: the instances are tiny
@@ -85,6 +85,54 @@ def test_assigned_tasks_keep_their_vehicle_even_when_another_is_closer() -> None
     tasks = [dataclasses.replace(t, assigned="C") if t.id == "t4" else t for t in base.tasks]
     plan = solve(dataclasses.replace(base, tasks=tasks), time_limit=LIMIT)
     assert plan.vehicle_of("t4") in {"A", "B"}
+
+
+def test_a_warm_start_puts_new_orders_in_before_searching() -> None:
+    """New orders go into the previous plan by cheapest insertion (capacity, skills and the
+    locked first stop respected), so even a very short warm re-plan serves them."""
+    first = three_vans_five_orders()
+    plan = solve(first, time_limit=LIMIT)
+    tasks = [
+        *first.tasks,
+        Task(id="t6", pickup=1, dropoff=5, size=(2,)),
+        Task(id="t7", pickup=None, dropoff=2, size=(1,), skills=frozenset({"cold_chain"})),
+    ]
+    locked = {r.vehicle_id: r.visits[0].task_id for r in plan.routes if r.visits}
+    again = dataclasses.replace(first, tasks=tasks, locked=locked)
+    warm = solve(again, time_limit=0.01, initial=plan)
+    assert warm.dropped == []
+    assert warm.vehicle_of("t7") == "A"
+    assert violations(again, warm, windows_hard=True) == []
+    for vehicle_id, task_id in locked.items():
+        route = warm.route_of(vehicle_id)
+        assert route is not None
+        assert route.visits[0].task_id == task_id
+
+
+def test_cheapest_insertion_places_every_order_within_the_rules() -> None:
+    problem = three_vans_five_orders()
+    vans = [v for v in problem.vehicles if v.available]
+    stops = _stops(problem)
+    routes: list[list[int]] = [[] for _ in vans]
+    insert_missing(routes, vans, stops, problem)
+    placed = [[(stops[k].task.id, stops[k].kind) for k in route] for route in routes]
+    every = {(t.id, kind) for t in problem.tasks for kind in ("pickup", "dropoff")}
+    assert {stop for route in placed for stop in route} == every
+    for route in placed:
+        for task_id in {t for t, _ in route}:
+            assert route.index((task_id, "pickup")) < route.index((task_id, "dropoff"))
+    assert ("t3", "dropoff") in placed[0], "cold chain only on A"
+    # Capacity: van A carries t1 and t2 (2 parcels each) from 0; a 9-parcel order from 3 to 5
+    # would cost nothing between t1's drop at 3 and t2's at 5, but 2 + 9 > 10 there: it goes
+    # after t2's drop-off instead (cheaper than sending the empty van B).
+    two = [t for t in problem.tasks if t.id in {"t1", "t2"}]
+    big = dataclasses.replace(problem, tasks=[*two, Task(id="big", pickup=3, dropoff=5, size=(9,))])
+    stops = _stops(big)
+    k = {(s.task.id, s.kind): i for i, s in enumerate(stops)}
+    routes = [[k["t1", "pickup"], k["t2", "pickup"], k["t1", "dropoff"], k["t2", "dropoff"]], []]
+    insert_missing(routes, vans, stops, big)
+    assert routes[0][-2:] == [k["big", "pickup"], k["big", "dropoff"]]
+    assert routes[1] == []
 
 
 def test_too_big_or_unskilled_orders_are_reported_with_a_reason() -> None:

@@ -1,0 +1,292 @@
+"""``fleet bench dispatch --sets dynamic``: re-planning on a live server on the Andorra roads.
+
+A real server (in this process, on a private Redis) with 50 vans connected over the driver
+socket and 250 pickup-and-delivery orders (500 stops) in the busy part of the country. Then, in
+turns: 10% new orders arrive at once, and a traffic event (a slowdown over the busy area) starts
+or ends. For each event: the latency from the event being accepted by the API to the end of the
+planning round it caused, as announced by the ``plan`` event on the console socket (routes are
+pushed in that same round), and, for rounds that changed routes, to the first route pushed to a
+driver. Finally the warm re-plan's cost (what the planner produced, warm-started, within
+``FLEET_SOLVER_TIME_LIMIT_S``) is compared with a 10 s cold solve of the same problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+from websockets.asyncio.client import ClientConnection, connect
+
+from dispatch.solver import solve
+from geo.distance import haversine_m
+from geo.roads import Roads
+from server.app import create_app
+from server.auth import issue_token
+from server.redis_process import PrivateRedis
+from server.serving import build_server
+from server.settings import Settings
+
+CENTRE = (42.5078, 1.5211)  # Andorra la Vella
+RADIUS_M = 3000.0
+_decode = msgspec.json.Decoder().decode
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+class _Server:
+    """The app in a thread (uvicorn), so the benchmark can read its planner."""
+
+    def __init__(self, settings: Settings, roads: Roads) -> None:
+        self.app = create_app(settings, roads=roads)
+        self.server = build_server(self.app, log_level="warning")
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def __exit__(self, *_: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()
+
+
+def run(
+    osm_file: Path,
+    *,
+    vehicles: int = 50,
+    orders: int = 250,
+    trials: int = 8,
+    time_limit: float = 0.5,
+    cold_limit: float = 10.0,
+    seed: int = 1,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="fleet-bench-replan-") as tmp:
+        roads = Roads.open(osm_file, Path(tmp) / "roads", progress=progress)
+        with PrivateRedis(Path(tmp) / "redis") as redis:
+            settings = Settings(
+                redis_url=redis.url, data_dir=Path(tmp), port=0, log_level="warning",
+                solver_time_limit_s=time_limit, eta_refresh_s=3600.0,
+            )  # fmt: skip
+            server = _Server(settings, roads)
+            with server as base:
+                token = issue_token(redis.url, "dispatcher", "bench replan")
+                return asyncio.run(
+                    _bench(server, base, token, roads, vehicles=vehicles, orders=orders,
+                           trials=trials, cold_limit=cold_limit, seed=seed, progress=progress)
+                )  # fmt: skip
+
+
+def _places(roads: Roads, rng: random.Random, n: int) -> list[tuple[float, float]]:
+    net = roads.network
+    near = [
+        i for i in range(net.node_count)
+        if haversine_m(*CENTRE, float(net.node_lat[i]), float(net.node_lon[i])) <= RADIUS_M
+    ]  # fmt: skip
+    return [
+        (float(net.node_lat[k]), float(net.node_lon[k]))
+        for k in (rng.choice(near) for _ in range(n))
+    ]
+
+
+def _order(pickup: tuple[float, float], dropoff: tuple[float, float]) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "pickup": {"lat": pickup[0], "lon": pickup[1]},
+        "dropoff": {"lat": dropoff[0], "lon": dropoff[1]},
+        "window": {"start": now.isoformat(), "end": (now + dt.timedelta(hours=4)).isoformat()},
+        "size": {"parcels": 1}, "service_s": 120, "pickup_service_s": 60,
+    }  # fmt: skip
+
+
+async def _bench(
+    server: _Server,
+    base: str,
+    token: str,
+    roads: Roads,
+    *,
+    vehicles: int,
+    orders: int,
+    trials: int,
+    cold_limit: float,
+    seed: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    rng = random.Random(seed)
+    ws_base = base.replace("http://", "ws://", 1)
+    plans: list[tuple[float, dict[str, Any]]] = []
+    routes: list[tuple[float, str]] = []
+    plan_seen = asyncio.Event()
+    auth = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=auth, timeout=60) as api:
+        drivers: list[ClientConnection] = []
+        now = int(time.time() * 1000)
+        for i, (lat, lon) in enumerate(_places(roads, rng, vehicles)):
+            body = {"id": f"van-{i + 1:02d}", "capacity": {"parcels": 12}}
+            van = (await api.post("/vehicles", json=body)).json()
+            ws = await connect(f"{ws_base}/ws/driver?token={van['token']}", compression=None)
+            await ws.send(msgspec.json.encode(
+                {"type": "pings", "seq": 1, "pings": [{"lat": lat, "lon": lon, "ts": now}]}
+            ).decode())  # fmt: skip
+            drivers.append(ws)
+
+        async def read_driver(ws: ClientConnection) -> None:
+            async for raw in ws:
+                message = _decode(raw)
+                if message.get("type") == "route":
+                    routes.append((time.perf_counter(), message["vehicle_id"]))
+
+        async def read_console() -> None:
+            async with connect(f"{ws_base}/ws/console?token={token}", compression=None) as ws:
+                async for raw in ws:
+                    message = _decode(raw)
+                    event = message.get("event", {}) if message.get("type") == "event" else {}
+                    if event.get("type") == "plan":
+                        plans.append((time.perf_counter(), event))
+                        plan_seen.set()
+
+        readers = [asyncio.create_task(read_driver(ws)) for ws in drivers]
+        readers.append(asyncio.create_task(read_console()))
+        await asyncio.sleep(0.5)
+        progress(f"{vehicles} vans connected; creating {orders} orders ({2 * orders} stops)")
+        points = _places(roads, rng, 2 * orders)
+        for k in range(orders):
+            await api.post("/orders", json=_order(points[2 * k], points[2 * k + 1]))
+        await _quiet(plans, seconds=3.0)
+        summary = (await api.post("/dispatch/replan")).json()
+        progress(f"initial plan: {summary['assigned']} orders assigned to {summary['vehicles']} "
+                 f"vans, {len(summary['dropped'])} unplanned")  # fmt: skip
+
+        latencies: dict[str, list[float]] = {"new_orders": [], "traffic": []}
+        to_push: dict[str, list[float]] = {"new_orders": [], "traffic": []}
+        warm_vs_cold: dict[str, float] = {}
+        area = [(lon, lat) for lat, lon in _ring(CENTRE, 1500.0)]
+        for trial in range(trials):
+            for kind in ("new_orders", "traffic"):
+                await _quiet(plans, seconds=1.5)
+                seen = len(plans)
+                pushed = len(routes)
+                if kind == "new_orders":
+                    fresh = _places(roads, rng, orders // 5)  # 10% of the orders: 2 stops each
+                    bodies = [_order(fresh[2 * k], fresh[2 * k + 1]) for k in range(orders // 10)]
+                    answers = await asyncio.gather(*(api.post("/orders", json=b) for b in bodies))
+                    assert all(a.status_code == 201 for a in answers)
+                elif trial % 2 == 0:
+                    answer = await api.post("/traffic-events", json={
+                        "id": f"jam-{trial}", "polygon": area, "factor": 0.4,
+                        "label": "benchmark slowdown"})  # fmt: skip
+                    assert answer.status_code == 201, answer.text
+                else:
+                    answer = await api.delete(f"/traffic-events/jam-{trial - 1}")
+                    assert answer.status_code in (200, 204), answer.text
+                event_at = time.perf_counter()
+                plan = await _next_plan(plans, seen, plan_seen, within_s=30)
+                latencies[kind].append(plan[0] - event_at)
+                first_push = next((t for t, _ in routes[pushed:]), None)
+                if first_push is not None:
+                    to_push[kind].append(first_push - event_at)
+                kept = " (kept: not better by the margin)" if plan[1]["kept_previous"] else ""
+                progress(
+                    f"  trial {trial + 1} {kind}: round done "
+                    f"{1000 * (plan[0] - event_at):.0f} ms after the event, "
+                    f"{len(plan[1]['changed_routes'])} routes changed{kept}"
+                )
+                if trial == trials - 1:
+                    warm_vs_cold[kind] = _cold_gap(server, cold_limit, progress)
+        for task in readers:
+            task.cancel()
+        for ws in drivers:
+            await ws.close()
+    result: dict[str, Any] = {"vehicles": vehicles, "orders": orders, "stops": 2 * orders,
+                              "trials": trials}  # fmt: skip
+    for kind in latencies:
+        values = latencies[kind]
+        result[kind] = {
+            "round_done_ms_p50": round(1000 * statistics.median(values)),
+            "round_done_ms_p95": round(1000 * _percentile(values, 0.95)),
+            "first_route_pushed_ms_p50": (
+                round(1000 * statistics.median(to_push[kind])) if to_push[kind] else None
+            ),
+            "first_route_pushed_ms_p95": (
+                round(1000 * _percentile(to_push[kind], 0.95)) if to_push[kind] else None
+            ),
+            "warm_vs_cold_pct": warm_vs_cold.get(kind),
+        }
+    return result
+
+
+def _ring(
+    centre: tuple[float, float], radius_m: float, sides: int = 16
+) -> list[tuple[float, float]]:
+    import math
+
+    lat0, lon0 = centre
+    out = []
+    for k in range(sides):
+        a = 2 * math.pi * k / sides
+        dlat = radius_m * math.sin(a) / 6_371_008.8
+        dlon = radius_m * math.cos(a) / (6_371_008.8 * math.cos(math.radians(lat0)))
+        out.append((lat0 + math.degrees(dlat), lon0 + math.degrees(dlon)))
+    return out
+
+
+async def _quiet(plans: list[tuple[float, dict[str, Any]]], *, seconds: float) -> None:
+    """Wait until no planning round has ended for ``seconds`` (the planner is idle)."""
+    while True:
+        last = plans[-1][0] if plans else 0.0
+        await asyncio.sleep(seconds)
+        if (plans[-1][0] if plans else 0.0) == last:
+            return
+
+
+async def _next_plan(
+    plans: list[tuple[float, dict[str, Any]]], seen: int, flag: asyncio.Event, *, within_s: float
+) -> tuple[float, dict[str, Any]]:
+    deadline = time.perf_counter() + within_s
+    while len(plans) <= seen:
+        flag.clear()
+        if len(plans) > seen:
+            break
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise TimeoutError("no planning round followed the event")
+        try:
+            await asyncio.wait_for(flag.wait(), remaining)
+        except TimeoutError:
+            continue
+    return plans[seen]
+
+
+def _cold_gap(server: _Server, cold_limit: float, progress: Callable[[str], None]) -> float:
+    """The last warm plan's cost against a cold solve of the same problem (percent)."""
+    planner = server.app.state.planner
+    problem, warm = planner.last_problem, planner.last_plan
+    cold = solve(problem, time_limit=cold_limit)
+    gap = 100 * (warm.objective - cold.objective) / max(1, cold.objective)
+    progress(f"  warm plan {warm.objective:,} vs {cold_limit:g} s cold solve {cold.objective:,}: "
+             f"{gap:+.2f}%")  # fmt: skip
+    return float(round(gap, 2))
