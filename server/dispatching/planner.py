@@ -191,7 +191,7 @@ class Planner:
             solve, problem, time_limit=self.time_limit_s, initial=self._previous
         )
         self.last_problem, self.last_plan = problem, plan  # for benchmarks and debugging
-        if not self._better(plan, {t.id for t in tasks}):
+        if not self._better(plan, {t.id for t in tasks}, set(fleet_ids)):
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
@@ -218,14 +218,17 @@ class Planner:
             seconds=time.perf_counter() - started,
         )
 
-    def _better(self, plan: Plan, task_ids: set[str]) -> bool:
+    def _better(self, plan: Plan, task_ids: set[str], vehicle_ids: set[str]) -> bool:
         """Whether ``plan`` replaces the current one: there is none, it could not be read back
         onto this problem, the new one serves a different set of orders (new ones placed,
-        others dropped), or it costs at least ``margin`` less. No flip-flopping for crumbs."""
+        others dropped, a vehicle's orders handed over), or it costs at least ``margin`` less.
+        No flip-flopping for crumbs."""
         old = self._previous
         if old is None or plan.initial_objective is None:
             return True
-        served_before = {v.task_id for r in old.routes for v in r.visits} & task_ids
+        served_before = {
+            v.task_id for r in old.routes if r.vehicle_id in vehicle_ids for v in r.visits
+        } & task_ids
         served_now = {v.task_id for r in plan.routes for v in r.visits}
         if served_now != served_before:
             return True
