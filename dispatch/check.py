@@ -21,10 +21,15 @@ def violations(problem: Problem, plan: Plan, *, windows_hard: bool | None = None
             continue
         if route.visits and not v.available:
             found.append(f"{v.id} is not available but has a route")
-        load = [
-            sum(t.size[d] for t in problem.tasks if t.on_board == v.id)
-            for d in range(len(problem.dimensions))
-        ]
+        # Goods without a pickup leave the start on board: all of this route's such drop-offs.
+        leaving = {x.task_id for x in route.visits if x.task_id in tasks}
+        leaving = {tid for tid in leaving if tasks[tid].pickup is None}
+        load = [sum(tasks[tid].size[d] for tid in leaving) for d in range(len(problem.dimensions))]
+        for d, amount in enumerate(load):
+            if amount > v.capacity[d]:
+                found.append(
+                    f"{v.id} leaves with {amount} > {v.capacity[d]} {problem.dimensions[d]}"
+                )
         clock, here = v.shift[0], v.start
         if (
             v.id in problem.locked

@@ -205,3 +205,11 @@ def test_solomon_c101_with_the_best_known_fleet() -> None:
     assert plan.dropped == []
     assert plan.vehicles_used == 10  # the best known
     assert plan.distance_m / SCALE < 828.94 * 1.05
+
+
+def test_the_checker_counts_what_leaves_the_depot() -> None:
+    tasks = [Task(id=f"d{i}", pickup=None, dropoff=3, size=(4,)) for i in range(3)]
+    problem = three_vans_five_orders(tasks=tasks)
+    visits = [Visit(f"d{i}", "dropoff", 3, 180, 180, 0) for i in range(3)]
+    plan = Plan(routes=[Route("B", visits, 180, 180, 0)])
+    assert violations(problem, plan) == ["B leaves with 12 > 10 parcels"]
