@@ -218,8 +218,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise StartupError(f"the benchmark instances are not at {vrp}.")
         sets = args.sets.split(",")
         unknown = set(sets) - {*dispatch.SETS, "dynamic"}
+        unknown |= set(args.engines.split(",")) - {"ortools", "pyvrp", "vroom"}
         if unknown:
-            raise StartupError(f"unknown --sets {', '.join(sorted(unknown))}.")
+            raise StartupError(f"unknown --sets or --engines: {', '.join(sorted(unknown))}.")
         static = [s for s in sets if s != "dynamic"]
         result = {}
         if static:
@@ -228,6 +229,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 time_limits=[float(x) for x in args.limits.split(",")],
                 sets=static,
                 instances=args.instances,
+                engines=args.engines.split(","),
             )
         if "dynamic" in sets:
             from bench import replan
@@ -344,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="solomon,homberger_200,dynamic",
         help="solomon, homberger_200 (static quality) and dynamic (re-planning on a live server)",
     )
+    plan.add_argument("--engines", default="ortools,pyvrp,vroom", help="static: solvers to compare")
     plan.add_argument("--trials", type=int, default=8, help="dynamic: events of each kind (8)")
     plan.add_argument("--instances", type=int, help="only the first N of each set")
     load = bench.add_argument_group("ingest")
