@@ -11,77 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from typing import Protocol
 
-from dispatch.plan import Dropped, Plan, Route, Visit
+from dispatch.plan import Plan
 from dispatch.problem import Problem
-from dispatch.solomon import SCALE
+from dispatch.pyvrp_engine import plan_from_sequences, solve_here
 
 
 class Peer(Protocol):
     def __call__(self, problem: Problem, *, time_limit: float, seed: int = 0) -> Plan: ...
 
 
-def plan_from_sequences(problem: Problem, sequences: list[list[int]]) -> Plan:
-    """A plan from one list of task indices per used vehicle (times recomputed, so the checker
-    sees what the routes really do); tasks in no sequence are reported dropped."""
-    routes = []
-    served: set[str] = set()
-    for vehicle, seq in zip(problem.vehicles, sequences, strict=False):
-        clock, here, visits, distance = vehicle.shift[0], vehicle.start, [], 0
-        for k in seq:
-            task = problem.tasks[k]
-            arrival = clock + int(problem.times[here, task.dropoff])
-            start = max(arrival, task.dropoff_window[0])
-            visits.append(Visit(task.id, "dropoff", task.dropoff, arrival, start,
-                                max(0, start - task.dropoff_window[1])))  # fmt: skip
-            distance += (
-                int(problem.distances[here, task.dropoff]) if problem.distances is not None else 0
-            )
-            clock, here = start + task.dropoff_service_s, task.dropoff
-            served.add(task.id)
-        end = vehicle.end if vehicle.end is not None else here
-        distance += int(problem.distances[here, end]) if problem.distances is not None else 0
-        clock += int(problem.times[here, end])
-        if visits:
-            routes.append(Route(vehicle.id, visits, clock, clock - vehicle.shift[0], distance))
-    dropped = [Dropped(t.id, "not served") for t in problem.tasks if t.id not in served]
-    return Plan(routes=routes, dropped=dropped, objective=sum(r.distance_m for r in routes))
-
-
 def pyvrp_solve(problem: Problem, *, time_limit: float, seed: int = 0) -> Plan:
-    """PyVRP (iterated local search), fixed vehicle cost then distance."""
-    from pyvrp import Model
-    from pyvrp.stop import MaxRuntime
-
-    assert problem.distances is not None
-    model = Model()
-    horizon = problem.vehicles[0].shift[1]
-    depot = model.add_depot(model.add_location(0, 0), tw_early=0, tw_late=horizon)
-    model.add_vehicle_type(
-        num_available=len(problem.vehicles), capacity=problem.vehicles[0].capacity[0],
-        start_depot=depot, end_depot=depot, fixed_cost=problem.costs.per_vehicle,
-        tw_early=0, tw_late=horizon,
-    )  # fmt: skip
-    clients = []
-    for task in problem.tasks:
-        clients.append(
-            model.add_client(
-                model.add_location(0, 0), delivery=task.size[0],
-                service_duration=task.dropoff_service_s,
-                tw_early=task.dropoff_window[0], tw_late=task.dropoff_window[1],
-            )
-        )  # fmt: skip
-    index = [0] + [t.dropoff for t in problem.tasks]
-    locations = model.locations
-    for a, i in enumerate(index):
-        for b, j in enumerate(index):
-            if a != b:
-                d = int(problem.distances[i, j])
-                model.add_edge(
-                    locations[a], locations[b], distance=d, duration=int(problem.times[i, j])
-                )
-    result = model.solve(stop=MaxRuntime(time_limit), seed=seed, display=False, collect_stats=False)
-    sequences = [[a.idx for a in route if a.is_client()] for route in result.best.routes()]
-    return plan_from_sequences(problem, sequences)
+    """PyVRP alone (iterated local search), fixed vehicle cost then distance."""
+    return solve_here(problem, time_limit, seed)
 
 
 def vroom_solve(problem: Problem, *, time_limit: float, seed: int = 0) -> Plan:
@@ -121,4 +62,3 @@ def vroom_solve(problem: Problem, *, time_limit: float, seed: int = 0) -> Plan:
 
 
 PEERS: dict[str, Peer] = {"pyvrp": pyvrp_solve, "vroom": vroom_solve}
-__all__ = ["PEERS", "SCALE", "plan_from_sequences"]

@@ -218,7 +218,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             raise StartupError(f"the benchmark instances are not at {vrp}.")
         sets = args.sets.split(",")
         unknown = set(sets) - {*dispatch.SETS, "dynamic"}
-        unknown |= set(args.engines.split(",")) - {"ortools", "pyvrp", "vroom"}
+        unknown |= set(args.engines.split(",")) - {"fleet", "ortools", "pyvrp", "vroom"}
         if unknown:
             raise StartupError(f"unknown --sets or --engines: {', '.join(sorted(unknown))}.")
         static = [s for s in sets if s != "dynamic"]

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from dispatch import pyvrp_engine
 from dispatch.check import violations
 from dispatch.plan import Plan, Route, Visit
 from dispatch.problem import Costs, Problem, Task, Vehicle
@@ -213,3 +214,17 @@ def test_the_checker_counts_what_leaves_the_depot() -> None:
     visits = [Visit(f"d{i}", "dropoff", 3, 180, 180, 0) for i in range(3)]
     plan = Plan(routes=[Route("B", visits, 180, 180, 0)])
     assert violations(problem, plan) == ["B leaves with 12 > 10 parcels"]
+
+
+def test_pyvrp_runs_beside_or_tools_only_on_problems_it_expresses_exactly() -> None:
+    assert not pyvrp_engine.fits(three_vans_five_orders()), "pickups, skills: OR-Tools alone"
+    path = SHARED_DATA / "vrp" / "solomon" / "R101.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent: the Solomon instances are in ../shared/data/vrp")
+    problem = to_problem(parse(path))
+    assert pyvrp_engine.fits(problem)
+    alone = solve(problem, time_limit=1.0, second_engine=False)
+    both = solve(problem, time_limit=1.0)
+    assert violations(problem, both) == []
+    assert both.dropped == []
+    assert pyvrp_engine.cost(problem, both) <= pyvrp_engine.cost(problem, alone)
