@@ -2,16 +2,19 @@
 
 The road model knows free-flow speeds and the traffic events it was told about; real traffic is
 usually slower in ways nobody reports. Each time a vehicle moves between two position fixes the
-server can compare the time it took with the time the model gives for the same stretch; the
-median of the recent ratios (weighted by the model's time, so long stretches count more) is
-the factor to multiply model times by. Stops in between make a ratio too large and GPS noise
-can make one too small: the median over many vehicles shrugs both off.
+server can compare the time it took with the time the model gives for the same stretch. A stop
+in between makes a ratio too large; GPS noise that snaps a fix onto the wrong side of a one-way
+street makes the model's time a detour and the ratio far too small. Ratios outside
+[1/4, 4] are dropped as such accidents, and the median of the recent rest — not a mean, and not
+weighted by the model's time, which would let every detour dominate — is the factor to multiply
+model times by.
 
 >>> pace = Pace(window_s=600, min_samples=3)
 >>> pace.value(0.0)
 1.0
 >>> for k in range(5):
 ...     pace.add(expected_s=100.0, actual_s=130.0, at_s=float(k))
+>>> pace.add(expected_s=400.0, actual_s=15.0, at_s=5.0)  # a detour: ignored
 >>> pace.value(10.0)
 1.3
 >>> pace.value(700.0)  # the samples are too old now
@@ -20,6 +23,7 @@ can make one too small: the median over many vehicles shrugs both off.
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 
 
@@ -36,13 +40,15 @@ class Pace:
         self.min_samples = min_samples
         self.lowest = lowest
         self.highest = highest
-        self._samples: deque[tuple[float, float, float]] = deque()  # (at, ratio, weight)
+        self._samples: deque[tuple[float, float]] = deque()  # (at, ratio)
 
     def add(self, *, expected_s: float, actual_s: float, at_s: float) -> None:
         """One stretch: the model said ``expected_s``, it took ``actual_s`` (both > 0)."""
         if expected_s <= 0 or actual_s <= 0:
             return
-        self._samples.append((at_s, actual_s / expected_s, expected_s))
+        ratio = actual_s / expected_s
+        if 0.25 <= ratio <= 4.0:
+            self._samples.append((at_s, ratio))
 
     def value(self, now_s: float) -> float:
         """The factor to multiply model travel times by (1.0 until there are enough samples)."""
@@ -50,11 +56,5 @@ class Pace:
             self._samples.popleft()
         if len(self._samples) < self.min_samples:
             return 1.0
-        ordered = sorted((ratio, weight) for _, ratio, weight in self._samples)
-        half = sum(w for _, w in ordered) / 2
-        seen = 0.0
-        for ratio, weight in ordered:
-            seen += weight
-            if seen >= half:
-                return round(min(self.highest, max(self.lowest, ratio)), 3)
-        return 1.0  # pragma: no cover - the loop always returns
+        ratio = statistics.median(r for _, r in self._samples)
+        return round(min(self.highest, max(self.lowest, ratio)), 3)

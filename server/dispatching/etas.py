@@ -9,8 +9,9 @@ change) and publishes an ``eta`` event; a stop whose ETA passes its window's end
 
 Travel times are the road model's times the learned pace (:class:`dispatch.pace.Pace`): on
 each pass, every vehicle that moved since the last one gives a sample (the model's time for
-that stretch against the time it really took), so hidden congestion shows up in the ETAs
-within minutes. The factor is kept at ``fleet:pace`` for the planner.
+that stretch against the time it really took; the median, detours and stops left out), so
+hidden congestion shows up in the ETAs within minutes. The factor is kept at ``fleet:pace`` for
+the planner.
 """
 
 from __future__ import annotations
