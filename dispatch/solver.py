@@ -22,7 +22,7 @@ from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 from dispatch import pyvrp_engine
 from dispatch.errors import NoSolution
 from dispatch.plan import Dropped, Kind, Plan, Route, Visit
-from dispatch.problem import Problem, Task, Vehicle
+from dispatch.problem import Costs, Problem, Task, Vehicle
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +306,7 @@ def insert_missing(
             route = routes[vi]
             seq = np.array([v.start] + [stops[k].location for k in route], dtype=np.int64)
             first = 1 if v.id in locked and route else 0  # never before a locked first stop
-            found = _best_gaps(t, seq, route, stops, kinds, task, v, first)
+            found = _best_gaps(t, seq, route, stops, kinds, task, v, first, problem.costs)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], vi, found[1], found[2])
         if best is None:
@@ -326,6 +326,7 @@ def _best_gaps(
     task: Task,
     vehicle: Vehicle,
     first: int,
+    costs: Costs,
 ) -> tuple[float, int, int] | None:
     """The cheapest (cost, pickup gap, drop-off gap) for ``task`` in one route, or None.
 
@@ -351,6 +352,21 @@ def _best_gaps(
     loads = np.vstack([start, start + np.cumsum(sizes, axis=0)])
     capacity = np.array(vehicle.capacity, dtype=np.int64)
     size = np.array(task.size, dtype=np.int64)
+    # When the vehicle leaves each position now (waiting for windows, serving): the inserted
+    # stop's own lateness is priced (not the delay it causes later: the search handles that).
+    depart = np.empty(n, dtype=np.float64)
+    clock, here = float(vehicle.shift[0]), int(seq[0])
+    depart[0] = clock
+    for g, k in enumerate(route, start=1):
+        s = stops[k]
+        clock = max(clock + float(t[here, s.location]), s.window[0]) + s.service_s
+        here, depart[g] = s.location, clock
+    drop = stops[kinds["dropoff"]]
+
+    def late(arrival: npt.NDArray[np.float64], window: tuple[int, int]) -> npt.NDArray[np.float64]:
+        over: npt.NDArray[np.float64] = np.maximum(0.0, np.maximum(arrival, window[0]) - window[1])
+        return over
+
     d_cost = delta(d)
     if "pickup" not in kinds:
         # Loaded at the start: carried over every gap up to the drop-off's.
@@ -359,15 +375,28 @@ def _best_gaps(
         feasible[:first] = False
         if not feasible.any():
             return None
-        j = int(np.argmin(np.where(feasible, d_cost, np.inf)))
-        return float(d_cost[j]), j, j
-    p = stops[kinds["pickup"]].location
+        price = costs.per_second * d_cost + costs.lateness_per_second * late(
+            depart + t[seq, d], drop.window
+        )
+        j = int(np.argmin(np.where(feasible, price, np.inf)))
+        return float(price[j]), j, j
+    pick = stops[kinds["pickup"]]
+    p = pick.location
     p_cost = delta(p)
-    total = p_cost[:, None] + d_cost[None, :]
+    p_arrival = depart + t[seq, p]
+    p_late = late(p_arrival, pick.window)
+    # The drop-off after a later gap j: the pickup's detour and service delay everything.
+    d_late = late((depart + t[seq, d])[None, :] + (p_cost + pick.service_s)[:, None], drop.window)
+    total = costs.per_second * (p_cost[:, None] + d_cost[None, :])
+    total += costs.lateness_per_second * (p_late[:, None] + d_late)
     # Pickup and drop-off in the same gap: straight from one to the other.
     nxt = np.maximum(after, 0)
     same = t[seq, p] + t[p, d] + np.where(after >= 0, t[d, nxt] - t[seq, nxt], 0)
-    total[np.arange(n), np.arange(n)] = same
+    same_late = p_late + late(np.maximum(p_arrival, pick.window[0]) + pick.service_s + t[p, d],
+                              drop.window)  # fmt: skip
+    total[np.arange(n), np.arange(n)] = (
+        costs.per_second * same + costs.lateness_per_second * same_late
+    )
     total[np.tril_indices(n, -1)] = np.inf  # the drop-off never before the pickup
     total[:first, :] = np.inf
     for i in range(first, n):

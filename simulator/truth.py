@@ -2,7 +2,8 @@
 
 Real speed on an arc is its free-flow speed times a smooth, time-varying congestion field
 times the incidents covering it. The congestion field is a few "hot spots" (Gaussian in space)
-whose intensity rises and falls over the scenario, on top of a city-wide level below free flow;
+whose intensity rises and falls over the scenario, on top of a city-wide level below free flow
+(where spots overlap the worst one counts: congestion does not compound without limit);
 everything is drawn from the scenario's seed, so a run can be repeated exactly. Incidents are
 the scenario's; some are reported to the server as traffic events, some stay hidden.
 """
@@ -83,7 +84,7 @@ class GroundTruth:
             n = rng.randrange(nodes)
             x, y = self.to_xy(network.node_lat[n : n + 1], network.node_lon[n : n + 1])
             spots.append(
-                HotSpot(float(x[0]), float(y[0]), rng.uniform(600, 1500), rng.uniform(0.3, 0.6),
+                HotSpot(float(x[0]), float(y[0]), rng.uniform(300, 800), rng.uniform(0.2, 0.45),
                         rng.uniform(1200, 3600), rng.uniform(0, 2 * math.pi))
             )  # fmt: skip
         self.spots = tuple(spots)
@@ -102,12 +103,13 @@ class GroundTruth:
 
     def factor(self, arc: int, t_s: float) -> float:
         """The real speed factor on one arc at scenario time ``t_s``."""
-        f = self.level
         x, y = float(self.arc_x[arc]), float(self.arc_y[arc])
+        worst = 0.0
         for s in self.spots:
             intensity = 0.5 * (1 - math.cos(2 * math.pi * t_s / s.period_s + s.phase))
             d2 = (x - s.x) ** 2 + (y - s.y) ** 2
-            f *= 1 - s.depth * intensity * math.exp(-d2 / (2 * s.sigma_m**2))
+            worst = max(worst, s.depth * intensity * math.exp(-d2 / (2 * s.sigma_m**2)))
+        f = self.level * (1 - worst)
         for incident, inside in zip(self.incidents, self._incident_arcs, strict=True):
             if incident.start_s <= t_s < incident.end_s and inside[arc]:
                 f *= incident.factor

@@ -228,3 +228,20 @@ def test_pyvrp_runs_beside_or_tools_only_on_problems_it_expresses_exactly() -> N
     assert violations(problem, both) == []
     assert both.dropped == []
     assert pyvrp_engine.cost(problem, both) <= pyvrp_engine.cost(problem, alone)
+
+
+def test_insertion_prices_the_new_stops_lateness_not_only_the_detour() -> None:
+    # Van A waits at 6 until 1000 s for t1; "soon" at 7 must be there by 450 s. Right after t1
+    # adds the least driving (60 s) but arrives at 1060 s; before t1 costs 120 s and is on time.
+    problem = Problem(
+        times=line_times(),
+        vehicles=[Vehicle(id="A", start=0, capacity=(10,))],
+        tasks=[
+            Task(id="t1", pickup=None, dropoff=6, dropoff_window=(1000, 2000), size=(1,)),
+            Task(id="soon", pickup=None, dropoff=7, dropoff_window=(0, 450), size=(1,)),
+        ],
+    )
+    stops = _stops(problem)
+    routes = [[0]]
+    insert_missing(routes, list(problem.vehicles), stops, problem)
+    assert [stops[k].task.id for k in routes[0]] == ["soon", "t1"]
