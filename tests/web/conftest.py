@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -107,15 +108,19 @@ class Swarm:
         for key, value in options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         self.process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + scaled(60)
+        ready = threading.Event()
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            if line.startswith("ready"):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError("the swarm did not get ready")
-        else:
-            raise AssertionError(f"the swarm stopped (exit code {self.process.wait()})")
+        stdout = self.process.stdout
+
+        def watch() -> None:
+            for line in stdout:
+                if line.startswith("ready"):
+                    ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(scaled(60)):
+            self.stop()
+            raise AssertionError(f"the swarm of {count} vehicles did not get ready in time")
 
     def stop(self) -> None:
         self.process.terminate()

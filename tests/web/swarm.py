@@ -65,8 +65,10 @@ async def drive(
     total: int,
 ) -> None:
     url = base.replace("http", "ws", 1) + f"/ws/driver?token={token}"
-    await asyncio.sleep(random.random() * args.interval)
+    # Connect gradually (about 250 vehicles a second), as a fleet coming on shift would.
+    await asyncio.sleep(random.random() * max(args.interval, total / 250))
     seq = 0
+    counted = False
     last = time.time()
     while True:
         try:
@@ -90,7 +92,8 @@ async def drive(
                         reply = json.loads(await ws.recv())
                         if reply.get("type") in ("ack", "error") and reply.get("seq") == seq:
                             break
-                    if seq == 1:
+                    if not counted and reply["type"] == "ack":
+                        counted = True
                         ready[0] += 1
                         if ready[0] == total:
                             print(f"ready {total}", flush=True)
@@ -113,8 +116,15 @@ async def main(args: argparse.Namespace) -> None:
         for i in ids
     ]
     ready = [0]
+
+    async def progress() -> None:
+        while ready[0] < len(ids):
+            await asyncio.sleep(2)
+            print(f"swarm: {ready[0]}/{len(ids)} vehicles acked", file=sys.stderr, flush=True)
+
     await asyncio.gather(
-        *(drive(args.base, tokens[v.id], v, args, box, ready, len(ids)) for v in vehicles)
+        progress(),
+        *(drive(args.base, tokens[v.id], v, args, box, ready, len(ids)) for v in vehicles),
     )
 
 

@@ -158,6 +158,9 @@ function connect() {
 function onPositions(list) {
   state.frames++;
   state.positionsReceived += list.length;
+  // A frame sent before the last viewport change may still hold vehicles now out of view.
+  const [w, s, e, n] = state.bbox;
+  list = list.filter((p) => p.lon >= w && p.lon <= e && p.lat >= s && p.lat <= n);
   vehicles.update(list);
   let unknown = false;
   for (const p of list) {

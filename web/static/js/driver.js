@@ -185,6 +185,11 @@ function renderRoute() {
     L.marker([s.lat, s.lon], { icon: divIcon(`<div class="stop-pin ${s.kind}">${i + 1}</div>`, "", [22, 22]), keyboard: false }).addTo(stopLayer);
   });
   if (line.length > 1) L.polyline(line, { color: "#2563eb", weight: 3, dashArray: "6 6", interactive: false }).addTo(stopLayer);
+  const shown = d.route ? `${d.route.version}:${stops.length}` : "";
+  if (line.length > 1 && shown !== d.fittedTo) {
+    map.fitBounds(line.slice(0, 2), { padding: [40, 40], maxZoom: 16 }); // me and the next stop
+    d.fittedTo = shown;
+  }
 }
 
 function report(event, reason) {

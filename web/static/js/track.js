@@ -48,7 +48,7 @@ async function main() {
   }
   const config = await loadConfig();
   const d = view.destination;
-  const span = 0.04;
+  const span = 0.08;
   page.map = createMap($("#map"), config, { zoomControl: false, roadsBbox: [d.lon - span, d.lat - span, d.lon + span, d.lat + span] });
   page.map.setView([d.lat, d.lon], 14);
   page.dest = L.marker([d.lat, d.lon], { icon: divIcon('<div class="dest-pin"></div>', "", [30, 30]), keyboard: false, title: "Your address" }).addTo(page.map);
@@ -126,14 +126,14 @@ function renderMap(v) {
   if (page.van) { page.van.remove(); page.van = null; }
   if (page.area) { page.area.remove(); page.area = null; }
   if (v.vehicle) {
-    page.van = L.marker([v.vehicle.lat, v.vehicle.lon], { icon: divIcon('<div class="van-pin" id="vehicle-marker">🚚</div>', "", [34, 34]), keyboard: false, title: "Your driver" }).addTo(map);
+    page.van = L.marker([v.vehicle.lat, v.vehicle.lon], { icon: divIcon('<div class="van-pin" id="vehicle-marker" title="Your driver"><svg viewBox="0 0 24 24" width="18" height="18" fill="#fff" aria-hidden="true"><path d="M2 6h12v10H2zM15 9h4l3 3.5V16h-7z"/><circle cx="6.5" cy="17.5" r="2" stroke="#2563eb" stroke-width="1"/><circle cx="17.5" cy="17.5" r="2" stroke="#2563eb" stroke-width="1"/></svg></div>', "", [34, 34]), keyboard: false, title: "Your driver" }).addTo(map);
     note.textContent = v.distance_m != null ? `Your driver is ${v.distance_m < 1000 ? `${v.distance_m} m` : `${(v.distance_m / 1000).toFixed(1)} km`} away${v.stops_away ? ` · ${v.stops_away === 1 ? "you are the next stop" : `${v.stops_away - 1} stops before yours`}` : ""}.` : "Your driver is nearby.";
-    if (!page.fitted) { map.fitBounds([[v.vehicle.lat, v.vehicle.lon], [v.destination.lat, v.destination.lon]], { padding: [50, 50], maxZoom: 16 }); page.fitted = true; }
+    if (page.fitted !== "vehicle") { map.fitBounds([[v.vehicle.lat, v.vehicle.lon], [v.destination.lat, v.destination.lon]], { paddingTopLeft: [40, 40], paddingBottomRight: [40, 90], maxZoom: 16 }); page.fitted = "vehicle"; }
   } else if (v.vehicle_area) {
     page.area = L.polygon(v.vehicle_area.boundary, { color: "#2563eb", weight: 1.5, dashArray: "4 4", fillOpacity: 0.12, interactive: false }).addTo(map);
     const vis = v.visibility;
     note.textContent = `Your driver is in the shaded area. The exact position appears when ${vis.stops ? `your stop is ${vis.stops === 1 ? "next" : `at most ${vis.stops} stops away`} or ` : ""}the driver is within ${vis.metres >= 1000 ? `${(vis.metres / 1000).toFixed(1)} km` : `${vis.metres} m`}.`;
-    page.fitted = false;
+    if (page.fitted !== "area") { map.fitBounds([...v.vehicle_area.boundary, [v.destination.lat, v.destination.lon]], { paddingTopLeft: [30, 30], paddingBottomRight: [30, 90], maxZoom: 15 }); page.fitted = "area"; }
   } else {
     note.textContent = v.final ? "This delivery is complete." : "Your driver's position will appear here once the delivery is on its way.";
   }

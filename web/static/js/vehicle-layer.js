@@ -19,6 +19,8 @@ export const VehicleLayer = L.Layer.extend({
     this.selected = null;
     this.frameRequested = false;
     this.draws = 0;
+    this.sprites = new Map();
+    this.drawMs = []; // how long the last draws took (ms), for the frame budget
   },
 
   onAdd(map) {
@@ -90,6 +92,7 @@ export const VehicleLayer = L.Layer.extend({
     const map = this._map;
     if (!map) return;
     this.draws++;
+    const started = performance.now();
     const ctx = this.ctx;
     const ratio = window.devicePixelRatio || 1;
     const w = this.canvas.width / ratio, h = this.canvas.height / ratio;
@@ -99,37 +102,17 @@ export const VehicleLayer = L.Layer.extend({
     this.prepare();
     const zoom = map.getZoom();
     const r = zoom >= 15 ? 8 : zoom >= 13 ? 6.5 : 5;
-    const paths = new Map();
     const p = [0, 0];
     let selected = null;
+    // Each vehicle is one drawImage of a pre-drawn sprite (colour × heading in 10° steps):
+    // software canvases (no GPU) blit small images far faster than they fill and stroke paths.
     for (const v of this.vehicles.values()) {
       this.project(v.lat, v.lon, p);
       const x = p[0], y = p[1];
-      if (x < -r || y < -r || x > w + r || y > h + r) continue;
-      const colour = this.colourOf(v);
-      let path = paths.get(colour);
-      if (!path) paths.set(colour, (path = new Path2D()));
-      if (v.heading === null || v.heading === undefined) {
-        path.moveTo(x + r * 0.8, y);
-        path.arc(x, y, r * 0.8, 0, TAU);
-      } else {
-        const a = (v.heading * Math.PI) / 180;
-        const s = Math.sin(a), c = Math.cos(a);
-        // an arrow pointing along the heading (0 = north, clockwise)
-        path.moveTo(x + s * r * 1.25, y - c * r * 1.25);
-        path.lineTo(x + c * r * 0.85 - s * r * 0.9, y + s * r * 0.85 + c * r * 0.9);
-        path.lineTo(x - s * r * 0.35, y + c * r * 0.35);
-        path.lineTo(x - c * r * 0.85 - s * r * 0.9, y - s * r * 0.85 + c * r * 0.9);
-        path.closePath();
-      }
+      if (x < -r * 2 || y < -r * 2 || x > w + r * 2 || y > h + r * 2) continue;
+      const sprite = this.sprite(this.colourOf(v), v.heading, r, ratio);
+      ctx.drawImage(sprite, Math.round(x - sprite.half), Math.round(y - sprite.half), sprite.css, sprite.css);
       if (v.id === this.selected) selected = [x, y];
-    }
-    ctx.lineWidth = 1.5;
-    ctx.strokeStyle = "rgba(255,255,255,0.95)";
-    for (const [colour, path] of paths) {
-      ctx.fillStyle = colour;
-      ctx.stroke(path);
-      ctx.fill(path);
     }
     if (selected) {
       ctx.beginPath();
@@ -138,6 +121,44 @@ export const VehicleLayer = L.Layer.extend({
       ctx.lineWidth = 2.5;
       ctx.stroke();
     }
+    this.drawMs.push(performance.now() - started);
+    if (this.drawMs.length > 200) this.drawMs.shift();
+  },
+
+  /** A small canvas with one vehicle symbol, drawn once and reused. */
+  sprite(colour, heading, r, ratio) {
+    const bucket = heading === null || heading === undefined ? -1 : Math.round(heading / 10) % 36;
+    const key = `${colour}|${bucket}|${r}|${ratio}`;
+    let sprite = this.sprites.get(key);
+    if (sprite) return sprite;
+    const css = Math.ceil(r * 3 + 4);
+    const canvas = document.createElement("canvas");
+    canvas.width = canvas.height = css * ratio;
+    const ctx = canvas.getContext("2d");
+    ctx.scale(ratio, ratio);
+    const c = css / 2;
+    ctx.beginPath();
+    if (bucket < 0) {
+      ctx.arc(c, c, r * 0.8, 0, TAU);
+    } else {
+      const a = (bucket * 10 * Math.PI) / 180;
+      const sn = Math.sin(a), cs = Math.cos(a);
+      // an arrow pointing along the heading (0 = north, clockwise)
+      ctx.moveTo(c + sn * r * 1.25, c - cs * r * 1.25);
+      ctx.lineTo(c + cs * r * 0.85 - sn * r * 0.9, c + sn * r * 0.85 + cs * r * 0.9);
+      ctx.lineTo(c - sn * r * 0.35, c + cs * r * 0.35);
+      ctx.lineTo(c - cs * r * 0.85 - sn * r * 0.9, c - sn * r * 0.85 + cs * r * 0.9);
+      ctx.closePath();
+    }
+    ctx.lineWidth = 1.5;
+    ctx.strokeStyle = "rgba(255,255,255,0.95)";
+    ctx.fillStyle = colour;
+    ctx.stroke();
+    ctx.fill();
+    canvas.css = css;
+    canvas.half = c;
+    this.sprites.set(key, canvas);
+    return canvas;
   },
 
   /** The vehicle nearest to a container point, within ``radius`` pixels. */

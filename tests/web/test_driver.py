@@ -1,0 +1,77 @@
+"""The driver's page: the phone's position moves the vehicle on the console; stops are reported."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import AUTH
+from tests.web.conftest import DESKTOP, PHONE, open_console, order_body, wait_for
+
+START = (42.5078, 1.5211)  # Andorra la Vella
+DROP = (42.5105, 1.5350)
+
+
+def on_console(console: Any, vehicle_id: str) -> list[float] | None:
+    found: list[float] | None = console.evaluate(
+        "(id) => { const v = fleetConsole.layer.vehicles.get(id);"
+        " return v ? [v.lat, v.lon] : null; }",
+        vehicle_id,
+    )
+    return found
+
+
+def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery(
+    fleet_server: Callable[..., str], new_page: Callable[..., Any], artifacts: Path
+) -> None:
+    base = fleet_server()
+    vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "phone-van"}).json()
+    console = open_console(new_page, base)
+    phone = new_page(
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
+        geolocation={"latitude": START[0], "longitude": START[1], "accuracy": 8},
+        permissions=["geolocation"],
+    )
+    phone.goto(f"{base}/driver#token={vehicle['token']}")
+    phone.wait_for_selector("#conn.ok")
+    first = wait_for(lambda: on_console(console, "phone-van"), "the phone's van on the console")
+    assert abs(first[0] - START[0]) < 1e-6
+    assert abs(first[1] - START[1]) < 1e-6
+
+    phone.wait_for_timeout(2000)  # a plausible move: 40 m in two seconds
+    moved = (START[0] + 0.00036, START[1])
+    phone.context.set_geolocation({"latitude": moved[0], "longitude": moved[1], "accuracy": 8})
+    wait_for(
+        lambda: (p := on_console(console, "phone-van")) and abs(p[0] - moved[0]) < 1e-6,
+        "the van to move on the console",
+    )
+
+    order = httpx.post(f"{base}/orders", headers=AUTH, json=order_body(*DROP)).json()["order"]
+    httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
+    phone.wait_for_selector(f"text=Deliver {order['id']}")
+    assert "ETA" in phone.inner_text("#next-sub")
+    phone.wait_for_timeout(500)
+    phone.screenshot(path=artifacts / "driver-phone.png")
+    phone.click("#actions [data-event=delivered]")
+    wait_for(
+        lambda: (
+            httpx.get(f"{base}/orders/{order['id']}", headers=AUTH).json()["status"] == "delivered"
+        ),
+        "the delivery to be recorded",
+    )
+    phone.wait_for_selector("text=No stops left")
+
+    desktop = new_page(
+        viewport=DESKTOP,
+        geolocation={"latitude": moved[0], "longitude": moved[1], "accuracy": 8},
+        permissions=["geolocation"],
+    )
+    desktop.goto(f"{base}/driver#token={vehicle['token']}")
+    desktop.wait_for_selector("#conn.ok")
+    desktop.wait_for_timeout(800)
+    desktop.screenshot(path=artifacts / "driver-desktop.png")
