@@ -204,6 +204,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await ingestor.stop()
+            if planner is not None:
+                planner.close()
             await client.aclose()
             await pool.aclose()
 

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -94,11 +97,25 @@ class Planner:
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
+        self._pool: ProcessPoolExecutor | None = None
         self._previous: Plan | None = None
         self.rounds = 0
         self.last_problem: Problem | None = None
         self.last_plan: Plan | None = None
         self._one_at_a_time = asyncio.Lock()  # the loop and POST /dispatch/replan
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the solver process (a round in flight is abandoned)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def request(self) -> None:
         """Ask for a planning round soon (cheap; many requests make one round)."""
@@ -187,9 +204,15 @@ class Planner:
             costs=Costs(balance=1), horizon=horizon,
             locked=await self._heading_to(fleet_ids, {o.id: o for o in open_orders}),
         )  # fmt: skip
-        plan = await asyncio.to_thread(
-            solve, problem, time_limit=self.time_limit_s, initial=self._previous
-        )
+        # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
+        # would stall this process's sockets for the whole round.
+        plan = await asyncio.get_running_loop().run_in_executor(
+            self._executor(),
+            functools.partial(
+                solve, problem, time_limit=self.time_limit_s, initial=self._previous,
+                second_engine=False,
+            ),
+        )  # fmt: skip
         self.last_problem, self.last_plan = problem, plan  # for benchmarks and debugging
         if not self._better(plan, {t.id for t in tasks}, set(fleet_ids)):
             return RoundSummary(
