@@ -40,6 +40,7 @@ class Plan:
     objective: int = 0
     engine: str = "ortools"
     initial_objective: int | None = None  # the warm start's cost on this problem, if one was given
+    reference_objective: int | None = None  # the reference plan's cost on it, as it stands
 
     @property
     def vehicles_used(self) -> int:

@@ -60,15 +60,19 @@ def solve(
     time_limit: float,
     seed: int = 0,
     initial: Plan | None = None,
+    reference: Plan | None = None,
     second_engine: bool = True,
 ) -> Plan:
     """The best plan found within ``time_limit`` seconds. When the problem is one PyVRP
     expresses exactly (:func:`dispatch.pyvrp_engine.fits`) and there is no warm start, PyVRP
-    searches on the second core at the same time and the cheaper plan wins."""
+    searches on the second core at the same time and the cheaper plan wins. ``reference``
+    (say, the plan the drivers follow) is costed on this problem as it stands, with no new
+    orders put in: ``Plan.reference_objective``, for deciding whether the new plan is worth
+    a change."""
     second = None
     if second_engine and initial is None and pyvrp_engine.fits(problem):
         second = pyvrp_engine.start(problem, time_limit, seed)
-    plan = _solve_ortools(problem, time_limit=time_limit, initial=initial)
+    plan = _solve_ortools(problem, time_limit=time_limit, initial=initial, reference=reference)
     if second is None:
         return plan
     try:
@@ -80,7 +84,9 @@ def solve(
     return plan
 
 
-def _solve_ortools(problem: Problem, *, time_limit: float, initial: Plan | None) -> Plan:
+def _solve_ortools(
+    problem: Problem, *, time_limit: float, initial: Plan | None, reference: Plan | None
+) -> Plan:
     vehicles = [v for v in problem.vehicles if v.available]
     all_stops = _stops(problem)
     pinned_to_missing = {
@@ -207,6 +213,14 @@ def _solve_ortools(problem: Problem, *, time_limit: float, initial: Plan | None)
 
     assignment = None
     initial_objective: int | None = None
+    reference_objective: int | None = None
+    if reference is not None:
+        as_is = routing.ReadAssignmentFromRoutes(
+            _initial_routes(reference, vehicles, stops, node_of, v_count, problem, insert=False),
+            True,
+        )
+        if as_is is not None:
+            reference_objective = int(as_is.ObjectiveValue())
     if initial is not None:
         routes = _initial_routes(initial, vehicles, stops, node_of, v_count, problem)
         start = routing.ReadAssignmentFromRoutes(routes, True)
@@ -248,6 +262,7 @@ def _solve_ortools(problem: Problem, *, time_limit: float, initial: Plan | None)
         dropped=dropped,
         objective=int(assignment.ObjectiveValue()),
         initial_objective=initial_objective,
+        reference_objective=reference_objective,
     )
 
 
@@ -258,6 +273,8 @@ def _initial_routes(
     node_of: list[int],
     v_count: int,
     problem: Problem,
+    *,
+    insert: bool = True,
 ) -> list[list[int]]:
     """The previous plan as model indices per vehicle, keeping only stops that still exist,
     with the tasks it does not have (new orders) put in by cheapest insertion."""
@@ -267,7 +284,8 @@ def _initial_routes(
         route = initial.route_of(v.id)
         visits = route.visits if route is not None else []
         routes.append([where[(x.task_id, x.kind)] for x in visits if (x.task_id, x.kind) in where])
-    insert_missing(routes, vehicles, stops, problem)
+    if insert:
+        insert_missing(routes, vehicles, stops, problem)
     return [[node_of[2 * v_count + k] for k in route] for route in routes]
 
 

@@ -245,3 +245,20 @@ def test_insertion_prices_the_new_stops_lateness_not_only_the_detour() -> None:
     routes = [[0]]
     insert_missing(routes, list(problem.vehicles), stops, problem)
     assert [stops[k].task.id for k in routes[0]] == ["soon", "t1"]
+
+
+def test_the_plan_drivers_follow_is_costed_as_it_stands() -> None:
+    first = three_vans_five_orders()
+    plan = solve(first, time_limit=LIMIT)
+    again = solve(first, time_limit=LIMIT, initial=plan, reference=plan)
+    assert again.reference_objective == again.initial_objective == plan.objective
+    more = dataclasses.replace(first, tasks=[*first.tasks, Task(id="t6", pickup=1, dropoff=5,
+                                                                 size=(2,))])  # fmt: skip
+    with_new = solve(more, time_limit=LIMIT, initial=plan, reference=plan)
+    assert with_new.reference_objective is not None
+    assert with_new.initial_objective is not None
+    # As it stands the old plan leaves t6 out (its drop penalty); the warm start has it in.
+    drop = first.costs.drop["normal"]
+    assert with_new.reference_objective >= plan.objective + drop
+    assert with_new.initial_objective < plan.objective + drop
+    assert with_new.objective <= with_new.initial_objective
