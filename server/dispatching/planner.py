@@ -82,7 +82,8 @@ class Planner:
         roads: Roads,
         *,
         time_limit_s: float = 1.0,
-        debounce_s: float = 0.3,
+        debounce_s: float = 0.1,
+        improve_after_s: float = 2.0,
         reoptimize: bool = True,
         margin: float = 0.02,
         clock: Callable[[], float] = time.time,
@@ -92,13 +93,16 @@ class Planner:
         self.roads = roads
         self.time_limit_s = time_limit_s
         self.debounce_s = debounce_s
+        self.improve_after_s = improve_after_s
         self.reoptimize = reoptimize
         self.margin = margin
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
-        self._previous: Plan | None = None
+        self._previous: Plan | None = None  # the plan the drivers follow
+        self._candidate: Plan | None = None  # the best plan found since: the next warm start
+        self._stale_rounds = 0  # improvement rounds in a row that found nothing better
         self.rounds = 0
         self.last_problem: Problem | None = None
         self.last_plan: Plan | None = None
@@ -122,10 +126,17 @@ class Planner:
         self._wake.set()
 
     async def run(self) -> None:
+        """Plan on every trigger; while nothing happens, keep improving the candidate plan
+        (rounds of the same length) until a few rounds in a row find nothing better."""
         while True:
-            await self._wake.wait()
-            await asyncio.sleep(self.debounce_s)  # let close triggers gather
-            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.improve_after_s)
+                await asyncio.sleep(self.debounce_s)  # let close triggers gather
+                self._wake.clear()
+                self._stale_rounds = 0
+            except TimeoutError:
+                if self._candidate is None or self._stale_rounds >= 3:
+                    continue  # nothing to improve, or it has converged
             try:
                 if await self.lease.hold():
                     summary = await self.plan_once()
@@ -209,11 +220,17 @@ class Planner:
         plan = await asyncio.get_running_loop().run_in_executor(
             self._executor(),
             functools.partial(
-                solve, problem, time_limit=self.time_limit_s, initial=self._previous,
+                solve, problem, time_limit=self.time_limit_s,
+                initial=self._candidate or self._previous, reference=self._previous,
                 second_engine=False,
             ),
         )  # fmt: skip
         self.last_problem, self.last_plan = problem, plan  # for benchmarks and debugging
+        if self._candidate is not None and plan.objective >= 0.999 * self._candidate.objective:
+            self._stale_rounds += 1  # (an event resets the count: see run)
+        else:
+            self._stale_rounds = 0
+        self._candidate = plan
         if not self._better(plan, {t.id for t in tasks}, set(fleet_ids)):
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
@@ -247,7 +264,7 @@ class Planner:
         others dropped, a vehicle's orders handed over), or it costs at least ``margin`` less.
         No flip-flopping for crumbs."""
         old = self._previous
-        if old is None or plan.initial_objective is None:
+        if old is None or plan.reference_objective is None:
             return True
         served_before = {
             v.task_id for r in old.routes if r.vehicle_id in vehicle_ids for v in r.visits
@@ -255,7 +272,7 @@ class Planner:
         served_now = {v.task_id for r in plan.routes for v in r.visits}
         if served_now != served_before:
             return True
-        return plan.objective < plan.initial_objective * (1 - self.margin)
+        return plan.objective < plan.reference_objective * (1 - self.margin)
 
     async def _heading_to(self, vehicle_ids: list[str], orders: dict[str, Any]) -> dict[str, str]:
         """Vehicle → the order of the stop it is driving to, from its current route: locked, so

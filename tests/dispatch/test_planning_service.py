@@ -73,7 +73,16 @@ async def test_orders_are_planned_and_routes_pushed_to_drivers(
         assert summary["vehicles"] == 2
         assert summary["assigned"] == 3
         assert summary["dropped"] == {}
-        pushed = [await next_route(d) for d in drivers.values() if True]
+        # Rounds woken by the orders may have pushed earlier versions: each driver's newest
+        # pushed route is the one stored.
+        pushed = []
+        for van, driver in drivers.items():
+            current = httpx.get(f"{base}/dispatch/routes/{van}", headers=AUTH).json()
+            route = await next_route(driver)
+            while route["version"] < current["version"]:
+                route = await next_route(driver)
+            assert route["stops"] == current["stops"] or route["version"] == current["version"]
+            pushed.append(route)
         planned = {s["order_id"] for r in pushed for s in r["stops"]}
         assert planned == set(order_ids)
         assert all(r["version"] >= 1 for r in pushed)
@@ -257,9 +266,10 @@ async def test_a_re_plan_that_is_not_better_by_the_margin_keeps_the_routes(
         for p in DROPS[:2]:
             httpx.post(f"{base}/orders", headers=AUTH, json=order(*p))
         first = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
-        assert first["assigned"] == 2
-        assert not first["kept_previous"]
-        version = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()["version"]
+        assert first["assigned"] == 2  # by this round or an earlier one the orders woke
+        planned = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+        assert len(planned["stops"]) == 2
+        version = planned["version"]
         # Nothing new: the same plan again is not 50% cheaper, so nothing is rewritten.
         again = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
         assert again["kept_previous"]
