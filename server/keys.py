@@ -21,7 +21,8 @@ key                                  type    what it holds
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
 ``fleet:events:log``                 stream  recent events, capped at ~10,000
 ``fleet:order:{id}``                 hash    an order: doc (JSON), pii (sealed), tracking (sealed),
-                                             status, vehicle_id, nodes (JSON), created, alerted
+                                             status, vehicle_id, nodes (JSON), created, alerted,
+                                             promised_eta (ms, set when confirmed)
 ``fleet:orders``                     zset    order id → created ms
 ``fleet:orders:{status}``            set     ids of the orders in that status
 ``fleet:audit:{order id}``           stream  the order's transitions: status previous by reason at
@@ -34,6 +35,7 @@ key                                  type    what it holds
 ``fleet:traffic``                    hash    traffic event id → JSON (the API body, created)
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
 ``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
+``fleet:pins``                       hash    order id → the vehicle a dispatcher assigned it to
 ``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
 ``fleet:infence:{id}``               string  JSON: fence id → [entered at ms, dwell reported]
 ===================================  ======  ==================================================
@@ -64,6 +66,7 @@ PLANNER_LEASE = PREFIX + "lease:planner"
 ETAS_LEASE = PREFIX + "lease:etas"
 TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
+ORDER_PINS = PREFIX + "pins"
 PACE = PREFIX + "pace"  # the learned pace factor (string float), written by the ETA refresher
 
 

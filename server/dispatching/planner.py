@@ -188,6 +188,7 @@ class Planner:
             {k for v in fleet for k in v.capacity} | {k for o in open_orders for k in o.size}
         )
         fleet_ids = [v.id for v in fleet]
+        pins = {o: v for o, v in (await self.orders.pins()).items() if v in where}
         vehicles = [
             Vehicle(id=v.id, start=i, capacity=tuple(int(v.capacity.get(d, 0)) for d in dimensions),
                     skills=frozenset(v.skills))
@@ -206,14 +207,16 @@ class Planner:
                 skills=frozenset(o.skills),
                 priority=o.priority,
                 on_board=o.vehicle_id if o.status in ON_BOARD else None,
-                assigned=None if self.reoptimize or o.vehicle_id not in where else o.vehicle_id,
+                assigned=pins[o.id] if pins.get(o.id) in where else (
+                    None if self.reoptimize or o.vehicle_id not in where else o.vehicle_id),
             )
             for o in open_orders
         ]  # fmt: skip
         problem = Problem(
             times=times, vehicles=vehicles, tasks=tasks, dimensions=tuple(dimensions),
             costs=Costs(balance=1), horizon=horizon,
-            locked=await self._heading_to(fleet_ids, {o.id: o for o in open_orders}),
+            locked={v: o for v, o in (await self._heading_to(
+                fleet_ids, {o.id: o for o in open_orders})).items() if pins.get(o, v) == v},
         )  # fmt: skip
         # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
         # would stall this process's sockets for the whole round.
@@ -231,7 +234,7 @@ class Planner:
         else:
             self._stale_rounds = 0
         self._candidate = plan
-        if not self._better(plan, {t.id for t in tasks}, set(fleet_ids)):
+        if not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
@@ -249,6 +252,11 @@ class Planner:
                         await self.orders.transition(
                             order.id, "processed", by="planner", vehicle_id=route.vehicle_id
                         )
+                        # the ETA promised at confirmation, against which ETA accuracy is judged
+                        promised = int((now + visit.start_s) * 1000)
+                        await self.redis.hsetnx(keys.order(order.id), "promised_eta", promised)
+                elif visit.kind == "dropoff" and order.vehicle_id != route.vehicle_id:
+                    await self.orders.hand_over(order.id, route.vehicle_id)  # customers follow
         return RoundSummary(
             vehicles=len(vehicles),
             orders=len(tasks),
@@ -258,7 +266,9 @@ class Planner:
             seconds=time.perf_counter() - started,
         )
 
-    def _better(self, plan: Plan, task_ids: set[str], vehicle_ids: set[str]) -> bool:
+    def _better(
+        self, plan: Plan, task_ids: set[str], vehicle_ids: set[str], pins: dict[str, str]
+    ) -> bool:
         """Whether ``plan`` replaces the current one: there is none, it could not be read back
         onto this problem, the new one serves a different set of orders (new ones placed,
         others dropped, a vehicle's orders handed over), or it costs at least ``margin`` less.
@@ -272,6 +282,9 @@ class Planner:
         served_now = {v.task_id for r in plan.routes for v in r.visits}
         if served_now != served_before:
             return True
+        on_before = {v.task_id: r.vehicle_id for r in old.routes for v in r.visits}
+        if any(on_before.get(t, v) != v for t, v in pins.items() if t in task_ids):
+            return True  # a dispatcher moved an order to another vehicle
         return plan.objective < plan.reference_objective * (1 - self.margin)
 
     async def _heading_to(self, vehicle_ids: list[str], orders: dict[str, Any]) -> dict[str, str]:

@@ -81,6 +81,10 @@ class OrderCreated(msgspec.Struct):
     tracking_token: str  # the customer's link key; ≥ 128 random bits
 
 
+class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
+    vehicle_id: Annotated[str, msgspec.Meta(max_length=64)] | None  # None: the planner chooses
+
+
 class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 

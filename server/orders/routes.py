@@ -12,11 +12,13 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, Quer
 
 from geo.errors import OutsideServiceArea
 from geo.roads import Roads
+from server import keys
 from server.auth import staff_only
-from server.errors import ApiError, BadRequest
+from server.errors import ApiError, BadRequest, NotFound
 from server.orders.alerts import recent_alerts
 from server.orders.lifecycle import STATUSES
 from server.orders.model import (
+    AssignIn,
     AuditEntry,
     CancelIn,
     Order,
@@ -115,6 +117,18 @@ class OrdersController(Controller):
         self, order_id: FromPath[str], data: JSONBody[CancelIn], orders: NamedDependency[OrderStore]
     ) -> Order:
         return await orders.transition(order_id, "cancelled", by="api", reason=data.reason)
+
+    @post("/{order_id:str}/assign", summary="Put an order on a chosen vehicle", status_code=200)
+    async def assign(
+        self,
+        order_id: FromPath[str],
+        data: JSONBody[AssignIn],
+        orders: NamedDependency[OrderStore],
+        redis: NamedDependency[aioredis.Redis],
+    ) -> Order:
+        if data.vehicle_id is not None and not await redis.hexists(keys.VEHICLES, data.vehicle_id):
+            raise NotFound(f"no vehicle {data.vehicle_id}", details={"field": "vehicle_id"})
+        return await orders.pin(order_id, data.vehicle_id, by="api")
 
     @get("/{order_id:str}/audit", summary="Every status change of the order, oldest first")
     async def audit(

@@ -159,6 +159,47 @@ class OrderStore:
             order = await self.transition(order_id, status, by=by, reason=reason)
         return order
 
+    async def pin(self, order_id: str, vehicle_id: str | None, *, by: str) -> Order:
+        """A dispatcher's choice of vehicle for an order not yet on its way (``None``: let the
+        planner choose again). The planner keeps a pinned order on that vehicle while it is
+        available; the order's ``vehicle_id`` follows at once, and an ``order`` event wakes it."""
+        order = await self.get(order_id)
+        if order.status not in ("received", "processed"):
+            raise Conflict(f"an order that is {order.status} can no longer be reassigned")
+        now = int(time.time() * 1000)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if vehicle_id is None:
+                pipe.hdel(keys.ORDER_PINS, order_id)
+            else:
+                pipe.hset(keys.ORDER_PINS, order_id, vehicle_id)
+                if order.status == "processed":
+                    pipe.hset(keys.order(order_id), "vehicle_id", vehicle_id)
+            reason = f"assigned to {vehicle_id}" if vehicle_id else "assignment released"
+            self._audit(pipe, order_id, order.status, order.status, by, reason, now)
+            queue_event(
+                pipe,
+                {"type": "order", "order_id": order_id, "status": order.status,
+                 "vehicle_id": vehicle_id, "action": "pin", "by": by},
+            )  # fmt: skip
+            await pipe.execute()
+        return await self.get(order_id)
+
+    async def pins(self) -> dict[str, str]:
+        """Order id → the vehicle a dispatcher pinned it to."""
+        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.ORDER_PINS))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def hand_over(self, order_id: str, vehicle_id: str) -> None:
+        """Record that a re-plan moved an order to another vehicle (status unchanged)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.order(order_id), "vehicle_id", vehicle_id)
+            queue_event(
+                pipe,
+                {"type": "order", "order_id": order_id, "vehicle_id": vehicle_id,
+                 "action": "hand_over", "by": "planner"},
+            )  # fmt: skip
+            await pipe.execute()
+
     async def update(self, order_id: str, patch: OrderPatch) -> Order:
         """Change what may still change: only before the vehicle has left."""
         order = await self.get(order_id)

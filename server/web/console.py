@@ -2,7 +2,8 @@
 
 - ``GET /web/fleet``: every vehicle with its record status, connection status, live position and
   current route, in one answer (the console's vehicles panel and route colours);
-- ``GET /web/kpis``: the KPI strip (on-time rate, open orders, active vehicles, utilisation);
+- ``GET /web/kpis``: the KPI strip (on-time rate, open orders, active vehicles, utilisation, and
+  the mean ETA error: delivery time against the ETA promised when the order was confirmed);
 - ``GET /web/density?bbox=&res=``: live vehicles counted per H3 cell, with the cells' corners;
 - ``GET /web/routes/{vehicle}``: a vehicle's route with its road geometry from the live position
   through every stop, on current traffic.
@@ -106,6 +107,15 @@ class ConsoleDataController(Controller):
         by_status = dict(zip(STATUSES, counts, strict=True))
         delivered = await orders.find(status="delivered", limit=5000)
         on_time = sum(1 for o in delivered if o.nodes["delivered"] <= o.window.end)
+        async with redis.pipeline(transaction=False) as pipe:
+            for o in delivered:
+                pipe.hget(keys.order(o.id), "promised_eta")
+            promised = await pipe.execute()
+        errors = [
+            abs(o.nodes["delivered"].timestamp() - int(p) / 1000)
+            for o, p in zip(delivered, promised, strict=True)
+            if p is not None
+        ]
         records = await all_vehicles(redis)
         available = [v.id for v in records if v.status == "available"]
         routes = await _routes(redis, available)
@@ -121,7 +131,8 @@ class ConsoleDataController(Controller):
             "vehicles": len(records),
             "utilisation": busy / len(available) if available else None,
             "failures": {k.decode(): int(v) for k, v in failures.items()},
-            "eta_error_s": None,  # measured by the simulator's report, not live yet
+            "eta_error_s": sum(errors) / len(errors) if errors else None,
+            "eta_error_orders": len(errors),
         }
 
     @get("/density", summary="Live vehicles per H3 cell inside a viewport")

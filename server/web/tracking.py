@@ -69,6 +69,8 @@ def customer_view(
     """What the holder of the order's tracking link may see, as JSON-ready data."""
     timeline = []
     for entry in audit:
+        if entry.status == entry.previous:
+            continue  # not a step the customer sees (e.g. a dispatcher's reassignment)
         item: dict[str, Any] = {"status": entry.status, "at": _ms(entry.at)}
         if entry.status == "failed" and entry.reason:
             item["reason"] = entry.reason

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def collect_server_leftovers() -> Iterator[None]:
+    """After each browser test (and its servers) ends, collect the garbage it left here.
+
+    A server stopped while thousands of driver sockets drop can leave Redis connections to the
+    garbage collector; collected later, their ResourceWarning would fail an unrelated test.
+    """
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """The screenshots folder (created)."""
@@ -55,9 +70,10 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium for the browser tests. Package-scoped: playwright's sync API keeps
+    an event loop running in the main thread, so it must be gone before async tests run."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

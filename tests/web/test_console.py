@@ -48,6 +48,11 @@ def test_the_console_shows_vehicles_that_move(
     assert shot_1 != shot_2, "the map looks the same in both screenshots"
     assert page.locator("#vehicle-list .item").count() == 25
     page.screenshot(path=artifacts / "console-desktop.png")
+    page.click("#tool-density")  # vehicles per H3 cell
+    wait_for(lambda: page.evaluate("() => fleetConsole.densityCells || 0") > 0, "density cells")
+    page.wait_for_timeout(300)
+    page.screenshot(path=artifacts / "console-density-desktop.png")
+    page.click("#tool-density")
     phone = open_console(new_page, base, viewport=PHONE, is_mobile=True, has_touch=True)
     wait_for(lambda: len(positions(phone)) == 25, "the vehicles on a phone")
     phone.wait_for_timeout(500)
@@ -72,7 +77,7 @@ def show(page: Any, lat: float, lon: float, zoom: float) -> None:
     page.wait_for_timeout(300)
 
 
-def test_an_order_created_in_the_console_appears_on_a_vehicles_route(
+def test_an_order_created_in_the_console_appears_on_a_route_and_can_be_reassigned(
     fleet_server: Callable[..., str],
     drivers: Callable[..., Any],
     new_page: Callable[..., Any],
@@ -101,6 +106,15 @@ def test_an_order_created_in_the_console_appears_on_a_vehicles_route(
     assert order["reference"] == "UI-1042"
     assert order["priority"] == "express"
     assert abs(order["dropoff"]["lat"] - EAST[0]) < 1e-4
+    # The dispatcher moves it to the other van.
+    other = next(v for v in VANS if v != vehicle)
+    page.fill(f"#order-list [data-order='{order_id}'] [name=vehicle]", other)
+    page.click(f"#order-list [data-order='{order_id}'] .reassign button")
+    wait_for(lambda: row.inner_text().startswith(f"{other} · stop"), "the order on the other van")
+    moved = route_of(base, other)
+    assert moved is not None
+    assert order_id in [s["order_id"] for s in moved["stops"]]
+    assert httpx.get(f"{base}/orders/{order_id}", headers=AUTH).json()["vehicle_id"] == other
     # The vehicle's detail shows the stop with its ETA, and the route is drawn.
     page.locator(f"#order-list [data-order='{order_id}']").click()
     page.wait_for_selector(f"#detail-stops [data-order='{order_id}']")
@@ -129,11 +143,14 @@ def test_a_traffic_event_drawn_in_the_console_leads_to_a_new_route_version(
     page.locator("#vehicle-list [data-vehicle='van-1']").click()
     page.wait_for_selector("#detail-version")
     assert f"version {before['version']}" in page.inner_text("#detail-version")
-    # Close the streets around the eastern drop-off: draw the area on the map.
+    # Close the streets around the second drop-off (the first is locked: the van is heading
+    # there): draw the area on the map.
+    second = (before["stops"][1]["lat"], before["stops"][1]["lon"])
+    show(page, second[0], second[1], 15)
     page.click("#tool-traffic")
     d = 0.0025
     for corner in ((d, -d), (d, d), (-d, d), (-d, -d)):
-        click_map(page, EAST[0] + corner[0], EAST[1] + corner[1])
+        click_map(page, second[0] + corner[0], second[1] + corner[1])
     page.click("#draw-finish")
     page.select_option("#traffic-form [name=kind]", "closed")
     page.fill("#traffic-form [name=label]", "Bridge closed")

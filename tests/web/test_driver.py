@@ -65,6 +65,10 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
         "the delivery to be recorded",
     )
     phone.wait_for_selector("text=No stops left")
+    kpis = httpx.get(f"{base}/web/kpis", headers=AUTH).json()
+    assert kpis["delivered"] == 1
+    assert kpis["eta_error_orders"] == 1, "ETA accuracy counts the delivery"
+    assert kpis["on_time_rate"] == 1.0
 
     desktop = new_page(
         viewport=DESKTOP,

@@ -283,8 +283,9 @@ async function loadKpis() {
   $("#kpi-open").textContent = k.open_orders;
   $("#kpi-open").title = `${k.unassigned} unassigned`;
   $("#kpi-active").textContent = `${k.active_vehicles}/${k.vehicles}`;
-  $("#kpi-etaerr").textContent = k.eta_error_s === null ? "n/a" : `${Math.round(k.eta_error_s)} s`;
-  $("#kpi-etaerr").title = "Measured by the simulator's report; not tracked live yet";
+  const err = k.eta_error_s;
+  $("#kpi-etaerr").textContent = err === null ? "—" : err < 90 ? `${Math.round(err)} s` : `${Math.round(err / 60)} min`;
+  $("#kpi-etaerr").title = `Delivery time against the ETA promised at confirmation (${k.eta_error_orders} deliveries)`;
   $("#kpi-util").textContent = pct(k.utilisation);
 }
 
@@ -325,6 +326,11 @@ const CONN_BADGE = { online: "ok", stale: "warn", offline: "idle", unknown: "idl
 const KIND_LABEL = { busy: ["busy", "On route"], idle: ["ok", "Idle"], stale: ["warn", "Stale"], service: ["bad", "Out of service"] };
 
 function renderVehicles() {
+  const ids = [...state.fleet.values()].filter((f) => f.status === "available").map((f) => f.id);
+  if (ids.join() !== state.datalistIds) {
+    state.datalistIds = ids.join();
+    $("#vehicle-ids").replaceChildren(...ids.map((id) => el("option", { value: id })));
+  }
   const list = $("#vehicle-list");
   const q = $("#vehicle-search").value.trim().toLowerCase();
   const all = [...state.fleet.values()];
@@ -503,7 +509,13 @@ function renderOrders() {
           el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
           el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
           o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null),
-        open ? el("div", { class: "row" }, el("button", { class: "btn small danger", onclick: (e) => { e.stopPropagation(); cancelOrder(o.id); } }, "Cancel")) : null);
+        open ? el("div", { class: "row", onclick: (e) => e.stopPropagation() },
+          ["received", "processed"].includes(o.status)
+            ? el("form", { class: "row reassign", onsubmit: (e) => { e.preventDefault(); assignOrder(o.id, e.target.elements.vehicle.value.trim()); } },
+                el("input", { class: "text", name: "vehicle", list: "vehicle-ids", placeholder: "Reassign to…", style: "height:28px;width:130px;font-size:12.5px", "aria-label": "Reassign to vehicle" }),
+                el("button", { class: "btn small", type: "submit" }, "Assign"))
+            : null,
+          el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel")) : null);
     }),
     ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
   );
@@ -525,6 +537,17 @@ function drawOrders(stops) {
 function focusOrder(o, s) {
   map.panTo([o.dropoff.lat, o.dropoff.lon]);
   if (s) selectVehicle(s.vehicle, { pan: false });
+}
+
+async function assignOrder(id, vehicleId) {
+  if (!vehicleId) return;
+  try {
+    await call(`/orders/${encodeURIComponent(id)}/assign`, { method: "POST", body: { vehicle_id: vehicleId } });
+    toast(`Order ${escapeHtml(id)} goes to <b>${escapeHtml(vehicleId)}</b>; routes are being re-planned.`);
+    loadOrders();
+  } catch (err) {
+    toast(`Could not reassign ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
 }
 
 async function cancelOrder(id) {
@@ -702,6 +725,7 @@ async function refreshDensity() {
   const res = z >= 15 ? 9 : z >= 13 ? 8 : z >= 11 ? 7 : 6;
   const cells = await call(`/web/density?res=${res}&bbox=${viewportBbox().map((v) => v.toFixed(5)).join(",")}`).catch(() => []);
   if (!state.density) return;
+  state.densityCells = cells.length;
   densityLayer.clearLayers();
   const max = Math.max(1, ...cells.map((c) => c.count));
   for (const c of cells) {
