@@ -214,7 +214,7 @@ def _solve_ortools(
     assignment = None
     initial_objective: int | None = None
     reference_objective: int | None = None
-    if reference is not None:
+    if reference is not None and reference is not initial:
         as_is = routing.ReadAssignmentFromRoutes(
             _initial_routes(reference, vehicles, stops, node_of, v_count, problem, insert=False),
             True,
@@ -223,9 +223,21 @@ def _solve_ortools(
             reference_objective = int(as_is.ObjectiveValue())
     if initial is not None:
         routes = _initial_routes(initial, vehicles, stops, node_of, v_count, problem)
+        same_as_reference = False
+        if reference is initial:
+            plain = _initial_routes(
+                initial, vehicles, stops, node_of, v_count, problem, insert=False
+            )
+            same_as_reference = plain == routes  # nothing was put in
+            if not same_as_reference:  # read before the warm start: OR-Tools reuses its buffer
+                as_is = routing.ReadAssignmentFromRoutes(plain, True)
+                if as_is is not None:
+                    reference_objective = int(as_is.ObjectiveValue())
         start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None:
             initial_objective = int(start.ObjectiveValue())
+            if same_as_reference:
+                reference_objective = initial_objective
             assignment = routing.SolveFromAssignmentWithParameters(start, params)
     if assignment is None:
         assignment = routing.SolveWithParameters(params)
@@ -289,6 +301,9 @@ def _initial_routes(
     return [[node_of[2 * v_count + k] for k in route] for route in routes]
 
 
+NEAREST_VEHICLES = 10  # insertion tries the vehicles whose routes pass closest to the order
+
+
 def insert_missing(
     routes: list[list[int]], vehicles: list[Vehicle], stops: list[Stop], problem: Problem
 ) -> None:
@@ -318,11 +333,21 @@ def insert_missing(
         task = stops[kinds["dropoff"]].task
         pin = task.on_board or (task.assigned if task.assigned in ids else None)
         best: tuple[float, int, int, int] | None = None  # cost, vehicle, pickup gap, drop gap
-        for vi, v in enumerate(vehicles):
-            if (pin is not None and v.id != pin) or not task.skills <= v.skills:
-                continue
-            route = routes[vi]
-            seq = np.array([v.start] + [stops[k].location for k in route], dtype=np.int64)
+        allowed = [
+            vi for vi, v in enumerate(vehicles)
+            if (pin is None or v.id == pin) and task.skills <= v.skills
+        ]  # fmt: skip
+        anchor = stops[kinds.get("pickup", kinds["dropoff"])].location
+        seqs = {
+            vi: np.array([vehicles[vi].start] + [stops[k].location for k in routes[vi]],
+                         dtype=np.int64)
+            for vi in allowed
+        }  # fmt: skip
+        if len(allowed) > NEAREST_VEHICLES:  # only the vehicles passing closest are tried
+            allowed.sort(key=lambda vi: int(t[seqs[vi], anchor].min()))
+            allowed = allowed[:NEAREST_VEHICLES]
+        for vi in allowed:
+            v, route, seq = vehicles[vi], routes[vi], seqs[vi]
             first = 1 if v.id in locked and route else 0  # never before a locked first stop
             found = _best_gaps(t, seq, route, stops, kinds, task, v, first, problem.costs)
             if found is not None and (best is None or found[0] < best[0]):

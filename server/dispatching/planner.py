@@ -169,17 +169,21 @@ class Planner:
             o for o in await self.orders.find(status=None, limit=5000, open_only=True)
             if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
         ]  # fmt: skip
-        snapped = []
-        for v in fleet:
-            snapped.append(self.roads.snap(where[v.id].lat, where[v.id].lon))
+        places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
             if o.pickup is not None and o.status in PLANNABLE:
-                index[(o.id, "pickup")] = len(snapped)
-                snapped.append(self.roads.snap(o.pickup.lat, o.pickup.lon))
-            index[(o.id, "dropoff")] = len(snapped)
-            snapped.append(self.roads.snap(o.dropoff.lat, o.dropoff.lon))
-        seconds = self.roads.matrix_s(snapped, snapped) if snapped else np.zeros((0, 0))
+                index[(o.id, "pickup")] = len(places)
+                places.append((o.pickup.lat, o.pickup.lon))
+            index[(o.id, "dropoff")] = len(places)
+            places.append((o.dropoff.lat, o.dropoff.lon))
+        # One vectorised snap (a vehicle off the roads is taken to the nearest one).
+        seconds = np.zeros((0, 0))
+        snapped: list[tuple[float, float]] = []
+        if places:
+            batch = self.roads.snap_many([p[0] for p in places], [p[1] for p in places])
+            snapped = list(zip(batch.lat.tolist(), batch.lon.tolist(), strict=True))
+            seconds = self.roads.matrix_s(batch, batch)
         seconds = seconds * await self._pace()
         horizon = 2 * 24 * 3600
         times = np.where(np.isfinite(seconds), np.ceil(seconds), horizon).astype(np.int64)
@@ -314,13 +318,13 @@ class Planner:
         except ValueError:
             return 1.0
 
-    async def _store(self, plan: Plan, snapped: list[Any], now: float) -> list[str]:
+    async def _store(self, plan: Plan, snapped: list[tuple[float, float]], now: float) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed."""
         changed = []
         for route in plan.routes:
             stops = [
-                RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location].lat,
-                          lon=snapped[v.location].lon, eta=int((now + v.start_s) * 1000),
+                RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location][0],
+                          lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
                           late_s=v.late_s)
                 for v in route.visits
             ]  # fmt: skip
