@@ -47,6 +47,14 @@ def test_the_console_shows_vehicles_that_move(
     assert len(moved) >= 20, f"only {len(moved)} of 25 vehicles moved"
     assert shot_1 != shot_2, "the map looks the same in both screenshots"
     assert page.locator("#vehicle-list .item").count() == 25
+    # Clicking a vehicle on the map opens its detail.
+    point = page.evaluate("() => fleetConsole.layer.pointOf('sim-0007')")
+    box = page.locator("#map").bounding_box()
+    page.mouse.click(box["x"] + point["x"], box["y"] + point["y"])
+    page.wait_for_selector("#pane-detail h2")
+    assert page.inner_text("#pane-detail h2").startswith("sim-0")
+    assert "Last ping" in page.inner_text("#pane-detail")
+    page.click("#pane-detail button:has-text('Close')")
     page.screenshot(path=artifacts / "console-desktop.png")
     page.click("#tool-density")  # vehicles per H3 cell
     wait_for(lambda: page.evaluate("() => fleetConsole.densityCells || 0") > 0, "density cells")

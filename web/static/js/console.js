@@ -750,7 +750,8 @@ function renderAlerts() {
   for (const f of state.fleet.values()) {
     if (f.connection === "stale" || f.connection === "offline") items.push({ cls: f.connection === "offline" ? "idle" : "warn", title: `${f.name || f.id} is ${f.connection}`, sub: `last ping ${f.position ? ago(f.position.ts) : "never"}`, tag: f.connection });
   }
-  const unassigned = state.orders.filter((o) => o.status === "received");
+  // open orders on no route: never planned, or left out by the last plan (e.g. unreachable)
+  const unassigned = state.orders.filter((o) => ["received", "processed"].includes(o.status) && !stops.has(o.id));
   if (unassigned.length) items.push({ cls: "warn", title: `${unassigned.length} unassigned order${unassigned.length === 1 ? "" : "s"}`, sub: unassigned.slice(0, 5).map((o) => o.id).join(", "), tag: "unassigned" });
   const failed = state.orders.filter((o) => o.status === "failed");
   for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed" });
