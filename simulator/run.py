@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -120,6 +121,14 @@ def demo(
                 answer = await api.post("/vehicles", json={"name": "Your phone"})
                 phone = answer.json()
             task = asyncio.create_task(world.run(duration_s))
+            loop = asyncio.get_running_loop()
+
+            def stop() -> None:
+                say("stopping…")
+                world.stop()
+
+            for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C or a service manager's stop
+                loop.add_signal_handler(sig, stop)
             say("fleet demo is running (Ctrl-C to stop).")
             say(f"  console:  {base}/console#token={staff}")
             say(f"  driver:   {base}/driver#token={phone['token']}  (your phone as a vehicle)")
@@ -127,13 +136,11 @@ def demo(
             every = scenario.arrivals_until * scenario.duration_s / max(1, scenario.orders)
             say(f"  {scenario.vehicles} simulated vans on {roads.network.name}; an order about "
                 f"every {every:.0f} s")  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(world.first_tracking_link.wait(), 120)
+            waiting = asyncio.create_task(world.first_tracking_link.wait())
+            await asyncio.wait([waiting, task], timeout=120, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
             for order_id, token in list(world.tracking.items())[:1]:
                 say(f"  tracking: {base}/t/{token}  (order {order_id}, as its customer sees it)")
             await task
 
-        try:
-            asyncio.run(run())
-        except KeyboardInterrupt:
-            say("stopping…")
+        asyncio.run(run())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import threading
 import time
@@ -30,6 +31,12 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 STAFF_TOKEN = "test-dispatcher-token"
 AUTH = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 TIMEOUT_SCALE = float(os.environ.get("FLEET_TEST_TIMEOUT_SCALE", "1"))
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for children a test stops with Ctrl-C (SIGINT): a test run started in the
+    background has SIGINT ignored, which children would inherit and Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def scaled(seconds: float) -> float:

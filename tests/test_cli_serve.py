@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import scaled
+from tests.conftest import default_sigint, scaled
 from tests.geo.conftest import TINY_OSM
 
 FLEET = [sys.executable, "-m", "server.cli"]
@@ -71,6 +71,7 @@ def _start(data_dir: Path) -> Served:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_sigint,
     )
     assert process.stdout is not None
     deadline = time.monotonic() + scaled(20)

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from geo.distance import haversine_m
-from tests.conftest import REPO, scaled
+from tests.conftest import REPO, default_sigint, scaled
 
 
 def test_demo_moves_vans_within_ten_seconds_and_its_tracking_link_shows_an_eta(
@@ -26,6 +26,7 @@ def test_demo_moves_vans_within_ten_seconds_and_its_tracking_link_shows_an_eta(
     demo = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "demo", "--vehicles", "6", "--duration", "90"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=default_sigint,
     )  # fmt: skip
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(demo.stdout or []), daemon=True)
