@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="solomon,homberger_200,dynamic",
         help="solomon, homberger_200 (static quality) and dynamic (re-planning on a live server)",
     )
-    plan.add_argument("--engines", default="ortools,pyvrp,vroom", help="static: solvers to compare")
+    plan.add_argument("--engines", default="fleet,pyvrp,vroom", help="static: solvers to compare")
     plan.add_argument("--trials", type=int, default=8, help="dynamic: events of each kind (8)")
     plan.add_argument("--instances", type=int, help="only the first N of each set")
     load = bench.add_argument_group("ingest")
