@@ -38,15 +38,11 @@ from server.auth import issue_token
 from server.redis_process import PrivateRedis
 from server.serving import build_server
 from server.settings import Settings
+from simulator.load import percentile
 
 CENTRE = (42.5078, 1.5211)  # Andorra la Vella
 RADIUS_M = 3000.0
 _decode = msgspec.json.Decoder().decode
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 class _Server:
@@ -229,12 +225,12 @@ async def _bench(
         values = latencies[kind]
         result[kind] = {
             "round_done_ms_p50": round(1000 * statistics.median(values)),
-            "round_done_ms_p95": round(1000 * _percentile(values, 0.95)),
+            "round_done_ms_p95": round(1000 * percentile(values, 0.95)),
             "first_route_pushed_ms_p50": (
                 round(1000 * statistics.median(to_push[kind])) if to_push[kind] else None
             ),
             "first_route_pushed_ms_p95": (
-                round(1000 * _percentile(to_push[kind], 0.95)) if to_push[kind] else None
+                round(1000 * percentile(to_push[kind], 0.95)) if to_push[kind] else None
             ),
             "warm_vs_cold_pct": warm_vs_cold.get(kind),
         }
