@@ -39,6 +39,7 @@ from server.redis_process import PrivateRedis
 from server.serving import build_server
 from server.settings import Settings
 from simulator.load import percentile
+from simulator.truth import ring
 
 CENTRE = (42.5078, 1.5211)  # Andorra la Vella
 RADIUS_M = 3000.0
@@ -182,7 +183,7 @@ async def _bench(
         latencies: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         to_push: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         warm_vs_cold: dict[str, float] = {}
-        area = [(lon, lat) for lat, lon in _ring(CENTRE, 1500.0)]
+        area = ring(*CENTRE, 1500.0, sides=16)
         for trial in range(trials):
             for kind in ("new_orders", "traffic"):
                 await _quiet(plans, seconds=4.0)
@@ -235,21 +236,6 @@ async def _bench(
             "warm_vs_cold_pct": warm_vs_cold.get(kind),
         }
     return result
-
-
-def _ring(
-    centre: tuple[float, float], radius_m: float, sides: int = 16
-) -> list[tuple[float, float]]:
-    import math
-
-    lat0, lon0 = centre
-    out = []
-    for k in range(sides):
-        a = 2 * math.pi * k / sides
-        dlat = radius_m * math.sin(a) / 6_371_008.8
-        dlon = radius_m * math.cos(a) / (6_371_008.8 * math.cos(math.radians(lat0)))
-        out.append((lat0 + math.degrees(dlat), lon0 + math.degrees(dlon)))
-    return out
 
 
 async def _quiet(

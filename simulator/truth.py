@@ -38,13 +38,18 @@ class Incident:
 
     def polygon(self, sides: int = 12) -> list[tuple[float, float]]:
         """The incident's area as a ``[(lon, lat), …]`` ring, as the traffic API takes it."""
-        ring = []
-        for k in range(sides):
-            a = 2 * math.pi * k / sides
-            dlat = self.radius_m * math.sin(a) / EARTH_M
-            dlon = self.radius_m * math.cos(a) / (EARTH_M * math.cos(math.radians(self.lat)))
-            ring.append((self.lon + math.degrees(dlon), self.lat + math.degrees(dlat)))
-        return ring
+        return ring(self.lat, self.lon, self.radius_m, sides)
+
+
+def ring(lat: float, lon: float, radius_m: float, sides: int = 12) -> list[tuple[float, float]]:
+    """A ``[(lon, lat), …]`` polygon approximating the circle of ``radius_m`` around a point."""
+    points = []
+    for k in range(sides):
+        a = 2 * math.pi * k / sides
+        dlat = radius_m * math.sin(a) / EARTH_M
+        dlon = radius_m * math.cos(a) / (EARTH_M * math.cos(math.radians(lat)))
+        points.append((lon + math.degrees(dlon), lat + math.degrees(dlat)))
+    return points
 
 
 @dataclass(frozen=True, slots=True)

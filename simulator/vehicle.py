@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import math
 import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -295,7 +294,3 @@ class SimVehicle:
             if record.order_id == frame["order_id"]:
                 record.answer = answer.get("status") or answer.get("code", "")
                 break
-
-
-def wall_ms() -> int:
-    return int(time.time() * 1000)

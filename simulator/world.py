@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import math
 import random
 import time
 from collections.abc import Callable
@@ -267,7 +266,3 @@ class World:
                 self.observed.negative_etas += 1
             samples = self.observed.etas.setdefault((stop["order_id"], stop["kind"]), [])
             samples.append((t_s, (eta - t0_ms) / 1000))
-
-
-def finite(values: list[float]) -> list[float]:
-    return [v for v in values if math.isfinite(v)]
