@@ -13,6 +13,7 @@ is accepted for the API's sake and recorded, OR-Tools' routing search draws no r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,17 +63,21 @@ def solve(
     initial: Plan | None = None,
     reference: Plan | None = None,
     second_engine: bool = True,
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
     """The best plan found within ``time_limit`` seconds. When the problem is one PyVRP
     expresses exactly (:func:`dispatch.pyvrp_engine.fits`) and there is no warm start, PyVRP
     searches on the second core at the same time and the cheaper plan wins. ``reference``
     (say, the plan the drivers follow) is costed on this problem as it stands, with no new
     orders put in: ``Plan.reference_objective``, for deciding whether the new plan is worth
-    a change."""
+    a change. ``stop``, polled through the search, ends it early (with the best plan found so
+    far) once it returns True: how a long improvement round gives way to a new event."""
     second = None
     if second_engine and initial is None and pyvrp_engine.fits(problem):
         second = pyvrp_engine.start(problem, time_limit, seed)
-    plan = _solve_ortools(problem, time_limit=time_limit, initial=initial, reference=reference)
+    plan = _solve_ortools(
+        problem, time_limit=time_limit, initial=initial, reference=reference, stop=stop
+    )
     if second is None:
         return plan
     try:
@@ -85,7 +90,12 @@ def solve(
 
 
 def _solve_ortools(
-    problem: Problem, *, time_limit: float, initial: Plan | None, reference: Plan | None
+    problem: Problem,
+    *,
+    time_limit: float,
+    initial: Plan | None,
+    reference: Plan | None,
+    stop: Callable[[], bool] | None = None,
 ) -> Plan:
     vehicles = [v for v in problem.vehicles if v.available]
     all_stops = _stops(problem)
@@ -135,7 +145,15 @@ def _solve_ortools(
     routing.AddDimension(time_cb, problem.horizon, problem.horizon, False, "time")
     time_dim = routing.GetDimensionOrDie("time")
     if problem.costs.balance:
-        time_dim.SetGlobalSpanCostCoefficient(problem.costs.balance)
+        # Each route's work (driving and service, not waiting) past an even share costs
+        # ``balance`` per second. On a dimension of its own, with no slack: OR-Tools' span
+        # costs on the time dimension (global or per vehicle) make its local search some
+        # 25 times slower and leave it stuck on a plan with one long route.
+        routing.AddDimension(time_cb, 0, problem.horizon, True, "work")
+        work_dim = routing.GetDimensionOrDie("work")
+        share = _even_share(problem, stops, v_count)
+        for i in range(v_count):
+            work_dim.SetCumulVarSoftUpperBound(routing.End(i), share, problem.costs.balance)
     for i, v in enumerate(vehicles):
         time_dim.CumulVar(routing.Start(i)).SetRange(v.shift[0], v.shift[1])
         if problem.hard_windows:
@@ -210,6 +228,8 @@ def _solve_ortools(
         routing_enums_pb2.LocalSearchMetaheuristic.GUIDED_LOCAL_SEARCH
     )
     params.time_limit.FromMilliseconds(max(1, int(time_limit * 1000)))
+    if stop is not None:
+        routing.AddSearchMonitor(routing.solver().CustomLimit(stop))
 
     assignment = None
     initial_objective: int | None = None
@@ -278,6 +298,16 @@ def _solve_ortools(
     )
 
 
+def _even_share(problem: Problem, stops: list[Stop], vehicles: int) -> int:
+    """Seconds of work per vehicle if the work were spread evenly: every stop's service and
+    the direct drive from each pickup to its drop-off (the drive there is not counted)."""
+    work = sum(s.service_s for s in stops)
+    work += sum(
+        int(problem.times[t.pickup, t.dropoff]) for t in problem.tasks if t.pickup is not None
+    )
+    return max(1, work // max(1, vehicles))
+
+
 def _initial_routes(
     initial: Plan,
     vehicles: list[Vehicle],
@@ -296,9 +326,36 @@ def _initial_routes(
         route = initial.route_of(v.id)
         visits = route.visits if route is not None else []
         routes.append([where[(x.task_id, x.kind)] for x in visits if (x.task_id, x.kind) in where])
+    _respect_locks(routes, vehicles, where, problem)
     if insert:
         insert_missing(routes, vehicles, stops, problem)
     return [[node_of[2 * v_count + k] for k in route] for route in routes]
+
+
+def _respect_locks(
+    routes: list[list[int]],
+    vehicles: list[Vehicle],
+    where: dict[tuple[str, Kind], int],
+    problem: Problem,
+) -> None:
+    """Move each locked stop to the front of its vehicle's route. A warm start that breaks a
+    lock cannot be read at all (and the round would fall back to a cold solve), which happens
+    when the plan being improved reordered a route the driver has since started on."""
+    index_of = {v.id: i for i, v in enumerate(vehicles)}
+    for vehicle_id, task_id in problem.locked.items():
+        kind: Kind = "pickup" if (task_id, "pickup") in where else "dropoff"
+        if vehicle_id not in index_of or (task_id, kind) not in where:
+            continue
+        first, route = where[task_id, kind], routes[index_of[vehicle_id]]
+        if route[:1] == [first]:
+            continue
+        drop = where[task_id, "dropoff"]
+        was_here = drop in route
+        for other in routes:
+            other[:] = [k for k in other if k != first and (was_here or k != drop)]
+        route.insert(0, first)
+        if kind == "pickup" and not was_here:
+            route.insert(1, drop)
 
 
 NEAREST_VEHICLES = 10  # insertion tries the vehicles whose routes pass closest to the order
@@ -328,6 +385,7 @@ def insert_missing(
     missing.sort(key=lambda tid: (stops[by_task[tid]["dropoff"]].task.priority != "express",
                                   stops[by_task[tid]["dropoff"]].window[1]))  # fmt: skip
     locked = set(problem.locked)
+    lines: dict[int, _Timeline] = {}  # per vehicle, until its route changes
     for tid in missing:
         kinds = by_task[tid]
         task = stops[kinds["dropoff"]].task
@@ -337,19 +395,16 @@ def insert_missing(
             vi for vi, v in enumerate(vehicles)
             if (pin is None or v.id == pin) and task.skills <= v.skills
         ]  # fmt: skip
+        for vi in allowed:
+            if vi not in lines:
+                lines[vi] = _Timeline(t, vehicles[vi], routes[vi], stops)
         anchor = stops[kinds.get("pickup", kinds["dropoff"])].location
-        seqs = {
-            vi: np.array([vehicles[vi].start] + [stops[k].location for k in routes[vi]],
-                         dtype=np.int64)
-            for vi in allowed
-        }  # fmt: skip
         if len(allowed) > NEAREST_VEHICLES:  # only the vehicles passing closest are tried
-            allowed.sort(key=lambda vi: int(t[seqs[vi], anchor].min()))
+            allowed.sort(key=lambda vi: int(t[lines[vi].seq, anchor].min()))
             allowed = allowed[:NEAREST_VEHICLES]
         for vi in allowed:
-            v, route, seq = vehicles[vi], routes[vi], seqs[vi]
-            first = 1 if v.id in locked and route else 0  # never before a locked first stop
-            found = _best_gaps(t, seq, route, stops, kinds, task, v, first, problem.costs)
+            first = 1 if vehicles[vi].id in locked and routes[vi] else 0  # never before a lock
+            found = lines[vi].best_gaps(kinds, task, first, problem.costs)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], vi, found[1], found[2])
         if best is None:
@@ -358,96 +413,163 @@ def insert_missing(
         routes[vi].insert(j, kinds["dropoff"])
         if "pickup" in kinds:
             routes[vi].insert(i, kinds["pickup"])
+        del lines[vi]
 
 
-def _best_gaps(
-    t: npt.NDArray[np.int64],
-    seq: npt.NDArray[np.int64],
-    route: list[int],
-    stops: list[Stop],
-    kinds: dict[str, int],
-    task: Task,
-    vehicle: Vehicle,
-    first: int,
-    costs: Costs,
-) -> tuple[float, int, int] | None:
-    """The cheapest (cost, pickup gap, drop-off gap) for ``task`` in one route, or None.
+PICKUP_CANDIDATES = 16  # pickup gaps tried with every drop-off gap (the cheapest alone)
 
-    Gap ``g`` is between ``seq[g]`` and ``seq[g + 1]`` (the last gap: after the last stop, whose
-    way on is free)."""
-    n = len(seq)  # gaps 0 .. n - 1
-    d = stops[kinds["dropoff"]].location
-    after = np.append(seq[1:], -1)
+Floats = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
 
-    def delta(x: int) -> npt.NDArray[np.float64]:
-        cost: npt.NDArray[np.float64] = t[seq, x].astype(np.float64)
-        inner = after >= 0
-        cost[inner] += t[x, after[inner]] - t[seq[inner], after[inner]]
-        return cost
 
-    # The load carried over each gap, per dimension: goods without a pickup leave the start.
-    dims = len(task.size)
-    sizes = np.array([stops[k].demand for k in route], dtype=np.int64).reshape(len(route), dims)
-    start = np.zeros(dims, dtype=np.int64)
-    for k in route:
-        if stops[k].task.pickup is None:
-            start -= np.array(stops[k].demand, dtype=np.int64)
-    loads = np.vstack([start, start + np.cumsum(sizes, axis=0)])
-    capacity = np.array(vehicle.capacity, dtype=np.int64)
-    size = np.array(task.size, dtype=np.int64)
-    # When the vehicle leaves each position now (waiting for windows, serving): the inserted
-    # stop's own lateness is priced (not the delay it causes later: the search handles that).
-    depart = np.empty(n, dtype=np.float64)
-    clock, here = float(vehicle.shift[0]), int(seq[0])
-    depart[0] = clock
-    for g, k in enumerate(route, start=1):
-        s = stops[k]
-        clock = max(clock + float(t[here, s.location]), s.window[0]) + s.service_s
-        here, depart[g] = s.location, clock
-    drop = stops[kinds["dropoff"]]
+class _Timeline:
+    """One route as it stands, for pricing insertions: when the vehicle arrives at, starts
+    and leaves each position (0: where it is now), how late each stop is, what it carries.
 
-    def late(arrival: npt.NDArray[np.float64], window: tuple[int, int]) -> npt.NDArray[np.float64]:
-        over: npt.NDArray[np.float64] = np.maximum(0.0, np.maximum(arrival, window[0]) - window[1])
-        return over
+    Gap ``g`` is between positions ``g`` and ``g + 1`` (the last gap: after the last stop,
+    whose way on is free)."""
 
-    d_cost = delta(d)
-    if "pickup" not in kinds:
-        # Loaded at the start: carried over every gap up to the drop-off's.
-        ok = np.maximum.accumulate(loads, axis=0) + size <= capacity
-        feasible = np.all(ok, axis=1)
-        feasible[:first] = False
-        if not feasible.any():
-            return None
-        price = costs.per_second * d_cost + costs.lateness_per_second * late(
-            depart + t[seq, d], drop.window
+    def __init__(self, t: Ints, vehicle: Vehicle, route: list[int], stops: list[Stop]) -> None:
+        self.t, self.stops = t, stops
+        self.seq = seq = np.array(
+            [vehicle.start] + [stops[k].location for k in route], dtype=np.int64
         )
-        j = int(np.argmin(np.where(feasible, price, np.inf)))
-        return float(price[j]), j, j
-    pick = stops[kinds["pickup"]]
-    p = pick.location
-    p_cost = delta(p)
-    p_arrival = depart + t[seq, p]
-    p_late = late(p_arrival, pick.window)
-    # The drop-off after a later gap j: the pickup's detour and service delay everything.
-    d_late = late((depart + t[seq, d])[None, :] + (p_cost + pick.service_s)[:, None], drop.window)
-    total = costs.per_second * (p_cost[:, None] + d_cost[None, :])
-    total += costs.lateness_per_second * (p_late[:, None] + d_late)
-    # Pickup and drop-off in the same gap: straight from one to the other.
-    nxt = np.maximum(after, 0)
-    same = t[seq, p] + t[p, d] + np.where(after >= 0, t[d, nxt] - t[seq, nxt], 0)
-    same_late = p_late + late(np.maximum(p_arrival, pick.window[0]) + pick.service_s + t[p, d],
-                              drop.window)  # fmt: skip
-    total[np.arange(n), np.arange(n)] = (
-        costs.per_second * same + costs.lateness_per_second * same_late
-    )
-    total[np.tril_indices(n, -1)] = np.inf  # the drop-off never before the pickup
-    total[:first, :] = np.inf
-    for i in range(first, n):
-        # Carried from gap i through gap j: the largest load over those gaps must leave room.
-        peak = np.maximum.accumulate(loads[i:], axis=0)
-        fits = np.all(peak + size <= capacity, axis=1)
-        total[i, i:][~fits] = np.inf
-    if not np.isfinite(total).any():
-        return None
-    pi, dj = np.unravel_index(int(np.argmin(total)), total.shape)
-    return float(total[pi, dj]), int(pi), int(dj)
+        n = self.n = len(seq)
+        after = np.append(seq[1:], -1)
+        self.inner = inner = after >= 0
+        self.nxt = nxt = np.maximum(after, 0)
+        window = np.array([(0, 0)] + [stops[k].window for k in route], dtype=np.float64)
+        service = [0] + [stops[k].service_s for k in route]
+        arrival, begin, depart = np.zeros(n), np.zeros(n), np.zeros(n)
+        clock = float(vehicle.shift[0])
+        begin[0] = arrival[0] = depart[0] = clock
+        hops = t[seq[:-1], seq[1:]].tolist()
+        for g in range(1, n):
+            arrival[g] = clock = clock + hops[g - 1]
+            begin[g] = clock = max(clock, window[g, 0])
+            depart[g] = clock = clock + service[g]
+        self.depart = depart
+        self.waited = waited = np.cumsum(begin - arrival)  # waiting up to and incl. each position
+        self.over = over = begin - window[:, 1]  # > 0: late by that much
+        over[0] = -np.inf
+        self.late_now = np.maximum(0.0, over)
+        self.arrival_next = np.where(inner, depart + t[seq, nxt], 0.0)  # at g + 1, per gap g
+        self.later = np.arange(n)[None, :] > np.arange(n)[:, None]  # [g, k]: k is after gap g
+        # The delay after each gap that the stops after it absorb with none getting later.
+        room = waited + np.maximum(0.0, -over)
+        self.tolerance = np.append(np.minimum.accumulate(room[::-1])[::-1][1:], np.inf) - waited
+        # The load carried over each gap, per dimension: goods without a pickup leave the start.
+        dims = len(vehicle.capacity)
+        sizes = np.array([stops[k].demand for k in route], dtype=np.int64).reshape(len(route), dims)
+        start_load = -sizes[[stops[k].task.pickup is None for k in route]].sum(axis=0)
+        self.loads = np.vstack([start_load, start_load + np.cumsum(sizes, axis=0)])
+        self.capacity = np.array(vehicle.capacity, dtype=np.int64)
+
+    def pushed(self, gap: Ints, delay: Floats) -> Floats:
+        """Start delay at every position (last axis) from ``delay`` on arriving after ``gap``:
+        each stop's waiting for its window absorbs some."""
+        absorbed = self.waited[None, :] - self.waited[gap][..., None]
+        shift: Floats = np.maximum(0.0, delay[..., None] - absorbed)
+        return np.where(self.later[gap], shift, 0.0)
+
+    def added_late(self, shift: Floats) -> Floats:
+        extra: Floats = np.maximum(0.0, self.over + shift) - self.late_now
+        return extra
+
+    def knock_on(self, gap: Ints, delay: Floats) -> Floats:
+        """The lateness ``delay`` on arriving after ``gap`` adds to the stops after it (any
+        shape); worked out only where it exceeds what they absorb."""
+        total = np.zeros(np.shape(delay))
+        hit = delay > self.tolerance[gap]
+        if hit.any():
+            total[hit] = self.added_late(self.pushed(gap[hit], delay[hit])).sum(axis=-1)
+        return total
+
+    def visit(self, leave: Floats, frm: Ints, x: int, s: Stop) -> tuple[Floats, Floats]:
+        """(departure from, lateness at) a new stop ``s`` at ``x`` reached from ``frm``."""
+        start = np.maximum(leave + self.t[frm, x], s.window[0])
+        return start + s.service_s, np.maximum(0.0, start - s.window[1])
+
+    def onward(self, gap: Ints, leave: Floats, x: int) -> Floats:
+        """Arrival delay at the position after ``gap`` when leaving ``x`` at ``leave``."""
+        delay: Floats = np.where(
+            self.inner[gap], leave + self.t[x, self.nxt[gap]] - self.arrival_next[gap], 0.0
+        )
+        return delay
+
+    def detour(self, x: int) -> Ints:
+        """Added driving for a stop at ``x`` in each gap."""
+        t, seq, nxt = self.t, self.seq, self.nxt
+        extra: Ints = t[seq, x] + np.where(self.inner, t[x, nxt] - t[seq, nxt], 0)
+        return extra
+
+    def best_gaps(
+        self, kinds: dict[str, int], task: Task, first: int, costs: Costs
+    ) -> tuple[float, int, int] | None:
+        """The cheapest (cost, pickup gap, drop-off gap) for ``task`` here, or None.
+
+        The cost is the added driving plus the lateness of every stop: the new ones' own, and
+        what the delay they cause does to the stops after them. Without that last part long
+        routes soak up every order: the middle of a route is cheap to reach, and the stops it
+        pushes late went uncounted."""
+        t, seq, depart, loads, capacity = self.t, self.seq, self.depart, self.loads, self.capacity
+        size = np.array(task.size, dtype=np.int64)
+        drop = self.stops[kinds["dropoff"]]
+        d = drop.location
+        gaps = np.arange(self.n)
+        d_detour = self.detour(d)
+        if "pickup" not in kinds:
+            # Loaded at the start: carried over every gap up to the drop-off's.
+            feasible = np.all(np.maximum.accumulate(loads, axis=0) + size <= capacity, axis=1)
+            feasible[:first] = False
+            if not feasible.any():
+                return None
+            leave, d_late = self.visit(depart, seq, d, drop)
+            later_late = self.knock_on(gaps, self.onward(gaps, leave, d))
+            price = costs.per_second * d_detour + costs.lateness_per_second * (d_late + later_late)
+            j = int(np.argmin(np.where(feasible, price, np.inf)))
+            return float(price[j]), j, j
+
+        pick = self.stops[kinds["pickup"]]
+        p = pick.location
+        p_detour = self.detour(p)
+        p_leave, p_late = self.visit(depart, seq, p, pick)
+        p_shift = self.pushed(gaps, self.onward(gaps, p_leave, p))  # [i, k]
+        p_knock = self.added_late(p_shift)  # [i, k]
+        # Pickup gaps worth pairing: room for the goods there, the cheapest on their own.
+        room = np.all(loads + size <= capacity, axis=1)
+        room[:first] = False
+        if not room.any():
+            return None
+        alone = costs.per_second * p_detour + costs.lateness_per_second * (
+            p_late + p_knock.sum(axis=1)
+        )
+        rows = np.flatnonzero(room)
+        if len(rows) > PICKUP_CANDIDATES:
+            rows = rows[np.argsort(alone[rows], kind="stable")[:PICKUP_CANDIDATES]]
+        # Drop-off at a later gap j: the stops between are pushed by the pickup only; the
+        # drop-off leaves when stop j does (pushed), and everything after j feels both.
+        between = np.cumsum(p_knock[rows], axis=1)  # [r, j]: knock-on lateness up to j
+        leave_j = depart[None, :] + p_shift[rows]  # [r, j]
+        grid = np.broadcast_to(gaps, leave_j.shape)
+        d_leave, d_late = self.visit(leave_j, np.broadcast_to(seq, leave_j.shape), d, drop)
+        after_j = self.knock_on(grid, self.onward(grid, d_leave, d))
+        total = costs.per_second * (p_detour[rows][:, None] + d_detour[None, :]).astype(np.float64)
+        total += costs.lateness_per_second * (p_late[rows][:, None] + between + d_late + after_j)
+        # Pickup and drop-off in the same gap: straight from one to the other.
+        same_leave, same_late = self.visit(p_leave[rows], np.full(len(rows), p), d, drop)
+        same_knock = self.knock_on(rows, self.onward(rows, same_leave, d))
+        inner, nxt = self.inner[rows], self.nxt[rows]
+        same = t[seq[rows], p] + t[p, d] + np.where(inner, t[d, nxt] - t[seq[rows], nxt], 0)
+        total[np.arange(len(rows)), rows] = costs.per_second * same + (
+            costs.lateness_per_second * (p_late[rows] + same_late + same_knock)
+        )
+        total[gaps[None, :] < rows[:, None]] = np.inf  # the drop-off never before the pickup
+        for q, i in enumerate(rows):
+            # Carried from gap i through gap j: the largest load on the way must leave room.
+            peak = np.maximum.accumulate(loads[i:], axis=0)
+            total[q, i:][~np.all(peak + size <= capacity, axis=1)] = np.inf
+        if not np.isfinite(total).any():
+            return None
+        row, dj = np.unravel_index(int(np.argmin(total)), total.shape)
+        return float(total[row, dj]), int(rows[row]), int(dj)

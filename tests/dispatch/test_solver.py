@@ -250,6 +250,55 @@ def test_insertion_prices_the_new_stops_lateness_not_only_the_detour() -> None:
     assert [stops[k].task.id for k in routes[0]] == ["soon", "t1"]
 
 
+def test_insertion_prices_the_lateness_it_pushes_onto_later_stops() -> None:
+    # Van A at 0 will drop t1 at 2 and t2 at 4, the latter exactly as its window closes (240 s).
+    # "x" at 1 lies on A's way (no detour), but its minute of service would make t2 a minute
+    # late: 600 in lateness. Van B at 3 reaches it in 120 s, late for nobody: B takes it.
+    problem = Problem(
+        times=line_times(),
+        vehicles=[
+            Vehicle(id="A", start=0, capacity=(10,)),
+            Vehicle(id="B", start=3, capacity=(10,)),
+        ],
+        tasks=[
+            Task(id="t1", pickup=None, dropoff=2, size=(1,)),
+            Task(id="t2", pickup=None, dropoff=4, dropoff_window=(0, 240), size=(1,)),
+            Task(id="x", pickup=None, dropoff=1, dropoff_service_s=60, size=(1,)),
+        ],
+    )
+    stops = _stops(problem)
+    routes: list[list[int]] = [[0, 1], []]
+    insert_missing(routes, list(problem.vehicles), stops, problem)
+    assert [[stops[k].task.id for k in route] for route in routes] == [["t1", "t2"], ["x"]]
+
+
+def test_a_warm_start_that_breaks_a_lock_is_mended_not_thrown_away() -> None:
+    problem = three_vans_five_orders()
+    plan = solve(problem, time_limit=LIMIT)
+    route = next(r for r in plan.routes if len({v.task_id for v in r.visits}) > 1)
+    last = route.visits[-1].task_id  # the driver has since set off towards this one
+    locked = dataclasses.replace(problem, locked={route.vehicle_id: last})
+    warm = solve(locked, time_limit=LIMIT, initial=plan)
+    assert warm.initial_objective is not None, "the warm start was read, not a cold solve"
+    again = warm.route_of(route.vehicle_id)
+    assert again is not None
+    assert again.visits[0].task_id == last
+    assert violations(locked, warm) == []
+
+
+def test_balance_spreads_the_work_over_the_vans() -> None:
+    # Four drops of ten minutes each along the road: one van driving 0→4 is the least driving;
+    # with a balance cost, each van's work past an even share (20 minutes) costs, so two go.
+    tasks = [Task(id=f"t{i}", pickup=None, dropoff=i, dropoff_service_s=600, size=(1,))
+             for i in range(1, 5)]  # fmt: skip
+    vans = [Vehicle(id="A", start=0, capacity=(10,)), Vehicle(id="B", start=0, capacity=(10,))]
+    for balance, used in ((0, 1), (1, 2)):
+        problem = Problem(times=line_times(), vehicles=vans, tasks=tasks,
+                          costs=Costs(balance=balance))  # fmt: skip
+        plan = solve(problem, time_limit=LIMIT)
+        assert sum(1 for r in plan.routes if r.visits) == used, f"balance {balance}"
+
+
 def test_the_plan_drivers_follow_is_costed_as_it_stands() -> None:
     first = three_vans_five_orders()
     plan = solve(first, time_limit=LIMIT)
