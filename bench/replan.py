@@ -79,7 +79,7 @@ def run(
     vehicles: int = 50,
     orders: int = 250,
     trials: int = 8,
-    time_limit: float = 0.5,
+    time_limit: float = 0.2,
     cold_limit: float = 10.0,
     seed: int = 1,
     progress: Callable[[str], None] = print,
@@ -175,7 +175,7 @@ async def _bench(
         points = _places(roads, rng, 2 * orders)
         for k in range(orders):
             await api.post("/orders", json=_order(points[2 * k], points[2 * k + 1]))
-        await _quiet(plans, seconds=4.0)  # the planner has placed them and stopped improving
+        await _quiet(server, plans)  # the planner has placed them and stopped improving
         summary = (await api.post("/dispatch/replan")).json()
         progress(f"initial plan: {summary['assigned']} orders assigned to {summary['vehicles']} "
                  f"vans, {len(summary['dropped'])} unplanned")  # fmt: skip
@@ -186,7 +186,7 @@ async def _bench(
         area = ring(*CENTRE, 1500.0, sides=16)
         for trial in range(trials):
             for kind in ("new_orders", "traffic"):
-                await _quiet(plans, seconds=4.0)
+                await _quiet(server, plans)
                 seen = len(plans)
                 pushed = len(routes)
                 if kind == "new_orders":
@@ -239,15 +239,16 @@ async def _bench(
 
 
 async def _quiet(
-    plans: list[tuple[float, dict[str, Any]]], *, seconds: float, at_most_s: float = 300.0
+    server: _Server, plans: list[tuple[float, dict[str, Any]]], *, at_most_s: float = 300.0
 ) -> None:
-    """Wait until no planning round has ended for ``seconds``: the planner is idle, its
-    improvement rounds have converged (or ``at_most_s`` has passed)."""
+    """Wait until the planner is idle: its improvement rounds (warm, and a fresh solve) have
+    converged and no round has ended for a second (or ``at_most_s`` has passed)."""
+    planner = server.app.state.planner
     give_up = time.perf_counter() + at_most_s
     while time.perf_counter() < give_up:
         last = plans[-1][0] if plans else 0.0
-        await asyncio.sleep(seconds)
-        if (plans[-1][0] if plans else 0.0) == last:
+        await asyncio.sleep(1.0)
+        if planner.converged and (plans[-1][0] if plans else 0.0) == last:
             return
 
 

@@ -50,6 +50,10 @@ class Pace:
         if 0.25 <= ratio <= 4.0:
             self._samples.append((at_s, ratio))
 
+    def __len__(self) -> int:
+        """Samples kept (old ones go at the next :meth:`value`)."""
+        return len(self._samples)
+
     def value(self, now_s: float) -> float:
         """The factor to multiply model travel times by (1.0 until there are enough samples)."""
         while self._samples and self._samples[0][0] < now_s - self.window_s:

@@ -149,6 +149,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 app.state.orders,
                 roads,
                 time_limit_s=settings.solver_time_limit_s,
+                fresh_limit_s=settings.solver_fresh_limit_s,
                 reoptimize=reoptimize,
                 margin=settings.replan_margin,
             )

@@ -226,6 +226,13 @@ class Settings:
         default=1.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),
     )
+    solver_fresh_limit_s: float = field(
+        default=5.0,
+        metadata=_meta(
+            _parse_float(0.0, lo_open=True),
+            "time for a solve from scratch while the planner is idle; an event interrupts it",
+        ),
+    )
     console_interval_s: float = field(
         default=0.1,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),

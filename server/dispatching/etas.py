@@ -31,6 +31,7 @@ from geo.roads import Roads
 from server import keys
 from server.events import queue_event
 from server.orders.lifecycle import FINAL
+from server.orders.model import Order
 from server.orders.store import OrderStore
 from server.tracking.queries import Position, positions
 from server.tracking.vehicles import all_vehicles
@@ -53,31 +54,43 @@ class EtaRefresher:
         self.clock = clock
         self.pace = Pace()
         self._last: dict[str, Position] = {}
+        self._ahead: dict[str, set[tuple[str, str]]] = {}  # per vehicle, at the last pass
 
     async def refresh(self) -> list[dict[str, Any]]:
         """One pass over every route; the ``eta`` events it published."""
         now = self.clock()
         vehicles = [v.id for v in await all_vehicles(self.redis)]
         where = {p.id: p for p in await positions(self.redis, vehicles)}
-        self._learn(where, now)
+        routes: dict[str, tuple[dict[str, Any], list[tuple[dict[str, Any], Order]]]] = {}
+        for vehicle_id in vehicles:
+            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+            if raw is not None and vehicle_id in where:
+                route = json.loads(raw)
+                routes[vehicle_id] = (route, await self._ahead_of(route))
+        self._learn(where, now, stopped={v for v, (_, a) in routes.items() if self._stopped(v, a)})
         pace = self.pace.value(now)
         await self.redis.set(keys.PACE, str(pace))
         events = []
-        for vehicle_id in vehicles:
-            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
-            if raw is None or vehicle_id not in where:
-                continue
-            route = json.loads(raw)
-            event = await self._refresh_route(route, where[vehicle_id], now, pace)
+        for vehicle_id, (route, ahead) in routes.items():
+            event = await self._refresh_route(route, ahead, where[vehicle_id], now, pace)
             if event is not None:
                 events.append(event)
         return events
 
-    def _learn(self, where: dict[str, Position], now: float) -> None:
-        """A pace sample from each vehicle that drove at least 40 m since the last pass."""
+    def _stopped(self, vehicle_id: str, ahead: list[tuple[dict[str, Any], Order]]) -> bool:
+        """Whether the vehicle stood at a stop since the last pass (a stop done since, or it
+        is at one now): then the time it took says nothing about the traffic."""
+        keys_now = {(stop["order_id"], stop["kind"]) for stop, _ in ahead}
+        before = self._ahead.get(vehicle_id)
+        self._ahead[vehicle_id] = keys_now
+        return bool(before and before - keys_now) or any(o.status == "arrived" for _, o in ahead)
+
+    def _learn(self, where: dict[str, Position], now: float, stopped: set[str]) -> None:
+        """A pace sample from each vehicle that drove at least 40 m since the last pass,
+        without standing at a stop in between (the service time would count as driving)."""
         for vehicle_id, p in where.items():
             last = self._last.get(vehicle_id)
-            if last is None or p.ts <= last.ts:
+            if last is None or p.ts <= last.ts or vehicle_id in stopped:
                 self._last[vehicle_id] = p
                 continue
             actual_s = (p.ts - last.ts) / 1000
@@ -91,9 +104,8 @@ class EtaRefresher:
             self.pace.add(expected_s=expected_s, actual_s=actual_s, at_s=now)
             self._last[vehicle_id] = p
 
-    async def _refresh_route(
-        self, route: dict[str, Any], position: Any, now: float, pace: float = 1.0
-    ) -> dict[str, Any] | None:
+    async def _ahead_of(self, route: dict[str, Any]) -> list[tuple[dict[str, Any], Order]]:
+        """The route's stops not done yet, with their orders."""
         ahead = []
         for stop in route["stops"]:
             order = await self.orders.get(stop["order_id"])
@@ -102,6 +114,16 @@ class EtaRefresher:
             )
             if not done:
                 ahead.append((stop, order))
+        return ahead
+
+    async def _refresh_route(
+        self,
+        route: dict[str, Any],
+        ahead: list[tuple[dict[str, Any], Order]],
+        position: Any,
+        now: float,
+        pace: float = 1.0,
+    ) -> dict[str, Any] | None:
         if not ahead:
             return None
         try:

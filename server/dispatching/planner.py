@@ -36,6 +36,7 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from dispatch.errors import NoSolution
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solver import solve
@@ -66,6 +67,18 @@ class RoundSummary:
     kept_previous: bool = False  # the new plan was not better by the margin: routes unchanged
 
 
+_STOP: Any = None  # in the solver process: the event that ends an idle round early
+
+
+def _start_worker(stop: Any) -> None:
+    global _STOP
+    _STOP = stop
+
+
+def _solve_in_worker(problem: Problem, **options: Any) -> Plan:
+    return solve(problem, stop=_STOP.is_set if _STOP is not None else None, **options)
+
+
 def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
     """A window as seconds from ``now`` (the planning clock's zero); none: the whole horizon."""
     if window is None:
@@ -84,6 +97,7 @@ class Planner:
         time_limit_s: float = 1.0,
         debounce_s: float = 0.1,
         improve_after_s: float = 2.0,
+        fresh_limit_s: float = 5.0,
         reoptimize: bool = True,
         margin: float = 0.02,
         clock: Callable[[], float] = time.time,
@@ -94,6 +108,7 @@ class Planner:
         self.time_limit_s = time_limit_s
         self.debounce_s = debounce_s
         self.improve_after_s = improve_after_s
+        self.fresh_limit_s = fresh_limit_s
         self.reoptimize = reoptimize
         self.margin = margin
         self.clock = clock
@@ -103,6 +118,10 @@ class Planner:
         self._previous: Plan | None = None  # the plan the drivers follow
         self._candidate: Plan | None = None  # the best plan found since: the next warm start
         self._stale_rounds = 0  # improvement rounds in a row that found nothing better
+        self._fresh_done = False  # since the last event: a fresh (cold) solve was tried
+        self._context = multiprocessing.get_context("spawn")
+        self._interrupt = self._context.Event()  # set: the idle round in flight ends early
+        self._idle_round = False
         self.rounds = 0
         self.last_problem: Problem | None = None
         self.last_plan: Plan | None = None
@@ -111,8 +130,9 @@ class Planner:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
+                max_workers=1, mp_context=self._context, initializer=_start_worker,
+                initargs=(self._interrupt,),
+            )  # fmt: skip
         return self._pool
 
     def close(self) -> None:
@@ -121,37 +141,59 @@ class Planner:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
+    @property
+    def converged(self) -> bool:
+        """No event is waiting and the idle rounds have stopped finding better plans."""
+        return (
+            self._candidate is not None
+            and self._stale_rounds >= 3
+            and not self._wake.is_set()
+            and not self._one_at_a_time.locked()
+        )
+
     def request(self) -> None:
-        """Ask for a planning round soon (cheap; many requests make one round)."""
+        """Ask for a planning round soon (cheap; many requests make one round). An idle
+        improvement round in flight gives way: it stops with what it has found."""
         self._wake.set()
+        if self._idle_round:
+            self._interrupt.set()
 
     async def run(self) -> None:
-        """Plan on every trigger; while nothing happens, keep improving the candidate plan
-        (rounds of the same length) until a few rounds in a row find nothing better."""
+        """Plan on every trigger. While nothing happens, keep improving the candidate plan:
+        warm rounds (as long as an event's), and once they stall a fresh solve from scratch
+        (``fresh_limit_s``; a warm start stays in its plan's basin, which a cold solve often
+        beats), until a few rounds in a row find nothing better. A trigger interrupts them."""
         while True:
+            idle = fresh = False
             try:
                 await asyncio.wait_for(self._wake.wait(), self.improve_after_s)
                 await asyncio.sleep(self.debounce_s)  # let close triggers gather
                 self._wake.clear()
                 self._stale_rounds = 0
+                self._fresh_done = False
             except TimeoutError:
                 if self._candidate is None or self._stale_rounds >= 3:
                     continue  # nothing to improve, or it has converged
+                idle = True
+                fresh = self._stale_rounds >= 1 and not self._fresh_done
             try:
                 if await self.lease.hold():
-                    summary = await self.plan_once()
+                    summary = await self.plan_once(idle=idle, fresh=fresh)
                     log.info("planned %s", summary)
             except (RedisError, OSError, GeoError) as exc:
                 log.warning("planning round failed: %s", exc)
 
-    async def plan_once(self) -> RoundSummary:
+    async def plan_once(self, *, idle: bool = False, fresh: bool = False) -> RoundSummary:
+        """One round: triggered by an event (the default), or an ``idle`` improvement round,
+        warm or ``fresh`` (a cold solve)."""
         async with self._one_at_a_time:
-            summary = await self._plan_once()
+            summary = await self._plan_once(idle=idle, fresh=fresh)
             self.rounds += 1
             event = {"type": "plan", "round": self.rounds, "vehicles": summary.vehicles,
                      "orders": summary.orders, "assigned": summary.assigned,
                      "dropped": len(summary.dropped), "changed_routes": summary.changed_routes,
                      "kept_previous": summary.kept_previous,
+                     "kind": "fresh" if fresh else "improve" if idle else "event",
                      "seconds": round(summary.seconds, 3),
                      "at": int(self.clock() * 1000)}  # fmt: skip
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -159,7 +201,7 @@ class Planner:
                 await pipe.execute()
             return summary
 
-    async def _plan_once(self) -> RoundSummary:
+    async def _plan_once(self, *, idle: bool, fresh: bool) -> RoundSummary:
         started = time.perf_counter()
         now = self.clock()
         fleet = [v for v in await all_vehicles(self.redis) if v.status == "available"]
@@ -224,26 +266,46 @@ class Planner:
         )  # fmt: skip
         # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
         # would stall this process's sockets for the whole round.
-        plan = await asyncio.get_running_loop().run_in_executor(
-            self._executor(),
-            functools.partial(
-                solve, problem, time_limit=self.time_limit_s,
-                initial=self._candidate or self._previous, reference=self._previous,
-                second_engine=False,
-            ),
-        )  # fmt: skip
-        self.last_problem, self.last_plan = problem, plan  # for benchmarks and debugging
-        if self._candidate is not None and plan.objective >= 0.999 * self._candidate.objective:
+        self._interrupt.clear()
+        self._idle_round = idle
+        if idle and self._wake.is_set():
+            plan = None  # an event came while this round was being set up: it goes first
+        else:
+            try:
+                plan = await asyncio.get_running_loop().run_in_executor(
+                    self._executor(),
+                    functools.partial(
+                        _solve_in_worker, problem,
+                        time_limit=self.fresh_limit_s if fresh else self.time_limit_s,
+                        initial=None if fresh else self._candidate or self._previous,
+                        reference=self._previous, second_engine=False,
+                    ),
+                )  # fmt: skip
+            except NoSolution:  # a fresh solve interrupted before its first plan
+                plan = None
+            finally:
+                self._idle_round = False
+        if fresh:
+            self._fresh_done = True
+        candidate = self._candidate
+        if plan is None or (
+            idle and candidate is not None and plan.objective >= 0.999 * candidate.objective
+        ):
             self._stale_rounds += 1  # (an event resets the count: see run)
+            if fresh or plan is None:  # a worse plan from scratch is not a warm start
+                plan = None
         else:
             self._stale_rounds = 0
-        self._candidate = plan
-        if not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
+        if plan is not None:
+            self.last_problem, self.last_plan = problem, plan  # for benchmarks, debugging
+            self._candidate = plan
+        if plan is None or not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
                              if v.kind == "dropoff") if self._previous else 0,
-                dropped={d.task_id: d.reason for d in plan.dropped}, changed_routes=[],
+                dropped={d.task_id: d.reason for d in (plan or candidate or Plan([])).dropped},
+                changed_routes=[],
                 seconds=time.perf_counter() - started, kept_previous=True,
             )  # fmt: skip
         self._previous = plan

@@ -20,7 +20,7 @@ from server import keys
 from server.dispatching.etas import EtaRefresher
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.store import OrderStore
-from tests.conftest import AUTH, scaled
+from tests.conftest import AUTH, STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import send, ws_url
 
 VANS = {"van-1": (42.5078, 1.5211), "van-2": (42.5063, 1.5215)}  # Andorra la Vella
@@ -282,3 +282,83 @@ async def test_a_re_plan_that_is_not_better_by_the_margin_keeps_the_routes(
         route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
         assert route["version"] == version + 1
         assert len(route["stops"]) == 3
+
+
+async def test_idle_rounds_improve_the_plan_and_give_way_to_a_new_event(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    # A fresh solve may take two minutes here: only the interrupt can end it in time.
+    base = server_factory(roads=andorra, solver_time_limit_s=0.2, solver_fresh_limit_s=120.0)
+    token = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
+    ).json()["token"]
+    lat, lon = VANS["van-1"]
+    rounds: list[tuple[float, str]] = []
+
+    async def until(kind: str) -> float:
+        deadline = time.monotonic() + scaled(20)
+        while time.monotonic() < deadline:
+            frame = json.loads(await asyncio.wait_for(console.recv(), scaled(20)))
+            event = frame.get("event", {}) if frame["type"] == "event" else {}
+            if event.get("type") == "plan":
+                rounds.append((time.monotonic(), event["kind"]))
+                if event["kind"] == kind:
+                    return rounds[-1][0]
+        raise AssertionError(f"no {kind} round; rounds: {rounds}")
+
+    async with (
+        connect(ws_url(base, f"/ws/console?token={STAFF_TOKEN}")) as console,
+        connect(ws_url(base, f"/ws/driver?token={token}")) as driver,
+    ):
+        now = int(time.time() * 1000)
+        await send(
+            driver, {"type": "pings", "seq": 1, "pings": [{"lat": lat, "lon": lon, "ts": now}]}
+        )
+        for p in DROPS[:2]:
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p))
+        await until("improve")  # 2 s without a trigger: a warm improvement round
+        await asyncio.sleep(3.5)  # 2 s on, the fresh solve has started (and would run 120 s)
+        posted = time.monotonic()
+        httpx.post(f"{base}/orders", headers=AUTH, json=order(lat, lon))
+        planned = await until("event")
+    kinds = [kind for _, kind in rounds]
+    assert kinds.index("fresh") == len(kinds) - 2, kinds  # interrupted, then the event's round
+    assert planned - posted < scaled(5), "the event waited for the idle round"
+    route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+    assert len(route["stops"]) == 3
+
+
+async def test_the_learned_pace_leaves_out_time_spent_at_stops(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
+    client = aioredis.Redis.from_url(redis_url)
+    orders = OrderStore(client, Sealer(load_or_create_key(tmp_path)))
+    refresher = EtaRefresher(client, orders, andorra)
+    # Three fixes about 170 m apart along the main road, 30 s between them.
+    fixes = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]
+    start = int(time.time() * 1000) - 60_000
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+
+        async def at(k: int) -> None:
+            lat, lon = fixes[k]
+            fix = {"lat": lat, "lon": lon, "ts": start + 30_000 * k}
+            ack = await reply_to(driver, {"type": "pings", "seq": 1 + k, "pings": [fix]})
+            assert ack["type"] == "ack"
+
+        await at(0)
+        first, _ = (
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p)).json()["order"]["id"]
+            for p in DROPS[:2]
+        )
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 2
+        await refresher.refresh()
+        await at(1)
+        await refresher.refresh()
+        assert len(refresher.pace) == 1, "it drove: a sample"
+        await reply_to(driver, {"type": "stop", "seq": 10, "order_id": first, "event": "delivered"})
+        await at(2)
+        await refresher.refresh()
+        assert len(refresher.pace) == 1, "it stopped to deliver in between: no sample"
+    await client.aclose()
