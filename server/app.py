@@ -263,18 +263,23 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
     )
 
 
-REPLAN_ON = frozenset({"order", "vehicle", "traffic"})
+REPLAN_ON = frozenset({"order", "vehicle", "traffic", "eta_slip"})
 PLAN_ONCE_ON = frozenset({"order", "vehicle"})  # without re-optimisation: new work only
 
 
 def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN_ON) -> None:
-    """Wake the planner for events that change the problem (orders, vehicles, traffic), except
-    the planner's own order updates."""
+    """Wake the planner for events that change the problem (orders, vehicles, traffic, an ETA
+    slipping past its window), except the planner's own order updates."""
     try:
         event = json.loads(raw)
     except ValueError:
         return
-    if isinstance(event, dict) and event.get("type") in wake_on and event.get("by") != "planner":
+    if not isinstance(event, dict):
+        return
+    kind = event.get("type")
+    if kind == "eta":
+        kind = "eta_slip" if event.get("slipped") else None
+    if kind in wake_on and event.get("by") != "planner":
         planner.request()
 
 

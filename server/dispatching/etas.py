@@ -5,7 +5,8 @@ Between planning rounds the world moves: the vehicle drives (or does not), traff
 time on the current weights, waiting for a window to open, service time — and, for the routes
 whose ETAs moved by more than ``threshold_s``, rewrites them (same version: the stops did not
 change) and publishes an ``eta`` event; a stop whose ETA passes its window's end is flagged
-``late_risk``. ETAs are never before now.
+``late_risk``; the stops that have just become so are listed as ``slipped``, which wakes the
+planner (an ETA slipping past its window is a reason to re-plan). ETAs are never before now.
 
 Travel times are the road model's times the learned pace (:class:`dispatch.pace.Pace`): on
 each pass, every vehicle that moved since the last one gives a sample (the model's time for
@@ -132,7 +133,7 @@ class EtaRefresher:
         except GeoError:
             return None
         legs = self.roads.matrix_s(points, points)
-        clock, moved, late = now, False, []
+        clock, moved, late, slipped = now, False, [], []
         for i, (stop, order) in enumerate(ahead):
             leg = float(legs[i, i + 1])
             clock += leg * pace if np.isfinite(leg) else 0.0
@@ -142,15 +143,19 @@ class EtaRefresher:
             if abs(eta * 1000 - stop["eta"]) > self.threshold_s * 1000:
                 moved = True
             stop["eta"] = int(eta * 1000)
+            was_late = stop.get("late_risk", False)
             stop["late_risk"] = window is not None and eta > window.end.timestamp()
             if stop["late_risk"]:
                 late.append(stop["order_id"])
+                if not was_late:
+                    slipped.append(stop["order_id"])
             clock = eta + (order.service_s if stop["kind"] == "dropoff" else order.pickup_service_s)
         if not moved:
             return None
         route["stops"] = [s for s, _ in ahead]
         event = {"type": "eta", "vehicle_id": route["vehicle_id"], "version": route["version"],
-                 "stops": route["stops"], "late_risk": late, "at": int(now * 1000)}  # fmt: skip
+                 "stops": route["stops"], "late_risk": late, "slipped": slipped,
+                 "at": int(now * 1000)}  # fmt: skip
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.route(route["vehicle_id"]), json.dumps(route))
             queue_event(pipe, event)

@@ -216,10 +216,20 @@ async def test_etas_follow_the_clock_and_flag_late_risk(
     assert stop["eta"] >= int(later * 1000), "never an ETA in the past"
     assert stop["eta"] > planned["stops"][0]["eta"] + 3_000_000
     assert event["version"] == planned["version"], "the stops did not change"
-    assert event["late_risk"] == []
-    much_later = EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600)
-    [late] = await much_later.refresh()
-    assert late["late_risk"] == [order_id], "past the window's end"
+    assert event["late_risk"] == event["slipped"] == []
+    async with connect(ws_url(base, f"/ws/console?token={STAFF_TOKEN}")) as console:
+        much_later = EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600)
+        [late] = await much_later.refresh()
+        assert late["late_risk"] == [order_id], "past the window's end"
+        assert late["slipped"] == [order_id], "it has just slipped past it"
+        deadline = time.monotonic() + scaled(10)
+        while time.monotonic() < deadline:  # the slip woke the planner
+            frame = json.loads(await asyncio.wait_for(console.recv(), scaled(10)))
+            plan = frame.get("event", {}) if frame["type"] == "event" else {}
+            if plan.get("type") == "plan" and plan["kind"] == "event":
+                break
+        else:
+            raise AssertionError("no planning round followed the slip")
     assert (
         await EtaRefresher(client, orders, andorra, clock=lambda: later + 3 * 3600).refresh() == []
     )
