@@ -77,7 +77,7 @@ class Costs:
     drop: dict[str, int] = field(
         default_factory=lambda: {"normal": 1_000_000, "express": 5_000_000}
     )
-    balance: int = 0  # global span coefficient: evens out the drivers' workloads
+    balance: int = 0  # per second of a route's work past an even share: evens out workloads
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,9 +6,11 @@ starting where they are, goods on board pinned to their vehicle, locked next sto
 penalties by priority and an optional workload balance; finds a first plan by parallel cheapest
 insertion (path-cheapest-arc finds nothing on tight windows), improves it with guided local
 search until the time limit, and reads it back as a :class:`~dispatch.plan.Plan`. With
-``initial``, the search starts from that plan's routes (those of its stops that still exist).
-The search is single-threaded and deterministic: the same problem gives the same plan; ``seed``
-is accepted for the API's sake and recorded, OR-Tools' routing search draws no random numbers.
+``initial``, the search starts from that plan's routes (those of its stops that still exist,
+each locked stop moved to the front, the tasks it lacks put in by cheapest insertion). ``stop``
+ends the search early with the best plan so far. The search is single-threaded and
+deterministic: the same problem gives the same plan; ``seed`` is accepted for the API's sake
+and recorded, OR-Tools' routing search draws no random numbers.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ answer between positions snapped to it, counting the partial arcs at both ends; 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geo.engine import CLOSED, TravelTimeEngine
-from geo.errors import NoRoute
+from geo.errors import GeoError, NoRoute
 from geo.geometry import LocalFrame
 from geo.network import RoadNetwork, cache_path, load_or_import
 from geo.polyline import encode, geojson_line
@@ -225,6 +226,32 @@ class Roads:
         i, j = i[ok], j[ok]
         total[i, j] = np.minimum(total[i, j], gap[ok] * w[ok] * 0.001)
         return total
+
+    def path_through(self, points: Sequence[LatLon]) -> list[LatLon]:
+        """The road path from the first point through the others in turn (a straight segment
+        for a leg that has no route, say a point outside the service area)."""
+        path: list[LatLon] = list(points[:1])
+        for a, b in itertools.pairwise(points):
+            try:
+                leg = self.route(a, b).points
+            except GeoError:
+                leg = [a, b]
+            path += leg
+        return path
+
+    def distance_to_path_m(self, lat: float, lon: float, path: Sequence[LatLon]) -> float:
+        """Metres from a position to the nearest point of a path (``inf`` for an empty one)."""
+        if not path:
+            return float("inf")
+        lats, lons = np.array([p[0] for p in path]), np.array([p[1] for p in path])
+        x, y = self.frame.to_xy(lats, lons)
+        (px,), (py,) = self.frame.to_xy(np.array([lat]), np.array([lon]))
+        if len(x) == 1:
+            return float(np.hypot(x[0] - px, y[0] - py))
+        dx, dy = np.diff(x), np.diff(y)
+        length2 = np.maximum(dx * dx + dy * dy, 1e-12)
+        along = np.clip(((px - x[:-1]) * dx + (py - y[:-1]) * dy) / length2, 0.0, 1.0)
+        return float(np.hypot(x[:-1] + along * dx - px, y[:-1] + along * dy - py).min())
 
     def route(self, origin: LatLon, destination: LatLon) -> Route:
         """The fastest route between two ``(lat, lon)`` positions, snapped to the network first

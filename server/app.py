@@ -263,13 +263,14 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
     )
 
 
-REPLAN_ON = frozenset({"order", "vehicle", "traffic", "eta_slip"})
+REPLAN_ON = frozenset({"order", "vehicle", "traffic", "eta_slip", "off_route"})
 PLAN_ONCE_ON = frozenset({"order", "vehicle"})  # without re-optimisation: new work only
 
 
 def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN_ON) -> None:
     """Wake the planner for events that change the problem (orders, vehicles, traffic, an ETA
-    slipping past its window), except the planner's own order updates."""
+    slipping past its window, a vehicle leaving its route), except the planner's own order
+    updates."""
     try:
         event = json.loads(raw)
     except ValueError:

@@ -28,6 +28,7 @@ import redis.asyncio as aioredis
 from dispatch.pace import Pace
 from geo.distance import haversine_m
 from geo.errors import GeoError
+from geo.polyline import decode
 from geo.roads import Roads
 from server import keys
 from server.events import queue_event
@@ -36,6 +37,8 @@ from server.orders.model import Order
 from server.orders.store import OrderStore
 from server.tracking.queries import Position, positions
 from server.tracking.vehicles import all_vehicles
+
+OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
 
 
 class EtaRefresher:
@@ -56,6 +59,7 @@ class EtaRefresher:
         self.pace = Pace()
         self._last: dict[str, Position] = {}
         self._ahead: dict[str, set[tuple[str, str]]] = {}  # per vehicle, at the last pass
+        self._left: dict[str, str] = {}  # vehicle → the route geometry it was reported off
 
     async def refresh(self) -> list[dict[str, Any]]:
         """One pass over every route; the ``eta`` events it published."""
@@ -76,7 +80,32 @@ class EtaRefresher:
             event = await self._refresh_route(route, ahead, where[vehicle_id], now, pace)
             if event is not None:
                 events.append(event)
+            left = self._off_route(route, ahead, where[vehicle_id], now)
+            if left is not None:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    queue_event(pipe, left)
+                    await pipe.execute()
+                events.append(left)
         return events
+
+    def _off_route(
+        self,
+        route: dict[str, Any],
+        ahead: list[tuple[dict[str, Any], Order]],
+        position: Position,
+        now: float,
+    ) -> dict[str, Any] | None:
+        """An ``off_route`` event (once per geometry) when the vehicle is more than
+        ``OFF_ROUTE_M`` from its route's road path: the plan assumed a way it is not taking."""
+        geometry = route.get("geometry", "")
+        if not ahead or not geometry or self._left.get(route["vehicle_id"]) == geometry:
+            return None
+        distance = self.roads.distance_to_path_m(position.lat, position.lon, decode(geometry))
+        if distance <= OFF_ROUTE_M:
+            return None
+        self._left[route["vehicle_id"]] = geometry
+        return {"type": "off_route", "vehicle_id": route["vehicle_id"],
+                "distance_m": round(distance), "at": int(now * 1000)}  # fmt: skip
 
     def _stopped(self, vehicle_id: str, ahead: list[tuple[dict[str, Any], Order]]) -> bool:
         """Whether the vehicle stood at a stop since the last pass (a stop done since, or it

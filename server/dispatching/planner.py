@@ -41,8 +41,10 @@ from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solver import solve
 from geo.errors import GeoError
+from geo.polyline import decode, encode
 from geo.roads import Roads
 from server import keys
+from server.dispatching.etas import OFF_ROUTE_M
 from server.events import queue_event
 from server.lease import Lease
 from server.orders.model import Window
@@ -300,6 +302,8 @@ class Planner:
             self.last_problem, self.last_plan = problem, plan  # for benchmarks, debugging
             self._candidate = plan
         if plan is None or not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
+            if not idle:
+                await self._redraw(snapped, {v.id: v.start for v in vehicles})
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
@@ -309,7 +313,7 @@ class Planner:
                 seconds=time.perf_counter() - started, kept_previous=True,
             )  # fmt: skip
         self._previous = plan
-        changed = await self._store(plan, snapped, now)
+        changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles})
         for route in plan.routes:
             for visit in route.visits:
                 order = next(o for o in open_orders if o.id == visit.task_id)
@@ -380,8 +384,42 @@ class Planner:
         except ValueError:
             return 1.0
 
-    async def _store(self, plan: Plan, snapped: list[tuple[float, float]], now: float) -> list[str]:
-        """Write each route; bump the version and publish only when its stops changed."""
+    async def _geometry(
+        self, geometry: str, here: tuple[float, float], stops: list[tuple[float, float]]
+    ) -> tuple[str, bool]:
+        """A route's road path, drawn again from ``here`` when it has none or the vehicle is
+        more than ``OFF_ROUTE_M`` from it; and whether it was."""
+        if not stops or (
+            geometry and self.roads.distance_to_path_m(*here, decode(geometry)) <= OFF_ROUTE_M
+        ):
+            return geometry, False
+        path = await asyncio.to_thread(self.roads.path_through, [here, *stops])
+        return encode(path), True
+
+    async def _redraw(self, snapped: list[tuple[float, float]], starts: dict[str, int]) -> None:
+        """Routes kept as they are: re-draw (and re-send, same version) the road path of each
+        vehicle that has left its own."""
+        for vehicle_id, start in starts.items():
+            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+            if raw is None:
+                continue
+            document = json.loads(raw)
+            document["geometry"], redraw = await self._geometry(
+                document.get("geometry", ""), snapped[start],
+                [(s["lat"], s["lon"]) for s in document["stops"]],
+            )  # fmt: skip
+            if redraw:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.set(keys.route(vehicle_id), json.dumps(document))
+                    queue_event(pipe, document)
+                    await pipe.execute()
+
+    async def _store(
+        self, plan: Plan, snapped: list[tuple[float, float]], now: float, starts: dict[str, int]
+    ) -> list[str]:
+        """Write each route; bump the version and publish only when its stops changed. The
+        road geometry is drawn again then, or when the vehicle has left the one it has (it is
+        published again, same version)."""
         changed = []
         for route in plan.routes:
             stops = [
@@ -391,18 +429,24 @@ class Planner:
                 for v in route.visits
             ]  # fmt: skip
             key = keys.route(route.vehicle_id)
-            old = cast("bytes | None", await self.redis.get(key))
-            old_stops = json.loads(old)["stops"] if old else None
-            same = old_stops is not None and [(s["order_id"], s["kind"]) for s in old_stops] == [
+            raw = cast("bytes | None", await self.redis.get(key))
+            old = json.loads(raw) if raw else None
+            same = old is not None and [(s["order_id"], s["kind"]) for s in old["stops"]] == [
                 (s.order_id, s.kind) for s in stops
             ]
-            version = json.loads(old)["version"] if old else 0
+            version = old["version"] if old else 0
             if not same:
                 version += 1
-            document = msgspec.to_builtins(Route(route.vehicle_id, version, int(now * 1000), stops))
+            geometry = old.get("geometry", "") if same and old else ""
+            geometry, redraw = await self._geometry(
+                geometry, snapped[starts[route.vehicle_id]], [(s.lat, s.lon) for s in stops]
+            )
+            document = msgspec.to_builtins(
+                Route(route.vehicle_id, version, int(now * 1000), stops, geometry)
+            )
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.set(key, json.dumps(document))
-                if not same:
+                if not same or redraw:
                     queue_event(pipe, document)
                 await pipe.execute()
             if not same:

@@ -82,12 +82,15 @@ class RouteStop(msgspec.Struct):
 
 
 class Route(msgspec.Struct, tag="route", tag_field="type"):
-    """The vehicle's current route; ``version`` grows by one with every change of its stops."""
+    """The vehicle's current route; ``version`` grows by one with every change of its stops.
+    ``geometry``: the road path from where the vehicle was when it was planned through every
+    stop, a Google encoded polyline (precision 6)."""
 
     vehicle_id: str
     version: int
     planned_at: int  # Unix ms
     stops: list[RouteStop]
+    geometry: str = ""
 
 
 class Error(msgspec.Struct, tag="error", tag_field="type"):

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 from collections import Counter
@@ -25,7 +24,6 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from geo.cells import cell_corners, parent_of
-from geo.errors import GeoError
 from geo.roads import Roads
 from server import keys
 from server.auth import staff_only
@@ -44,17 +42,6 @@ async def _routes(redis: aioredis.Redis, ids: list[str]) -> list[dict[str, Any] 
             pipe.get(keys.route(vehicle_id))
         raw = cast("list[bytes | None]", await pipe.execute())
     return [json.loads(r) if r else None for r in raw]
-
-
-def _road_path(roads: Roads, points: list[tuple[float, float]]) -> list[list[float]]:
-    path: list[list[float]] = []
-    for a, b in itertools.pairwise(points):
-        try:
-            leg = roads.route(a, b).points
-        except GeoError:
-            leg = [a, b]
-        path += [[round(p[0], 6), round(p[1], 6)] for p in leg]
-    return path
 
 
 class ConsoleDataController(Controller):
@@ -169,7 +156,10 @@ class ConsoleDataController(Controller):
         points += [(s["lat"], s["lon"]) for s in route["stops"]]
         roads = cast("Roads | None", state.get("roads"))
         geometry = (
-            await asyncio.to_thread(_road_path, roads, points)
+            [
+                [round(lat, 6), round(lon, 6)]
+                for lat, lon in await asyncio.to_thread(roads.path_through, points)
+            ]
             if roads is not None
             else [list(p) for p in points]
         )

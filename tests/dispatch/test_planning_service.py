@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from geo.polyline import decode
 from geo.roads import Roads
 from server import keys
 from server.dispatching.etas import EtaRefresher
@@ -371,4 +372,39 @@ async def test_the_learned_pace_leaves_out_time_spent_at_stops(
         await at(2)
         await refresher.refresh()
         assert len(refresher.pace) == 1, "it stopped to deliver in between: no sample"
+    await client.aclose()
+
+
+async def test_routes_carry_their_road_path_and_leaving_it_wakes_the_planner(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "rover"}).json()["token"]
+    client = aioredis.Redis.from_url(redis_url)
+    refresher = EtaRefresher(
+        client, OrderStore(client, Sealer(load_or_create_key(tmp_path))), andorra
+    )
+    start = int(time.time() * 1000) - 150_000
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        lat, lon = VANS["van-1"]
+        fix = {"lat": lat, "lon": lon, "ts": start}
+        await reply_to(driver, {"type": "pings", "seq": 1, "pings": [fix]})
+        httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[0]))
+        httpx.post(f"{base}/dispatch/replan", headers=AUTH)
+        first = await next_route(driver)
+        path = decode(first["geometry"])
+        assert andorra.distance_to_path_m(lat, lon, path) < 50, "it starts where the van is"
+        drop = first["stops"][0]
+        assert andorra.distance_to_path_m(drop["lat"], drop["lon"], path) < 1
+        await refresher.refresh()  # it knows the van's route now
+        # The van turns up 1.5 km away, far from that path.
+        far = {"lat": DROPS[2][0], "lon": DROPS[2][1], "ts": start + 120_000}
+        await reply_to(driver, {"type": "pings", "seq": 2, "pings": [far]})
+        left = [e for e in await refresher.refresh() if e["type"] == "off_route"]
+        assert len(left) == 1
+        assert left[0]["distance_m"] > 1000
+        again = await next_route(driver)  # the planner re-drew it from where the van is
+        assert again["version"] == first["version"], "same stops, same version"
+        assert andorra.distance_to_path_m(*DROPS[2], decode(again["geometry"])) < 50
+        assert [e for e in await refresher.refresh() if e["type"] == "off_route"] == []
     await client.aclose()

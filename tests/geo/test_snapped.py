@@ -123,3 +123,15 @@ def test_same_arc_pairs_finds_every_pair(a: list[int], b: list[int]) -> None:
     i, j = same_arc_pairs(np.array(a, dtype=np.int64), np.array(b, dtype=np.int64))
     found = sorted(zip(i.tolist(), j.tolist(), strict=True))
     assert found == [(x, y) for x in range(len(a)) for y in range(len(b)) if a[x] == b[y]]
+
+
+def test_a_path_through_points_and_the_distance_to_it(tiny: Roads) -> None:
+    # Along the road north from 60.0000 to 60.0015 (about 167 m), at longitude 24.0.
+    a, b = (60.0001, 24.0), (60.0014, 24.0)
+    path = tiny.path_through([a, b])
+    assert path[0] == a
+    assert tiny.distance_to_path_m(60.0008, 24.0, path) < 1
+    east = tiny.distance_to_path_m(60.0008, 24.001, path)  # 0.001° of longitude at 60° N
+    assert east == pytest.approx(55.8, abs=1.0)
+    assert tiny.distance_to_path_m(60.0030, 24.0, path) == pytest.approx(178, abs=5), "past the end"
+    assert tiny.distance_to_path_m(60.0, 24.0, []) == float("inf")
