@@ -303,7 +303,9 @@ class Planner:
             self._candidate = plan
         if plan is None or not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
             if not idle:
-                await self._redraw(snapped, {v.id: v.start for v in vehicles})
+                ahead = {(t.id, "dropoff") for t in tasks}
+                ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
+                await self._redraw(snapped, {v.id: v.start for v in vehicles}, ahead)
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
@@ -396,9 +398,14 @@ class Planner:
         path = await asyncio.to_thread(self.roads.path_through, [here, *stops])
         return encode(path), True
 
-    async def _redraw(self, snapped: list[tuple[float, float]], starts: dict[str, int]) -> None:
+    async def _redraw(
+        self,
+        snapped: list[tuple[float, float]],
+        starts: dict[str, int],
+        ahead: set[tuple[str, str]],
+    ) -> None:
         """Routes kept as they are: re-draw (and re-send, same version) the road path of each
-        vehicle that has left its own."""
+        vehicle that has left its own, through the stops still ``ahead`` (order, kind)."""
         for vehicle_id, start in starts.items():
             raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
             if raw is None:
@@ -406,7 +413,8 @@ class Planner:
             document = json.loads(raw)
             document["geometry"], redraw = await self._geometry(
                 document.get("geometry", ""), snapped[start],
-                [(s["lat"], s["lon"]) for s in document["stops"]],
+                [(s["lat"], s["lon"]) for s in document["stops"]
+                 if (s["order_id"], s["kind"]) in ahead],
             )  # fmt: skip
             if redraw:
                 async with self.redis.pipeline(transaction=True) as pipe:
