@@ -62,7 +62,7 @@ class EtaRefresher:
         self._left: dict[str, str] = {}  # vehicle → the route geometry it was reported off
 
     async def refresh(self) -> list[dict[str, Any]]:
-        """One pass over every route; the ``eta`` events it published."""
+        """One pass over every route; the ``eta`` and ``off_route`` events it published."""
         now = self.clock()
         vehicles = [v.id for v in await all_vehicles(self.redis)]
         where = {p.id: p for p in await positions(self.redis, vehicles)}

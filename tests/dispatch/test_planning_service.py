@@ -37,6 +37,12 @@ def order(lat: float, lon: float) -> dict[str, Any]:
     }
 
 
+def order_store(redis_url: str, tmp_path: Path) -> tuple[aioredis.Redis, OrderStore]:
+    """A Redis client of the test's server and the order store on it (with the same key)."""
+    client = aioredis.Redis.from_url(redis_url)
+    return client, OrderStore(client, Sealer(load_or_create_key(tmp_path)))
+
+
 async def next_route(driver: ClientConnection) -> dict[str, Any]:
     deadline = time.monotonic() + scaled(10)
     while time.monotonic() < deadline:
@@ -207,8 +213,7 @@ async def test_etas_follow_the_clock_and_flag_late_risk(
     ]
     assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
     planned = httpx.get(f"{base}/dispatch/routes/eta-van", headers=AUTH).json()
-    client = aioredis.Redis.from_url(redis_url)
-    orders = OrderStore(client, Sealer(load_or_create_key(tmp_path)))
+    client, orders = order_store(redis_url, tmp_path)
     later = time.time() + 3600  # an hour on, the van has not moved
     refresher = EtaRefresher(client, orders, andorra, clock=lambda: later)
     [event] = await refresher.refresh()
@@ -344,8 +349,7 @@ async def test_the_learned_pace_leaves_out_time_spent_at_stops(
 ) -> None:
     base = server_factory(roads=andorra)
     token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
-    client = aioredis.Redis.from_url(redis_url)
-    orders = OrderStore(client, Sealer(load_or_create_key(tmp_path)))
+    client, orders = order_store(redis_url, tmp_path)
     refresher = EtaRefresher(client, orders, andorra)
     # Three fixes about 170 m apart along the main road, 30 s between them.
     fixes = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]
@@ -380,10 +384,8 @@ async def test_routes_carry_their_road_path_and_leaving_it_wakes_the_planner(
 ) -> None:
     base = server_factory(roads=andorra)
     token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "rover"}).json()["token"]
-    client = aioredis.Redis.from_url(redis_url)
-    refresher = EtaRefresher(
-        client, OrderStore(client, Sealer(load_or_create_key(tmp_path))), andorra
-    )
+    client, orders = order_store(redis_url, tmp_path)
+    refresher = EtaRefresher(client, orders, andorra)
     start = int(time.time() * 1000) - 150_000
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         lat, lon = VANS["van-1"]
