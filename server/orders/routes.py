@@ -114,9 +114,13 @@ class OrdersController(Controller):
 
     @post("/{order_id:str}/cancel", summary="Cancel an order", status_code=200)
     async def cancel(
-        self, order_id: FromPath[str], data: JSONBody[CancelIn], orders: NamedDependency[OrderStore]
+        self,
+        order_id: FromPath[str],
+        orders: NamedDependency[OrderStore],
+        data: JSONBody[CancelIn | None] = None,  # the reason is optional, and so is the body
     ) -> Order:
-        return await orders.transition(order_id, "cancelled", by="api", reason=data.reason)
+        reason = data.reason if data is not None else ""
+        return await orders.transition(order_id, "cancelled", by="api", reason=reason)
 
     @post("/{order_id:str}/assign", summary="Put an order on a chosen vehicle", status_code=200)
     async def assign(

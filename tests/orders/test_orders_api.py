@@ -94,6 +94,13 @@ def test_cancel_is_audited_and_final(live_server: str) -> None:
     assert update.status_code == 409
 
 
+def test_cancel_needs_no_body(live_server: str) -> None:
+    order_id = create(live_server)["order"]["id"]
+    cancelled = httpx.post(f"{live_server}/orders/{order_id}/cancel", headers=AUTH)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+
+
 def test_update_before_departure(live_server: str) -> None:
     order_id = create(live_server)["order"]["id"]
     answer = httpx.patch(
