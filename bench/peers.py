@@ -22,7 +22,7 @@ class Peer(Protocol):
 
 def pyvrp_solve(problem: Problem, *, time_limit: float, seed: int = 0) -> Plan:
     """PyVRP alone (iterated local search), fixed vehicle cost then distance."""
-    return solve_here(problem, time_limit, seed)
+    return solve_here(problem, time_limit, seed, reduce_fleet=False)  # PyVRP as it comes
 
 
 def vroom_solve(problem: Problem, *, time_limit: float, seed: int = 0) -> Plan:

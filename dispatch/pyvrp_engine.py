@@ -3,7 +3,9 @@
 For the problems it can express the same way we do — every order a drop-off from the shared
 start (no pickups, no goods on board, no pins or locks, no skills), hard windows, one start and
 end for every vehicle — PyVRP's iterated local search runs in a worker process on the second
-core while OR-Tools runs here, and :func:`dispatch.solver.solve` keeps the cheaper plan. PyVRP
+core while OR-Tools runs here, and :func:`dispatch.solver.solve` keeps the cheaper plan. Its
+limit is spent in stages that look for a smaller fleet (see :func:`solve_here`): with a
+vehicle costing more than any distance, that is where the cost is. PyVRP
 holds the GIL while it searches, so a thread would not run beside OR-Tools: hence the process
 (started once, on first use, and reused).
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 
 import atexit
 import multiprocessing
+import time
+import warnings
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any
 
 from dispatch.plan import Dropped, Plan, Route, Visit
 from dispatch.problem import Problem
@@ -81,12 +86,25 @@ def cost(problem: Problem, plan: Plan) -> int:
     return int(total)
 
 
-def solve_here(problem: Problem, time_limit: float, seed: int = 0) -> Plan:
-    """PyVRP in this process: fixed vehicle cost, then distance; hard windows."""
-    from pyvrp import Model
-    from pyvrp.stop import MaxRuntime
+def solve_here(
+    problem: Problem, time_limit: float, seed: int = 0, *, reduce_fleet: bool = True
+) -> Plan:
+    """PyVRP in this process: fixed vehicle cost, then distance; hard windows.
+
+    With ``reduce_fleet``, the limit is spent in stages, because a vehicle costs more than any
+    distance and a search with the whole fleet at hand rarely empties one: a first search
+    (a quarter of the limit) finds a fleet size; then, while a third of the limit is left,
+    the search is run again with one vehicle fewer until its first feasible plan (as in
+    PyVRP's own ``minimise_fleet``); the rest of the limit improves the distance of the
+    smallest feasible fleet, starting from its plan (or, when the first search found nothing
+    feasible, goes on from the best it found)."""
+    from pyvrp import Model, Solution
+    from pyvrp import solve as pyvrp_solve
+    from pyvrp.exceptions import PenaltyBoundWarning
+    from pyvrp.stop import FirstFeasible, MaxRuntime, MultipleCriteria
 
     assert problem.distances is not None
+    started = time.perf_counter()
     v0 = problem.vehicles[0]
     assert v0.end is not None
     model = Model()
@@ -109,9 +127,42 @@ def solve_here(problem: Problem, time_limit: float, seed: int = 0) -> Plan:
             if a != b:
                 model.add_edge(locations[a], locations[b], distance=int(problem.distances[i, j]),
                                duration=int(problem.times[i, j]))  # fmt: skip
-    result = model.solve(stop=MaxRuntime(time_limit), seed=seed, display=False, collect_stats=False)
-    # A client activity's ``idx`` is the client's index, i.e. the task's.
-    sequences = [[a.idx for a in route if a.is_client()] for route in result.best.routes()]
+    data = model.data()
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - started)
+
+    def search(fleet: int, stop: Any, initial: list[list[int]] | None = None) -> Any:
+        sized = data.replace(vehicle_types=[data.vehicle_type(0).replace(num_available=fleet)])
+        start = Solution(sized, initial) if initial is not None else None
+        return pyvrp_solve(sized, stop, seed, collect_stats=False, display=False,
+                           initial_solution=start).best  # fmt: skip
+
+    def clients(solution: Any) -> list[list[int]]:
+        # A client activity's ``idx`` is the client's index, i.e. the task's.
+        return [[a.idx for a in route if a.is_client()] for route in solution.routes()]
+
+    def rank(solution: Any) -> tuple[bool, int, int]:
+        return not solution.is_feasible(), solution.num_routes(), solution.distance()
+
+    fleet = len(problem.vehicles)
+    best = search(fleet, MaxRuntime(max(0.0, left() / 4 if reduce_fleet else left())))
+    if reduce_fleet:
+        with warnings.catch_warnings():  # PyVRP warns when a fleet is too small: expected here
+            warnings.simplefilter("ignore", PenaltyBoundWarning)
+            if best.is_feasible():
+                fleet = best.num_routes()
+            while best.is_feasible() and fleet > 1 and left() > time_limit / 3:
+                fewer = search(
+                    fleet - 1,
+                    MultipleCriteria([FirstFeasible(), MaxRuntime(left() - time_limit / 6)]),
+                )
+                if not fewer.is_feasible():
+                    break
+                best, fleet = fewer, fewer.num_routes()
+        if left() > 0:  # the rest of the limit: improve the smallest fleet's (or any) plan
+            best = min(best, search(fleet, MaxRuntime(left()), clients(best)), key=rank)
+    sequences = clients(best)
     return plan_from_sequences(problem, sequences)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -227,10 +228,15 @@ def test_pyvrp_runs_beside_or_tools_only_on_problems_it_expresses_exactly() -> N
     assert violations(problem, both) == []
     assert both.dropped == []
     assert both.engine in {"ortools", "pyvrp"}
-    # PyVRP's plan, re-timed from the problem, passes the same checker.
-    theirs = pyvrp_engine.solve_here(problem, 0.5)
-    assert violations(problem, theirs) == []
-    assert theirs.objective == pyvrp_engine.cost(problem, theirs)
+    # PyVRP's plan, re-timed from the problem, passes the same checker: searched in stages
+    # that try smaller fleets (the default, within the limit) or as PyVRP comes.
+    for reduce_fleet in (True, False):
+        started = time.perf_counter()
+        theirs = pyvrp_engine.solve_here(problem, 0.5, reduce_fleet=reduce_fleet)
+        assert time.perf_counter() - started < 0.5 + 1.0, "the stages share one limit"
+        assert violations(problem, theirs) == []
+        assert theirs.dropped == []
+        assert theirs.objective == pyvrp_engine.cost(problem, theirs)
 
 
 def test_insertion_prices_the_new_stops_lateness_not_only_the_detour() -> None:
