@@ -39,7 +39,7 @@ class Plan:
     dropped: list[Dropped] = field(default_factory=list)
     objective: int = 0
     engine: str = "ortools"
-    initial_objective: int | None = None  # the warm start's cost on this problem, if one was given
+    initial_objective: int | None = None  # the cost the search started from, when warm-started
     reference_objective: int | None = None  # the reference plan's cost on it, as it stands
 
     @property

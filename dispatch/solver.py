@@ -7,7 +7,9 @@ penalties by priority and an optional workload balance; finds a first plan by pa
 insertion (path-cheapest-arc finds nothing on tight windows), improves it with guided local
 search until the time limit, and reads it back as a :class:`~dispatch.plan.Plan`. With
 ``initial``, the search starts from that plan's routes (those of its stops that still exist,
-each locked stop moved to the front, the tasks it lacks put in by cheapest insertion). ``stop``
+each locked stop moved to the front, the tasks it lacks put in by cheapest insertion), or, when
+that is cheaper, from the same with the orders it now serves late taken out and put back (what
+mends a plan after a traffic shock). ``stop``
 ends the search early with the best plan so far. The search is single-threaded and
 deterministic: the same problem gives the same plan; ``seed`` is accepted for the API's sake
 and recorded, OR-Tools' routing search draws no random numbers.
@@ -244,7 +246,9 @@ def _solve_ortools(
         if as_is is not None:
             reference_objective = int(as_is.ObjectiveValue())
     if initial is not None:
-        routes = _initial_routes(initial, vehicles, stops, node_of, v_count, problem)
+        filled = _as_before(initial, vehicles, stops, problem)
+        insert_missing(filled, vehicles, stops, problem)
+        routes = [[node_of[2 * v_count + k] for k in route] for route in filled]
         same_as_reference = False
         if reference is initial:
             plain = _initial_routes(
@@ -260,6 +264,18 @@ def _solve_ortools(
             initial_objective = int(start.ObjectiveValue())
             if same_as_reference:
                 reference_objective = initial_objective
+        repaired = _late_reinserted(filled, vehicles, stops, problem)
+        if repaired is not None:  # start from whichever is cheaper
+            other = routing.ReadAssignmentFromRoutes(
+                [[node_of[2 * v_count + k] for k in route] for route in repaired], True
+            )
+            if other is not None and (
+                initial_objective is None or other.ObjectiveValue() < initial_objective
+            ):
+                start, initial_objective = other, int(other.ObjectiveValue())
+            elif start is not None:  # read again: OR-Tools reuses its buffer
+                start = routing.ReadAssignmentFromRoutes(routes, True)
+        if start is not None:
             assignment = routing.SolveFromAssignmentWithParameters(start, params)
     if assignment is None:
         assignment = routing.SolveWithParameters(params)
@@ -322,6 +338,17 @@ def _initial_routes(
 ) -> list[list[int]]:
     """The previous plan as model indices per vehicle, keeping only stops that still exist,
     with the tasks it does not have (new orders) put in by cheapest insertion."""
+    routes = _as_before(initial, vehicles, stops, problem)
+    if insert:
+        insert_missing(routes, vehicles, stops, problem)
+    return [[node_of[2 * v_count + k] for k in route] for route in routes]
+
+
+def _as_before(
+    initial: Plan, vehicles: list[Vehicle], stops: list[Stop], problem: Problem
+) -> list[list[int]]:
+    """The previous plan as indices into ``stops`` per vehicle: the stops that still exist,
+    each locked one first on its vehicle."""
     where = {(s.task.id, s.kind): k for k, s in enumerate(stops)}
     routes = []
     for v in vehicles:
@@ -329,9 +356,36 @@ def _initial_routes(
         visits = route.visits if route is not None else []
         routes.append([where[(x.task_id, x.kind)] for x in visits if (x.task_id, x.kind) in where])
     _respect_locks(routes, vehicles, where, problem)
-    if insert:
-        insert_missing(routes, vehicles, stops, problem)
-    return [[node_of[2 * v_count + k] for k in route] for route in routes]
+    return routes
+
+
+LATE_REINSERTED = 40  # at most this many late tasks are taken out and put back
+
+
+def _late_reinserted(
+    routes: list[list[int]], vehicles: list[Vehicle], stops: list[Stop], problem: Problem
+) -> list[list[int]] | None:
+    """``routes`` (indices into ``stops``) with the tasks now late taken out (the latest
+    first, at most ``LATE_REINSERTED``; never a vehicle's locked first stop) and put back by
+    cheapest insertion, or None when nothing is late. After a traffic shock the warm start
+    is late all over, and a short local search from it mends little: re-inserting the late
+    orders, with the lateness they cause priced, mends most of it in a fraction of a second."""
+    locked = set(problem.locked)
+    kept = {
+        stops[r[0]].task.id for v, r in zip(vehicles, routes, strict=True) if v.id in locked and r
+    }
+    late: list[tuple[float, str]] = []
+    for vehicle, route in zip(vehicles, routes, strict=True):
+        if route:
+            over = _Timeline(problem.times, vehicle, route, stops).over[1:]
+            late += [(float(over[q]), stops[k].task.id) for q, k in enumerate(route)
+                     if over[q] > 0 and stops[k].task.id not in kept]  # fmt: skip
+    if not late:
+        return None
+    out = {tid for _, tid in sorted(late, reverse=True)[:LATE_REINSERTED]}
+    repaired = [[k for k in route if stops[k].task.id not in out] for route in routes]
+    insert_missing(repaired, vehicles, stops, problem)
+    return repaired
 
 
 def _respect_locks(

@@ -13,7 +13,7 @@ from dispatch.check import violations
 from dispatch.plan import Plan, Route, Visit
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solomon import SCALE, parse, to_problem
-from dispatch.solver import _stops, insert_missing, solve
+from dispatch.solver import _late_reinserted, _stops, insert_missing, solve
 from tests.conftest import SHARED_DATA
 
 LIMIT = 0.5  # seconds per solve: the instances are tiny
@@ -276,6 +276,31 @@ def test_insertion_prices_the_lateness_it_pushes_onto_later_stops() -> None:
     routes: list[list[int]] = [[0, 1], []]
     insert_missing(routes, list(problem.vehicles), stops, problem)
     assert [[stops[k].task.id for k in route] for route in routes] == [["t1", "t2"], ["x"]]
+
+
+def test_after_a_traffic_shock_late_orders_are_put_back_where_they_are_on_time() -> None:
+    # The plan had van A drop t1 at 1 and x at 6 by 400 s (on time at a minute per km). Traffic
+    # now takes two: A would reach 6 at 720 s. Van B at 7 gets there in 120 s: x moves to B;
+    # t1, on time, stays. Were A's route locked on x, x would stay (a driver is never turned).
+    problem = Problem(
+        times=line_times(minute_per_km=120),
+        vehicles=[
+            Vehicle(id="A", start=0, capacity=(10,)),
+            Vehicle(id="B", start=7, capacity=(10,)),
+        ],
+        tasks=[
+            Task(id="t1", pickup=None, dropoff=1, size=(1,)),
+            Task(id="x", pickup=None, dropoff=6, dropoff_window=(0, 400), size=(1,)),
+        ],
+    )
+    stops = _stops(problem)
+    vans = list(problem.vehicles)
+    repaired = _late_reinserted([[0, 1], []], vans, stops, problem)
+    assert repaired is not None
+    assert [[stops[k].task.id for k in route] for route in repaired] == [["t1"], ["x"]]
+    assert _late_reinserted(repaired, vans, stops, problem) is None, "nothing late: no change"
+    locked = dataclasses.replace(problem, locked={"A": "x"})
+    assert _late_reinserted([[1, 0], []], vans, stops, locked) is None
 
 
 def test_a_warm_start_that_breaks_a_lock_is_mended_not_thrown_away() -> None:
