@@ -79,7 +79,8 @@ class TravelTimeEngine:
                 self._save_topology(topology_dir)
         self.weights_ms: npt.NDArray[np.int64] = network.free_flow_ms.copy()
         self._pair_index: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
-        self.customize(self.weights_ms)
+        self.generation = 0  # goes up whenever the weights change: what caches of paths key on
+        self._cch.customize_weights(self.weights_ms.astype(np.uint32))
 
     def _save_topology(self, topology_dir: Path) -> None:
         """Write the topology next to the network cache, atomically (a directory renamed into
@@ -95,12 +96,17 @@ class TravelTimeEngine:
             shutil.rmtree(partial, ignore_errors=True)
 
     def customize(self, weights_ms: npt.NDArray[np.int64]) -> None:
-        """Use new arc weights (ms; :data:`CLOSED` for a closed arc). No rebuild."""
+        """Use new arc weights (ms; :data:`CLOSED` for a closed arc). No rebuild; nothing at
+        all when they are the weights in use."""
         if weights_ms.shape != self.network.free_flow_ms.shape:
             raise ValueError("one weight per arc is needed")
-        self.weights_ms = np.minimum(weights_ms, CLOSED).astype(np.int64)
+        weights = np.minimum(weights_ms, CLOSED).astype(np.int64)
+        if np.array_equal(weights, self.weights_ms):
+            return  # a refresh that changed nothing (say, no event started or ended)
+        self.weights_ms = weights
         self._cch.customize_weights(self.weights_ms.astype(np.uint32))
         self._pair_index = None
+        self.generation += 1
 
     def matrix_raw(self, sources: npt.ArrayLike, targets: npt.ArrayLike) -> npt.NDArray[np.uint32]:
         """Node-to-node travel times in ms as the engine gives them (uint32); :data:`CLOSED`

@@ -25,6 +25,7 @@ from geo.snap import Snapped, SnappedPoint, Snapper
 from geo.traffic import Traffic, TrafficEvent
 
 LatLon = tuple[float, float]
+LEG_CACHE = 5_000  # road-path legs kept (each some tens of points)
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,6 +102,10 @@ class Roads:
         self.snapper = Snapper(network, self.frame, max_distance_m=max_snap_m)
         self.traffic = Traffic(network, self.frame)
         self.twin = reverse_arcs(network)
+        # Legs of drawn paths by their ends, while the weights stay the same: a re-planned
+        # route mostly keeps its stops, so most of its path is drawn already.
+        self._legs: dict[tuple[LatLon, LatLon], list[LatLon]] = {}
+        self._legs_generation = self.engine.generation
 
     @classmethod
     def open(
@@ -230,12 +235,20 @@ class Roads:
     def path_through(self, points: Sequence[LatLon]) -> list[LatLon]:
         """The road path from the first point through the others in turn (a straight segment
         for a leg that has no route, say a point outside the service area)."""
+        if self._legs_generation != self.engine.generation:  # the traffic changed
+            self._legs.clear()
+            self._legs_generation = self.engine.generation
         path: list[LatLon] = list(points[:1])
         for a, b in itertools.pairwise(points):
-            try:
-                leg = self.route(a, b).points
-            except GeoError:
-                leg = [a, b]
+            leg = self._legs.get((a, b))
+            if leg is None:
+                try:
+                    leg = self.route(a, b).points
+                except GeoError:
+                    leg = [a, b]
+                if len(self._legs) >= LEG_CACHE:
+                    del self._legs[next(iter(self._legs))]  # the oldest
+                self._legs[a, b] = leg
             path += leg
         return path
 

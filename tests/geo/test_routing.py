@@ -60,6 +60,21 @@ def test_a_closure_across_the_only_road_and_its_end(tiny: Roads) -> None:
     assert time_s(tiny, 3, 2) == before, "ending the closure restores the exact time"
 
 
+def test_drawn_paths_follow_the_traffic_in_use(tiny: Roads) -> None:
+    three, two = NODE[3], NODE[2]
+    around = tiny.path_through([three, two])
+    assert tiny.distance_to_path_m(*NODE[4], around) < 1, "3 → 2 goes round by 4"
+    assert tiny.path_through([three, two]) == around, "drawn again: the same legs"
+    generation = tiny.engine.generation
+    tiny.refresh(now_s=5)
+    assert tiny.engine.generation == generation, "re-weighting to the same weights is no change"
+    around_4 = square_around(tiny.frame, *NODE[4], half_side_m=20)
+    tiny.add_event(TrafficEvent(id="works", factor=1.0, closed=True, polygon=around_4), now_s=0)
+    assert tiny.path_through([three, two]) == [three, three, two], "no route: a straight line"
+    tiny.end_event("works", now_s=10)
+    assert tiny.path_through([three, two]) == around
+
+
 def test_slowdowns_combine_slowest_wins_and_respect_their_times(tiny: Roads) -> None:
     free = time_s(tiny, 2, 3)
     mid = (60.0015, 24.000)
