@@ -28,7 +28,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
@@ -67,6 +67,7 @@ class RoundSummary:
     changed_routes: list[str]
     seconds: float
     kept_previous: bool = False  # the new plan was not better by the margin: routes unchanged
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the round
 
 
 _STOP: Any = None  # in the solver process: the event that ends an idle round early
@@ -204,7 +205,13 @@ class Planner:
             return summary
 
     async def _plan_once(self, *, idle: bool, fresh: bool) -> RoundSummary:
-        started = time.perf_counter()
+        started = lap = time.perf_counter()
+        phases: dict[str, float] = {}
+
+        def done(step: str) -> None:  # where a round's time goes, for the log
+            nonlocal lap
+            phases[step], lap = round(time.perf_counter() - lap, 3), time.perf_counter()
+
         now = self.clock()
         fleet = [v for v in await all_vehicles(self.redis) if v.status == "available"]
         where = {p.id: p for p in await positions(self.redis, [v.id for v in fleet])}
@@ -221,6 +228,7 @@ class Planner:
                 places.append((o.pickup.lat, o.pickup.lon))
             index[(o.id, "dropoff")] = len(places)
             places.append((o.dropoff.lat, o.dropoff.lon))
+        done("read")
         # One vectorised snap (a vehicle off the roads is taken to the nearest one).
         seconds = np.zeros((0, 0))
         snapped: list[tuple[float, float]] = []
@@ -229,6 +237,7 @@ class Planner:
             snapped = list(zip(batch.lat.tolist(), batch.lon.tolist(), strict=True))
             seconds = self.roads.matrix_s(batch, batch)
         seconds = seconds * await self._pace()
+        done("matrix")
         horizon = 2 * 24 * 3600
         times = np.where(np.isfinite(seconds), np.ceil(seconds), horizon).astype(np.int64)
         np.fill_diagonal(times, 0)
@@ -266,6 +275,7 @@ class Planner:
             locked={v: o for v, o in (await self._heading_to(
                 fleet_ids, {o.id: o for o in open_orders})).items() if pins.get(o, v) == v},
         )  # fmt: skip
+        done("problem")
         # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
         # would stall this process's sockets for the whole round.
         self._interrupt.clear()
@@ -287,6 +297,7 @@ class Planner:
                 plan = None
             finally:
                 self._idle_round = False
+        done("solve")
         if fresh:
             self._fresh_done = True
         candidate = self._candidate
@@ -306,29 +317,40 @@ class Planner:
                 ahead = {(t.id, "dropoff") for t in tasks}
                 ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
                 await self._redraw(snapped, {v.id: v.start for v in vehicles}, ahead)
+                done("redraw")
             return RoundSummary(
                 vehicles=len(vehicles), orders=len(tasks),
                 assigned=sum(1 for r in self._previous.routes for v in r.visits
                              if v.kind == "dropoff") if self._previous else 0,
                 dropped={d.task_id: d.reason for d in (plan or candidate or Plan([])).dropped},
                 changed_routes=[],
-                seconds=time.perf_counter() - started, kept_previous=True,
+                seconds=time.perf_counter() - started, kept_previous=True, phases=phases,
             )  # fmt: skip
         self._previous = plan
         changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles})
+        done("store")
+        by_id = {o.id: o for o in open_orders}
+
+        async def confirm(order_id: str, vehicle_id: str, start_s: int) -> None:
+            with contextlib.suppress(Conflict):  # another process got there first
+                await self.orders.transition(
+                    order_id, "processed", by="planner", vehicle_id=vehicle_id
+                )
+                # the ETA promised at confirmation, against which ETA accuracy is judged
+                promised = int((now + start_s) * 1000)
+                await self.redis.hsetnx(keys.order(order_id), "promised_eta", promised)
+
+        updates = []  # each order's own: they go concurrently
         for route in plan.routes:
             for visit in route.visits:
-                order = next(o for o in open_orders if o.id == visit.task_id)
+                order = by_id[visit.task_id]
                 if visit.kind == "dropoff" and order.status == "received":
-                    with contextlib.suppress(Conflict):  # another process got there first
-                        await self.orders.transition(
-                            order.id, "processed", by="planner", vehicle_id=route.vehicle_id
-                        )
-                        # the ETA promised at confirmation, against which ETA accuracy is judged
-                        promised = int((now + visit.start_s) * 1000)
-                        await self.redis.hsetnx(keys.order(order.id), "promised_eta", promised)
+                    updates.append(confirm(order.id, route.vehicle_id, visit.start_s))
                 elif visit.kind == "dropoff" and order.vehicle_id != route.vehicle_id:
-                    await self.orders.hand_over(order.id, route.vehicle_id)  # customers follow
+                    # customers follow their order to its new van
+                    updates.append(self.orders.hand_over(order.id, route.vehicle_id))
+        await asyncio.gather(*updates)
+        done("orders")
         return RoundSummary(
             vehicles=len(vehicles),
             orders=len(tasks),
@@ -336,6 +358,7 @@ class Planner:
             dropped={d.task_id: d.reason for d in plan.dropped},
             changed_routes=changed,
             seconds=time.perf_counter() - started,
+            phases=phases,
         )
 
     def _better(
