@@ -409,7 +409,7 @@ class Planner:
         except ValueError:
             return 1.0
 
-    async def _geometry(
+    def _draw(
         self, geometry: str, here: tuple[float, float], stops: list[tuple[float, float]]
     ) -> tuple[str, bool]:
         """A route's road path, drawn again from ``here`` when it has none or the vehicle is
@@ -418,8 +418,14 @@ class Planner:
             geometry and self.roads.distance_to_path_m(*here, decode(geometry)) <= OFF_ROUTE_M
         ):
             return geometry, False
-        path = await asyncio.to_thread(self.roads.path_through, [here, *stops])
-        return encode(path), True
+        return encode(self.roads.path_through([here, *stops])), True
+
+    async def _draw_all(
+        self, drafts: list[tuple[str, tuple[float, float], list[tuple[float, float]]]]
+    ) -> list[tuple[str, bool]]:
+        """:meth:`_draw` for many routes, in one worker thread (the event loop serves the
+        sockets meanwhile)."""
+        return await asyncio.to_thread(lambda: [self._draw(*draft) for draft in drafts])
 
     async def _redraw(
         self,
@@ -429,57 +435,68 @@ class Planner:
     ) -> None:
         """Routes kept as they are: re-draw (and re-send, same version) the road path of each
         vehicle that has left its own, through the stops still ``ahead`` (order, kind)."""
-        for vehicle_id, start in starts.items():
-            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
-            if raw is None:
-                continue
-            document = json.loads(raw)
-            document["geometry"], redraw = await self._geometry(
-                document.get("geometry", ""), snapped[start],
-                [(s["lat"], s["lon"]) for s in document["stops"]
-                 if (s["order_id"], s["kind"]) in ahead],
-            )  # fmt: skip
-            if redraw:
-                async with self.redis.pipeline(transaction=True) as pipe:
+        ids = list(starts)
+        if not ids:
+            return
+        raws = cast("list[bytes | None]", await self.redis.mget([keys.route(v) for v in ids]))
+        documents = {v: json.loads(raw) for v, raw in zip(ids, raws, strict=True) if raw}
+        drawn = await self._draw_all([
+            (document.get("geometry", ""), snapped[starts[v]],
+             [(s["lat"], s["lon"]) for s in document["stops"]
+              if (s["order_id"], s["kind"]) in ahead])
+            for v, document in documents.items()
+        ])  # fmt: skip
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for (vehicle_id, document), (geometry, redraw) in zip(
+                documents.items(), drawn, strict=True
+            ):
+                if redraw:
+                    document["geometry"] = geometry
                     pipe.set(keys.route(vehicle_id), json.dumps(document))
                     queue_event(pipe, document)
-                    await pipe.execute()
+            await pipe.execute()
 
     async def _store(
         self, plan: Plan, snapped: list[tuple[float, float]], now: float, starts: dict[str, int]
     ) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed. The
         road geometry is drawn again then, or when the vehicle has left the one it has (it is
-        published again, same version)."""
-        changed = []
-        for route in plan.routes:
+        published again, same version). One read, one thread for the drawing, one write."""
+        ids = [route.vehicle_id for route in plan.routes]
+        if not ids:
+            return []
+        raws = cast("list[bytes | None]", await self.redis.mget([keys.route(v) for v in ids]))
+        drafts = []
+        for route, raw in zip(plan.routes, raws, strict=True):
             stops = [
                 RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location][0],
                           lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
                           late_s=v.late_s)
                 for v in route.visits
             ]  # fmt: skip
-            key = keys.route(route.vehicle_id)
-            raw = cast("bytes | None", await self.redis.get(key))
             old = json.loads(raw) if raw else None
             same = old is not None and [(s["order_id"], s["kind"]) for s in old["stops"]] == [
                 (s.order_id, s.kind) for s in stops
             ]
-            version = old["version"] if old else 0
-            if not same:
-                version += 1
+            version = (old["version"] if old else 0) + (0 if same else 1)
             geometry = old.get("geometry", "") if same and old else ""
-            geometry, redraw = await self._geometry(
-                geometry, snapped[starts[route.vehicle_id]], [(s.lat, s.lon) for s in stops]
-            )
-            document = msgspec.to_builtins(
-                Route(route.vehicle_id, version, int(now * 1000), stops, geometry)
-            )
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(key, json.dumps(document))
+            drafts.append((route.vehicle_id, stops, same, version, geometry))
+        drawn = await self._draw_all([
+            (geometry, snapped[starts[vehicle_id]], [(s.lat, s.lon) for s in stops])
+            for vehicle_id, stops, _, _, geometry in drafts
+        ])  # fmt: skip
+        changed = []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for (vehicle_id, stops, same, version, _), (geometry, redraw) in zip(
+                drafts, drawn, strict=True
+            ):
+                document = msgspec.to_builtins(
+                    Route(vehicle_id, version, int(now * 1000), stops, geometry)
+                )
+                pipe.set(keys.route(vehicle_id), json.dumps(document))
                 if not same or redraw:
                     queue_event(pipe, document)
-                await pipe.execute()
-            if not same:
-                changed.append(route.vehicle_id)
+                if not same:
+                    changed.append(vehicle_id)
+            await pipe.execute()
         return changed
