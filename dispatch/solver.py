@@ -235,28 +235,28 @@ def _solve_ortools(
     if stop is not None:
         routing.AddSearchMonitor(routing.solver().CustomLimit(stop))
 
+    def model(routes: list[list[int]]) -> list[list[int]]:  # indices into stops → model indices
+        return [[node_of[2 * v_count + k] for k in route] for route in routes]
+
     assignment = None
     initial_objective: int | None = None
     reference_objective: int | None = None
     if reference is not None and reference is not initial:
         as_is = routing.ReadAssignmentFromRoutes(
-            _initial_routes(reference, vehicles, stops, node_of, v_count, problem, insert=False),
-            True,
+            model(_as_before(reference, vehicles, stops, problem)), True
         )
         if as_is is not None:
             reference_objective = int(as_is.ObjectiveValue())
     if initial is not None:
-        filled = _as_before(initial, vehicles, stops, problem)
+        plain = _as_before(initial, vehicles, stops, problem)
+        filled = [route[:] for route in plain]
         insert_missing(filled, vehicles, stops, problem)
-        routes = [[node_of[2 * v_count + k] for k in route] for route in filled]
+        routes = model(filled)
         same_as_reference = False
         if reference is initial:
-            plain = _initial_routes(
-                initial, vehicles, stops, node_of, v_count, problem, insert=False
-            )
-            same_as_reference = plain == routes  # nothing was put in
+            same_as_reference = plain == filled  # nothing was put in
             if not same_as_reference:  # read before the warm start: OR-Tools reuses its buffer
-                as_is = routing.ReadAssignmentFromRoutes(plain, True)
+                as_is = routing.ReadAssignmentFromRoutes(model(plain), True)
                 if as_is is not None:
                     reference_objective = int(as_is.ObjectiveValue())
         start = routing.ReadAssignmentFromRoutes(routes, True)
@@ -266,9 +266,7 @@ def _solve_ortools(
                 reference_objective = initial_objective
         repaired = _late_reinserted(filled, vehicles, stops, problem)
         if repaired is not None:  # start from whichever is cheaper
-            other = routing.ReadAssignmentFromRoutes(
-                [[node_of[2 * v_count + k] for k in route] for route in repaired], True
-            )
+            other = routing.ReadAssignmentFromRoutes(model(repaired), True)
             if other is not None and (
                 initial_objective is None or other.ObjectiveValue() < initial_objective
             ):
@@ -324,24 +322,6 @@ def _even_share(problem: Problem, stops: list[Stop], vehicles: int) -> int:
         int(problem.times[t.pickup, t.dropoff]) for t in problem.tasks if t.pickup is not None
     )
     return max(1, work // max(1, vehicles))
-
-
-def _initial_routes(
-    initial: Plan,
-    vehicles: list[Vehicle],
-    stops: list[Stop],
-    node_of: list[int],
-    v_count: int,
-    problem: Problem,
-    *,
-    insert: bool = True,
-) -> list[list[int]]:
-    """The previous plan as model indices per vehicle, keeping only stops that still exist,
-    with the tasks it does not have (new orders) put in by cheapest insertion."""
-    routes = _as_before(initial, vehicles, stops, problem)
-    if insert:
-        insert_missing(routes, vehicles, stops, problem)
-    return [[node_of[2 * v_count + k] for k in route] for route in routes]
 
 
 def _as_before(
