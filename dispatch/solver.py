@@ -401,9 +401,10 @@ def insert_missing(
     routes: list[list[int]], vehicles: list[Vehicle], stops: list[Stop], problem: Problem
 ) -> None:
     """Put every task missing from ``routes`` (lists of indices into ``stops``, one per
-    vehicle) where it adds the least travel time, within capacity, skills, pins and locked
-    first stops; express first, then by window end. A warm start then holds every new order,
-    so the local search improves a complete plan instead of searching for insertions."""
+    vehicle) where it adds the least cost (:meth:`_Timeline.best_gaps`), within capacity,
+    skills, pins and locked first stops; express first, then by window end. A warm start then
+    holds every new order, so the local search improves a complete plan instead of searching
+    for insertions."""
     t = problem.times
     ids = {v.id for v in vehicles}
     by_task: dict[str, dict[str, int]] = {}
@@ -421,6 +422,7 @@ def insert_missing(
     missing.sort(key=lambda tid: (stops[by_task[tid]["dropoff"]].task.priority != "express",
                                   stops[by_task[tid]["dropoff"]].window[1]))  # fmt: skip
     locked = set(problem.locked)
+    share = _even_share(problem, stops, len(vehicles)) if problem.costs.balance else 0
     lines: dict[int, _Timeline] = {}  # per vehicle, until its route changes
     for tid in missing:
         kinds = by_task[tid]
@@ -440,7 +442,7 @@ def insert_missing(
             allowed = allowed[:NEAREST_VEHICLES]
         for vi in allowed:
             first = 1 if vehicles[vi].id in locked and routes[vi] else 0  # never before a lock
-            found = lines[vi].best_gaps(kinds, task, first, problem.costs)
+            found = lines[vi].best_gaps(kinds, task, first, problem.costs, share)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], vi, found[1], found[2])
         if best is None:
@@ -485,6 +487,7 @@ class _Timeline:
             begin[g] = clock = max(clock, window[g, 0])
             depart[g] = clock = clock + service[g]
         self.depart = depart
+        self.work = float(sum(hops) + sum(service))  # as the balance counts it: no waiting
         self.waited = waited = np.cumsum(begin - arrival)  # waiting up to and incl. each position
         self.over = over = begin - window[:, 1]  # > 0: late by that much
         over[0] = -np.inf
@@ -539,15 +542,23 @@ class _Timeline:
         extra: Ints = t[seq, x] + np.where(self.inner, t[x, nxt] - t[seq, nxt], 0)
         return extra
 
+    def unbalance(self, added: Floats, costs: Costs, share: float) -> Floats:
+        """What ``added`` seconds of work (driving and service) here add to the balance cost:
+        each second past the even ``share`` costs ``costs.balance``."""
+        over = max(0.0, self.work - share)
+        cost: Floats = costs.balance * (np.maximum(0.0, self.work + added - share) - over)
+        return cost
+
     def best_gaps(
-        self, kinds: dict[str, int], task: Task, first: int, costs: Costs
+        self, kinds: dict[str, int], task: Task, first: int, costs: Costs, share: float
     ) -> tuple[float, int, int] | None:
         """The cheapest (cost, pickup gap, drop-off gap) for ``task`` here, or None.
 
-        The cost is the added driving plus the lateness of every stop: the new ones' own, and
-        what the delay they cause does to the stops after them. Without that last part long
-        routes soak up every order: the middle of a route is cheap to reach, and the stops it
-        pushes late went uncounted."""
+        The cost is the added driving, the lateness of every stop (the new ones' own, and what
+        the delay they cause does to the stops after them) and the added work past the even
+        share (``Costs.balance``), as the objective counts them. Without the last two, long
+        routes soak up every order: the middle of a route is cheap to reach, and neither the
+        stops it pushes late nor its growing workload were counted."""
         t, seq, depart, loads, capacity = self.t, self.seq, self.depart, self.loads, self.capacity
         size = np.array(task.size, dtype=np.int64)
         drop = self.stops[kinds["dropoff"]]
@@ -563,6 +574,7 @@ class _Timeline:
             leave, d_late = self.visit(depart, seq, d, drop)
             later_late = self.knock_on(gaps, self.onward(gaps, leave, d))
             price = costs.per_second * d_detour + costs.lateness_per_second * (d_late + later_late)
+            price += self.unbalance((d_detour + drop.service_s).astype(np.float64), costs, share)
             j = int(np.argmin(np.where(feasible, price, np.inf)))
             return float(price[j]), j, j
 
@@ -590,7 +602,8 @@ class _Timeline:
         grid = np.broadcast_to(gaps, leave_j.shape)
         d_leave, d_late = self.visit(leave_j, np.broadcast_to(seq, leave_j.shape), d, drop)
         after_j = self.knock_on(grid, self.onward(grid, d_leave, d))
-        total = costs.per_second * (p_detour[rows][:, None] + d_detour[None, :]).astype(np.float64)
+        drive = (p_detour[rows][:, None] + d_detour[None, :]).astype(np.float64)
+        total = costs.per_second * drive
         total += costs.lateness_per_second * (p_late[rows][:, None] + between + d_late + after_j)
         # Pickup and drop-off in the same gap: straight from one to the other.
         same_leave, same_late = self.visit(p_leave[rows], np.full(len(rows), p), d, drop)
@@ -600,6 +613,8 @@ class _Timeline:
         total[np.arange(len(rows)), rows] = costs.per_second * same + (
             costs.lateness_per_second * (p_late[rows] + same_late + same_knock)
         )
+        drive[np.arange(len(rows)), rows] = same
+        total += self.unbalance(drive + (pick.service_s + drop.service_s), costs, share)
         total[gaps[None, :] < rows[:, None]] = np.inf  # the drop-off never before the pickup
         for q, i in enumerate(rows):
             # Carried from gap i through gap j: the largest load on the way must leave room.

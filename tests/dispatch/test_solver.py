@@ -137,6 +137,27 @@ def test_cheapest_insertion_places_every_order_within_the_rules() -> None:
     assert routes[1] == []
 
 
+def test_insertion_prices_the_workload_balance() -> None:
+    """Van A already drives to 5 with three long drop-offs there; a fourth order to 5 adds no
+    driving to A but 600 s of work past the even share (1,800 s): with ``balance`` the empty
+    van B takes it (300 s of driving), without it A does."""
+    vans = [Vehicle(id="A", start=0, capacity=(10,)), Vehicle(id="B", start=0, capacity=(10,))]
+    tasks = [Task(id=f"t{i}", pickup=0, dropoff=5, size=(1,), dropoff_service_s=600)
+             for i in range(1, 5)]  # fmt: skip
+    for balance, taker in ((1, 1), (0, 0)):
+        problem = Problem(
+            times=line_times(), vehicles=vans, tasks=tasks, costs=Costs(balance=balance)
+        )
+        stops = _stops(problem)
+        k = {(s.task.id, s.kind): i for i, s in enumerate(stops)}
+        routes: list[list[int]] = [
+            [k[f"t{i}", "pickup"] for i in (1, 2, 3)] + [k[f"t{i}", "dropoff"] for i in (1, 2, 3)],
+            [],
+        ]
+        insert_missing(routes, vans, stops, problem)
+        assert k["t4", "dropoff"] in routes[taker], f"balance {balance}: van {'AB'[taker]}"
+
+
 def test_too_big_or_unskilled_orders_are_reported_with_a_reason() -> None:
     tasks = [
         Task(id="huge", pickup=0, dropoff=2, size=(50,)),
