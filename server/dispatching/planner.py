@@ -68,6 +68,8 @@ class RoundSummary:
     seconds: float
     kept_previous: bool = False  # the new plan was not better by the margin: routes unchanged
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the round
+    objective: int | None = None  # this round's plan (none: no plan came out of it)
+    candidate: int | None = None  # the best plan known after it: the next warm start
 
 
 _STOP: Any = None  # in the solver process: the event that ends an idle round early
@@ -325,6 +327,8 @@ class Planner:
                 dropped={d.task_id: d.reason for d in (plan or candidate or Plan([])).dropped},
                 changed_routes=[],
                 seconds=time.perf_counter() - started, kept_previous=True, phases=phases,
+                objective=plan.objective if plan else None,
+                candidate=self._candidate.objective if self._candidate else None,
             )  # fmt: skip
         self._previous = plan
         changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles})
@@ -359,6 +363,8 @@ class Planner:
             changed_routes=changed,
             seconds=time.perf_counter() - started,
             phases=phases,
+            objective=plan.objective,
+            candidate=plan.objective,
         )
 
     def _better(
