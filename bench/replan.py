@@ -6,16 +6,18 @@ turns: 10% new orders arrive at once (and are cancelled once planned, so every t
 the same 500 stops), and a traffic event (a slowdown over the busy area) starts or ends. For
 each event: the latency from the event being accepted by the API to the end of the
 planning round it caused, as announced by the ``plan`` event on the console socket (routes are
-pushed in that same round), and, for rounds that changed routes, to the first route pushed to a
-driver. Each event comes once the planner is idle (its improvement rounds converged), as in
-service. After each event the warm re-plan's cost (what the planner produced, warm-started
-from its candidate, within ``FLEET_SOLVER_TIME_LIMIT_S``) is compared with a 10 s cold solve of
-the same problem: the mean and the worst over the trials.
+pushed in that same round, before the orders' own updates), and, for rounds that changed
+routes, to the first and to the last route pushed to a driver. Each event comes once the
+planner is idle (its improvement rounds converged), as in service. After each event the warm
+re-plan's cost (what the planner produced, warm-started from its candidate, within
+``FLEET_SOLVER_TIME_LIMIT_S``) is compared with a 10 s cold solve of the same problem: the
+mean and the worst over the trials.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -185,6 +187,7 @@ async def _bench(
 
         latencies: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         to_push: dict[str, list[float]] = {"new_orders": [], "traffic": []}
+        to_all: dict[str, list[float]] = {"new_orders": [], "traffic": []}  # its last route
         warm_vs_cold: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         area = ring(*CENTRE, 1500.0, sides=16)
         for trial in range(trials):
@@ -208,16 +211,24 @@ async def _bench(
                     answer = await api.delete(f"/traffic-events/jam-{trial - 1}")
                     assert answer.status_code in (200, 204), answer.text
                 event_at = time.perf_counter()
-                plan = await _next_plan(plans, seen, plan_seen, within_s=30)
+                k = await _next_plan(plans, seen, plan_seen, within_s=30)
+                plan = plans[k]
                 latencies[kind].append(plan[0] - event_at)
-                first_push = next((t for t, _ in routes[pushed:]), None)
-                if first_push is not None:
-                    to_push[kind].append(first_push - event_at)
+                after = plans[k - 1][0] if k > seen else event_at  # a round in flight: not its
+                round_pushes = [t for t, _ in routes[pushed:] if after < t <= plan[0]]
+                if round_pushes:
+                    to_push[kind].append(round_pushes[0] - event_at)
+                    to_all[kind].append(round_pushes[-1] - event_at)
                 kept = " (kept: not better by the margin)" if plan[1]["kept_previous"] else ""
+                pushes = (
+                    f", pushed {1000 * (round_pushes[0] - event_at):.0f}"
+                    f"-{1000 * (round_pushes[-1] - event_at):.0f} ms"
+                    if round_pushes else ""
+                )  # fmt: skip
                 progress(
                     f"  trial {trial + 1} {kind}: round done "
                     f"{1000 * (plan[0] - event_at):.0f} ms after the event, "
-                    f"{len(plan[1]['changed_routes'])} routes changed{kept}"
+                    f"{len(plan[1]['changed_routes'])} routes changed{kept}{pushes}"
                 )
                 warm_vs_cold[kind].append(_cold_gap(server, cold_limit, progress))
                 if kind == "new_orders":  # back to the issue's 500 stops for the next trial
@@ -242,6 +253,12 @@ async def _bench(
             "first_route_pushed_ms_p95": (
                 round(1000 * percentile(to_push[kind], 0.95)) if to_push[kind] else None
             ),
+            "all_routes_pushed_ms_p50": (
+                round(1000 * statistics.median(to_all[kind])) if to_all[kind] else None
+            ),
+            "all_routes_pushed_ms_p95": (
+                round(1000 * percentile(to_all[kind], 0.95)) if to_all[kind] else None
+            ),
             "warm_vs_cold_pct_mean": round(statistics.fmean(warm_vs_cold[kind]), 2),
             "warm_vs_cold_pct_worst": max(warm_vs_cold[kind]),
         }
@@ -264,20 +281,20 @@ async def _quiet(
 
 async def _next_plan(
     plans: list[tuple[float, dict[str, Any]]], seen: int, flag: asyncio.Event, *, within_s: float
-) -> tuple[float, dict[str, Any]]:
+) -> int:
+    """The index in ``plans`` of the first round an event started after ``seen``: an idle
+    improvement round that was in flight when the event came (it gives way to it) is not it."""
     deadline = time.perf_counter() + within_s
-    while len(plans) <= seen:
+    while True:
         flag.clear()
-        if len(plans) > seen:
-            break
+        for k in range(seen, len(plans)):
+            if plans[k][1].get("kind") == "event":
+                return k
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             raise TimeoutError("no planning round followed the event")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(flag.wait(), remaining)
-        except TimeoutError:
-            continue
-    return plans[seen]
 
 
 def _cold_gap(server: _Server, cold_limit: float, progress: Callable[[str], None]) -> float:
