@@ -7,6 +7,7 @@ answer between positions snapped to it, counting the partial arcs at both ends; 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -239,13 +240,16 @@ class Roads:
             self._legs.clear()
             self._legs_generation = self.engine.generation
         path: list[LatLon] = list(points[:1])
-        for a, b in itertools.pairwise(points):
+        snapped: Snapped | None = None  # every point at once, when a leg is not in the cache
+        for i, (a, b) in enumerate(itertools.pairwise(points)):
             leg = self._legs.get((a, b))
             if leg is None:
-                try:
-                    leg = self.route(a, b).points
-                except GeoError:
-                    leg = [a, b]
+                if snapped is None:
+                    snapped = self.snap_many([p[0] for p in points], [p[1] for p in points])
+                leg = [a, b]
+                if snapped.inside[i] and snapped.inside[i + 1]:
+                    with contextlib.suppress(GeoError):
+                        leg = self.route_between(snapped.point(i), snapped.point(i + 1)).points
                 if len(self._legs) >= LEG_CACHE:
                     del self._legs[next(iter(self._legs))]  # the oldest
                 self._legs[a, b] = leg

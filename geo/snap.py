@@ -34,6 +34,17 @@ class Snapped:
     lon: FloatArray
     inside: npt.NDArray[np.bool_]  # distance_m <= the service-area limit
 
+    def point(self, i: int) -> SnappedPoint:
+        """The ``i``-th of the batch on its own."""
+        return SnappedPoint(
+            arc=int(self.arc[i]),
+            offset_m=float(self.offset_m[i]),
+            fraction=float(self.fraction[i]),
+            distance_m=float(self.distance_m[i]),
+            lat=float(self.lat[i]),
+            lon=float(self.lon[i]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class SnappedPoint:
@@ -115,11 +126,4 @@ class Snapper:
         s = self.snap(np.array([lat]), np.array([lon]))
         if not s.inside[0]:
             raise OutsideServiceArea(lat, lon, float(s.distance_m[0]), self.max_distance_m)
-        return SnappedPoint(
-            arc=int(s.arc[0]),
-            offset_m=float(s.offset_m[0]),
-            fraction=float(s.fraction[0]),
-            distance_m=float(s.distance_m[0]),
-            lat=float(s.lat[0]),
-            lon=float(s.lon[0]),
-        )
+        return s.point(0)
