@@ -83,7 +83,7 @@ def run(
     vehicles: int = 50,
     orders: int = 250,
     trials: int = 8,
-    time_limit: float = 0.2,
+    time_limit: float = 0.3,
     cold_limit: float = 10.0,
     seed: int = 1,
     progress: Callable[[str], None] = print,
@@ -188,6 +188,7 @@ async def _bench(
         latencies: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         to_push: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         to_all: dict[str, list[float]] = {"new_orders": [], "traffic": []}  # its last route
+        no_plan = {"new_orders": 0, "traffic": 0}  # event rounds that found no plan
         warm_vs_cold: dict[str, list[float]] = {"new_orders": [], "traffic": []}
         area = ring(*CENTRE, 1500.0, sides=16)
         for trial in range(trials):
@@ -230,7 +231,11 @@ async def _bench(
                     f"{1000 * (plan[0] - event_at):.0f} ms after the event, "
                     f"{len(plan[1]['changed_routes'])} routes changed{kept}{pushes}"
                 )
-                warm_vs_cold[kind].append(_cold_gap(server, cold_limit, progress))
+                if plan[1]["objective"] is None:  # the round found no plan: none to compare
+                    no_plan[kind] += 1
+                    progress("  the round found no plan: the previous one stands")
+                else:
+                    warm_vs_cold[kind].append(_cold_gap(server, cold_limit, progress))
                 if kind == "new_orders":  # back to the 500 stops for the next trial
                     await _quiet(server, plans)
                     for order_id in added:
@@ -259,8 +264,11 @@ async def _bench(
             "all_routes_pushed_ms_p95": (
                 round(1000 * percentile(to_all[kind], 0.95)) if to_all[kind] else None
             ),
-            "warm_vs_cold_pct_mean": round(statistics.fmean(warm_vs_cold[kind]), 2),
-            "warm_vs_cold_pct_worst": max(warm_vs_cold[kind]),
+            "warm_vs_cold_pct_mean": (
+                round(statistics.fmean(warm_vs_cold[kind]), 2) if warm_vs_cold[kind] else None
+            ),
+            "warm_vs_cold_pct_worst": max(warm_vs_cold[kind], default=None),
+            "rounds_without_plan": no_plan[kind],
         }
     return result
 

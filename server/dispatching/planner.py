@@ -197,7 +197,7 @@ class Planner:
             event = {"type": "plan", "round": self.rounds, "vehicles": summary.vehicles,
                      "orders": summary.orders, "assigned": summary.assigned,
                      "dropped": len(summary.dropped), "changed_routes": summary.changed_routes,
-                     "kept_previous": summary.kept_previous,
+                     "kept_previous": summary.kept_previous, "objective": summary.objective,
                      "kind": "fresh" if fresh else "improve" if idle else "event",
                      "seconds": round(summary.seconds, 3),
                      "at": int(self.clock() * 1000)}  # fmt: skip
@@ -295,7 +295,7 @@ class Planner:
                         reference=self._previous, second_engine=False,
                     ),
                 )  # fmt: skip
-            except NoSolution:  # a fresh solve interrupted before its first plan
+            except NoSolution:  # an idle round interrupted before it had a plan
                 plan = None
             finally:
                 self._idle_round = False

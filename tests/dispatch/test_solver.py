@@ -10,10 +10,18 @@ import pytest
 
 from dispatch import pyvrp_engine
 from dispatch.check import violations
+from dispatch.errors import NoSolution
 from dispatch.plan import Plan, Route, Visit
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solomon import SCALE, parse, to_problem
-from dispatch.solver import _late_reinserted, _stops, insert_missing, solve
+from dispatch.solver import (
+    _as_before,
+    _late_reinserted,
+    _plan_of,
+    _stops,
+    insert_missing,
+    solve,
+)
 from tests.conftest import SHARED_DATA
 
 LIMIT = 0.5  # seconds per solve: the instances are tiny
@@ -336,6 +344,32 @@ def test_a_warm_start_that_breaks_a_lock_is_mended_not_thrown_away() -> None:
     assert again is not None
     assert again.visits[0].task_id == last
     assert violations(locked, warm) == []
+
+
+def test_a_plan_timed_and_costed_from_its_routes_is_the_models() -> None:
+    # When OR-Tools has no time left to hand a solution back, the plan is made from the
+    # routes themselves: the same times, ends and cost as the model gives.
+    problem = dataclasses.replace(three_vans_five_orders(), costs=Costs(balance=1))
+    plan = solve(problem, time_limit=LIMIT)
+    vans = [v for v in problem.vehicles if v.available]
+    stops = _stops(problem)
+    again = _plan_of(_as_before(plan, vans, stops, problem), vans, stops, problem, [],
+                     initial_objective=None, reference_objective=None)  # fmt: skip
+    assert again.dropped == []
+    assert again.objective == plan.objective
+    assert [(r.vehicle_id, r.end_s, r.travel_s) for r in again.routes] == [
+        (r.vehicle_id, r.end_s, r.travel_s) for r in plan.routes
+    ]
+    assert [[(v.task_id, v.kind, v.start_s, v.late_s) for v in r.visits] for r in again.routes] == [
+        [(v.task_id, v.kind, v.start_s, v.late_s) for v in r.visits] for r in plan.routes
+    ]
+
+
+def test_a_round_stopped_before_it_starts_says_so() -> None:
+    problem = three_vans_five_orders()
+    plan = solve(problem, time_limit=LIMIT)
+    with pytest.raises(NoSolution):
+        solve(problem, time_limit=LIMIT, initial=plan, stop=lambda: True)
 
 
 def test_balance_spreads_the_work_over_the_vans() -> None:
