@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +71,7 @@ def solve(
     reference: Plan | None = None,
     second_engine: bool = True,
     stop: Callable[[], bool] | None = None,
+    alternatives: Sequence[Plan] = (),
 ) -> Plan:
     """The best plan found within ``time_limit`` seconds. When the problem is one PyVRP
     expresses exactly (:func:`dispatch.pyvrp_engine.fits`) and there is no warm start, PyVRP
@@ -78,13 +79,17 @@ def solve(
     (say, the plan the drivers follow) is costed on this problem as it stands, with no new
     orders put in: ``Plan.reference_objective``, for deciding whether the new plan is worth
     a change. ``stop``, polled through the search, ends it early (with the best plan found so
-    far) once it returns True: how a long improvement round gives way to a new event."""
+    far) once it returns True: how a long improvement round gives way to a new event.
+    ``alternatives``: other plans to warm-start from when one is cheaper than ``initial`` on
+    this problem and lacks at most ``ALTERNATIVE_MISSING`` of its tasks (say, the plan made
+    before a traffic jam, once it is over)."""
     second = None
     if second_engine and initial is None and pyvrp_engine.fits(problem):
         second = pyvrp_engine.start(problem, time_limit, seed)
     plan = _solve_ortools(
-        problem, time_limit=time_limit, initial=initial, reference=reference, stop=stop
-    )
+        problem, time_limit=time_limit, initial=initial, reference=reference, stop=stop,
+        alternatives=alternatives,
+    )  # fmt: skip
     if second is None:
         return plan
     try:
@@ -106,6 +111,7 @@ def _solve_ortools(
     initial: Plan | None,
     reference: Plan | None,
     stop: Callable[[], bool] | None = None,
+    alternatives: Sequence[Plan] = (),
 ) -> Plan:
     started = time.perf_counter()
     # A cold start on soft windows begins from our insertion: it prices lateness, the
@@ -294,6 +300,17 @@ def _solve_ortools(
             elif start is not None:  # read again: OR-Tools reuses its buffer
                 start = routing.ReadAssignmentFromRoutes(routes, True)
         if start is not None and initial_objective is not None:
+            other_routes = _cheaper_alternative(
+                alternatives, initial_objective, vehicles, stops, problem
+            )
+            if other_routes is not None:
+                other = routing.ReadAssignmentFromRoutes(model(other_routes), True)
+                if other is not None and other.ObjectiveValue() < initial_objective:
+                    start, initial_objective = other, int(other.ObjectiveValue())
+                    chosen = other_routes
+                else:  # read again: OR-Tools reuses its buffer
+                    start = routing.ReadAssignmentFromRoutes(model(chosen), True)
+        if start is not None and initial_objective is not None:
             # The time limit covers the whole solve, as OR-Tools' own does: building the
             # first plan, re-insertion rounds, then the local search in what is left.
             deadline = started + time_limit
@@ -398,7 +415,8 @@ def _plan_of(
     for task in problem.tasks:
         if task.id not in served and task.id not in skipped:
             dropped.append(Dropped(task.id, _why_dropped(task, vehicles)))
-            objective += costs.drop[task.priority]
+    # the model's penalty is per stop left out (each has its own disjunction)
+    objective += sum(costs.drop[s.task.priority] for s in stops if s.task.id not in served)
     return Plan(
         routes=plan_routes,
         dropped=dropped,
@@ -486,6 +504,36 @@ def _respect_locks(
         route.insert(0, first)
         if kind == "pickup" and not was_here:
             route.insert(1, drop)
+
+
+ALTERNATIVE_MISSING = 10  # an alternative warm start lacking more tasks is not tried
+
+
+def _cheaper_alternative(
+    alternatives: Sequence[Plan],
+    objective: int,
+    vehicles: list[Vehicle],
+    stops: list[Stop],
+    problem: Problem,
+) -> list[list[int]] | None:
+    """The cheapest of ``alternatives`` laid out on this problem (tasks it lacks put in, at
+    most ``ALTERNATIVE_MISSING`` of them), when it costs less than ``objective``."""
+    t, costs = problem.times, problem.costs
+    share = _even_share(problem, stops, len(vehicles)) if costs.balance else 0
+    tasks = {s.task.id for s in stops}
+    best: tuple[float, list[list[int]]] | None = None
+    for plan in alternatives:
+        routes = _as_before(plan, vehicles, stops, problem)
+        if len(tasks - {stops[k].task.id for r in routes for k in r}) > ALTERNATIVE_MISSING:
+            continue
+        insert_missing(routes, vehicles, stops, problem)
+        missing = tasks - {stops[k].task.id for r in routes for k in r}
+        cost = sum(
+            _route_cost(t, v, r, stops, costs, share) for v, r in zip(vehicles, routes, strict=True)
+        ) + sum(costs.drop[s.task.priority] for s in stops if s.task.id in missing)
+        if cost < objective and (best is None or cost < best[0]):
+            best = (cost, routes)
+    return None if best is None else best[1]
 
 
 REMOVED = (20, 10, 40)  # tasks taken out per re-insertion round, in turn

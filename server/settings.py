@@ -223,8 +223,11 @@ class Settings:
         ),
     )
     solver_time_limit_s: float = field(
-        default=1.0,
-        metadata=_meta(_parse_float(0.0, lo_open=True), "time for one planning round (seconds)"),
+        default=0.3,
+        metadata=_meta(
+            _parse_float(0.0, lo_open=True),
+            "time for one planning round's solve (seconds): 500 stops re-planned within 1 s",
+        ),
     )
     solver_fresh_limit_s: float = field(
         default=5.0,

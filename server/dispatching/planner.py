@@ -55,6 +55,7 @@ from server.tracking.wire import Route, RouteStop
 
 log = logging.getLogger("fleet.planner")
 PLANNABLE = ("received", "processed", "departed")
+TRAFFIC_STATES = 8  # candidates remembered by the set of traffic events in force
 ON_BOARD = ("picked_up", "arrived")
 
 
@@ -122,6 +123,9 @@ class Planner:
         self._pool: ProcessPoolExecutor | None = None
         self._previous: Plan | None = None  # the plan the drivers follow
         self._candidate: Plan | None = None  # the best plan found since: the next warm start
+        # The last candidate under each set of traffic events in force: when a jam ends, the
+        # plan made before it began is often a better warm start than the jam's own.
+        self._by_traffic: dict[frozenset[str], Plan] = {}
         self._stale_rounds = 0  # improvement rounds in a row that found nothing better
         self._fresh_done = False  # since the last event: a fresh (cold) solve was tried
         self._context = multiprocessing.get_context("spawn")
@@ -239,6 +243,9 @@ class Planner:
             snapped = list(zip(batch.lat.tolist(), batch.lon.tolist(), strict=True))
             seconds = self.roads.matrix_s(batch, batch)
         seconds = seconds * await self._pace()
+        traffic = frozenset(
+            e for e, event in self.roads.traffic.events.items() if event.active(now)
+        )
         done("matrix")
         horizon = 2 * 24 * 3600
         times = np.where(np.isfinite(seconds), np.ceil(seconds), horizon).astype(np.int64)
@@ -282,6 +289,8 @@ class Planner:
         # would stall this process's sockets for the whole round.
         self._interrupt.clear()
         self._idle_round = idle
+        warm = self._candidate or self._previous
+        earlier = self._by_traffic.get(traffic)  # the last candidate under this same traffic
         if idle and self._wake.is_set():
             plan = None  # an event came while this round was being set up: it goes first
         else:
@@ -291,8 +300,9 @@ class Planner:
                     functools.partial(
                         _solve_in_worker, problem,
                         time_limit=self.fresh_limit_s if fresh else self.time_limit_s,
-                        initial=None if fresh else self._candidate or self._previous,
+                        initial=None if fresh else warm,
                         reference=self._previous, second_engine=False,
+                        alternatives=[] if earlier is None or earlier is warm else [earlier],
                     ),
                 )  # fmt: skip
             except NoSolution:  # an idle round interrupted before it had a plan
@@ -314,6 +324,10 @@ class Planner:
         if plan is not None:
             self.last_problem, self.last_plan = problem, plan  # for benchmarks, debugging
             self._candidate = plan
+            self._by_traffic.pop(traffic, None)  # (the latest last)
+            self._by_traffic[traffic] = plan
+            while len(self._by_traffic) > TRAFFIC_STATES:
+                del self._by_traffic[next(iter(self._by_traffic))]
         if plan is None or not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
             if not idle:
                 ahead = {(t.id, "dropoff") for t in tasks}

@@ -372,6 +372,22 @@ def test_a_round_stopped_before_it_starts_says_so() -> None:
         solve(problem, time_limit=LIMIT, initial=plan, stop=lambda: True)
 
 
+def test_a_cheaper_alternative_plan_is_the_warm_start() -> None:
+    # A jam around locations 5-7 makes the plan split its orders over two vans; once it is
+    # over, the plan made before it is the better start, and is taken.
+    free = dataclasses.replace(three_vans_five_orders(), costs=Costs(balance=1))
+    times = line_times()
+    times[:, 5:] *= 6
+    times[5:, :] *= 6
+    before = solve(free, time_limit=LIMIT)
+    during = solve(dataclasses.replace(free, times=times), time_limit=LIMIT)
+    as_is = solve(free, time_limit=LIMIT, initial=during, reference=during).reference_objective
+    assert as_is is not None
+    assert as_is > before.objective, "the jam's plan is dearer after it"
+    after = solve(free, time_limit=LIMIT, initial=during, alternatives=[before])
+    assert after.initial_objective == before.objective
+
+
 def test_balance_spreads_the_work_over_the_vans() -> None:
     # Four drops of ten minutes each along the road: one van driving 0→4 is the least driving;
     # with a balance cost, each van's work past an even share (20 minutes) costs, so two go.
