@@ -9,11 +9,11 @@ its stops that still exist, each locked stop moved to the front, the tasks it la
 our cheapest insertion), or, when that is cheaper, the same with the orders it now serves late
 taken out and put back (what mends a plan after a traffic shock); without, on soft windows, our
 insertion from empty routes, and on hard windows OR-Tools' parallel cheapest insertion
-(path-cheapest-arc finds nothing on tight windows). Then rounds of ruin and re-insertion while
-they pay, then guided local search until the time limit, which covers the whole solve. ``stop``
-ends the search early with the best plan so far. The search is single-threaded and draws no
-random numbers (``seed`` is accepted for the API's sake and recorded); how far it gets depends
-on the time it has.
+(path-cheapest-arc finds nothing on tight windows). Then, on soft windows, rounds of ruin and
+re-insertion while they pay, then guided local search until the time limit, which covers the
+whole solve. ``stop`` ends the search early with the best plan so far. The search is
+single-threaded and draws no random numbers (``seed`` is accepted for the API's sake and
+recorded); how far it gets depends on the time it has.
 """
 
 from __future__ import annotations
@@ -315,12 +315,14 @@ def _solve_ortools(
             # first plan, re-insertion rounds, then the local search in what is left.
             deadline = started + time_limit
 
-            better = _reinserted_while_it_pays(
-                chosen, vehicles, stops, problem, deadline=deadline, stop=stop
-            )
+            better = chosen
+            if not problem.hard_windows:  # (it prices lateness; hard windows forbid it)
+                better = _reinserted_while_it_pays(
+                    chosen, vehicles, stops, problem, deadline=deadline, stop=stop
+                )
             if better is not chosen:
                 start = routing.ReadAssignmentFromRoutes(model(better), True)
-                if start is not None and start.ObjectiveValue() >= initial_objective:
+                if start is None or start.ObjectiveValue() >= initial_objective:
                     better = chosen  # (never seen) the model prices it otherwise
                     start = routing.ReadAssignmentFromRoutes(model(chosen), True)
             if start is not None:

@@ -230,7 +230,7 @@ class Settings:
         ),
     )
     solver_fresh_limit_s: float = field(
-        default=5.0,
+        default=10.0,
         metadata=_meta(
             _parse_float(0.0, lo_open=True),
             "time for a solve from scratch while the planner is idle; an event interrupts it",

@@ -103,7 +103,7 @@ class Planner:
         time_limit_s: float = 1.0,
         debounce_s: float = 0.1,
         improve_after_s: float = 2.0,
-        fresh_limit_s: float = 5.0,
+        fresh_limit_s: float = 10.0,
         reoptimize: bool = True,
         margin: float = 0.02,
         clock: Callable[[], float] = time.time,
