@@ -100,7 +100,7 @@ class Planner:
         orders: OrderStore,
         roads: Roads,
         *,
-        time_limit_s: float = 1.0,
+        time_limit_s: float = 0.3,
         debounce_s: float = 0.1,
         improve_after_s: float = 2.0,
         fresh_limit_s: float = 10.0,
