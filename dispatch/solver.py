@@ -310,7 +310,6 @@ def _solve_ortools(
                     chosen = other_routes
                 else:  # read again: OR-Tools reuses its buffer
                     start = routing.ReadAssignmentFromRoutes(model(chosen), True)
-        if start is not None and initial_objective is not None:
             # The time limit covers the whole solve, as OR-Tools' own does: building the
             # first plan, re-insertion rounds, then the local search in what is left.
             deadline = started + time_limit
@@ -391,7 +390,7 @@ def _plan_of(
     """The plan ``routes`` make, timed and costed as the model does (:class:`_Timeline`,
     :func:`_route_cost`), for when OR-Tools could not hand a solution back in the time left."""
     t, costs = problem.times, problem.costs
-    share = _even_share(problem, stops, len(vehicles)) if costs.balance else 0
+    share = _even_share(problem, stops, len(vehicles))
     objective = 0.0
     plan_routes = []
     served: set[str] = set()
@@ -521,7 +520,7 @@ def _cheaper_alternative(
     """The cheapest of ``alternatives`` laid out on this problem (tasks it lacks put in, at
     most ``ALTERNATIVE_MISSING`` of them), when it costs less than ``objective``."""
     t, costs = problem.times, problem.costs
-    share = _even_share(problem, stops, len(vehicles)) if costs.balance else 0
+    share = _even_share(problem, stops, len(vehicles))
     tasks = {s.task.id for s in stops}
     best: tuple[float, list[list[int]]] | None = None
     for plan in alternatives:
@@ -559,7 +558,7 @@ def _reinserted_while_it_pays(
     OR-Tools' local search, slow at this size with the balance cost, mends little of in
     seconds. Returns ``routes`` itself when no round paid."""
     t, costs = problem.times, problem.costs
-    share = _even_share(problem, stops, len(vehicles)) if costs.balance else 0
+    share = _even_share(problem, stops, len(vehicles))
     priced = [
         _route_cost(t, v, r, stops, costs, share) for v, r in zip(vehicles, routes, strict=True)
     ]
@@ -573,7 +572,7 @@ def _reinserted_while_it_pays(
         began = time.perf_counter()
         count = REMOVED[turn % len(REMOVED)]
         turn += 1
-        tried = _worst_reinserted(routes, vehicles, stops, problem, count, savings)
+        tried = _worst_reinserted(routes, vehicles, stops, problem, count, share, savings)
         changed = [i for i, (a, b) in enumerate(zip(routes, tried, strict=True)) if a != b]
         repriced = {i: _route_cost(t, vehicles[i], tried[i], stops, costs, share) for i in changed}
         if sum(len(r) for r in tried) == served and sum(repriced.values()) < sum(
@@ -610,13 +609,13 @@ def _worst_reinserted(
     stops: list[Stop],
     problem: Problem,
     count: int,
+    share: float,
     savings: dict[tuple[str, tuple[int, ...]], list[tuple[float, str]]],
 ) -> list[list[int]]:
     """``routes`` with the ``count`` tasks whose removal saves the most taken out (never a
     vehicle's locked first stop) and put back by cheapest insertion. ``savings`` remembers
     each route's, by vehicle and stops, from one call to the next."""
     t, costs = problem.times, problem.costs
-    share = _even_share(problem, stops, len(vehicles)) if costs.balance else 0
     locked = set(problem.locked)
     saving: list[tuple[float, str]] = []
     for vehicle, route in zip(vehicles, routes, strict=True):
@@ -664,7 +663,7 @@ def insert_missing(
     missing.sort(key=lambda tid: (stops[by_task[tid]["dropoff"]].task.priority != "express",
                                   stops[by_task[tid]["dropoff"]].window[1]))  # fmt: skip
     locked = set(problem.locked)
-    share = _even_share(problem, stops, len(vehicles)) if problem.costs.balance else 0
+    share = _even_share(problem, stops, len(vehicles))
     lines: dict[int, _Timeline] = {}  # per vehicle, until its route changes
     for tid in missing:
         kinds = by_task[tid]
