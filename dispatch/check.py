@@ -14,6 +14,7 @@ def violations(problem: Problem, plan: Plan, *, windows_hard: bool | None = None
     tasks = {t.id: t for t in problem.tasks}
     vehicles = {v.id: v for v in problem.vehicles}
     seen: dict[tuple[str, str], str] = {}
+    locked = problem.locked_stops()
     for route in plan.routes:
         v = vehicles.get(route.vehicle_id)
         if v is None:
@@ -31,12 +32,9 @@ def violations(problem: Problem, plan: Plan, *, windows_hard: bool | None = None
                     f"{v.id} leaves with {amount} > {v.capacity[d]} {problem.dimensions[d]}"
                 )
         clock, here = v.shift[0], v.start
-        if (
-            v.id in problem.locked
-            and route.visits
-            and route.visits[0].task_id != problem.locked[v.id]
-        ):
-            found.append(f"{v.id} does not drive to its locked stop first")
+        front = [(x.task_id, x.kind) for x in route.visits[: len(locked.get(v.id, []))]]
+        if route.visits and front != locked.get(v.id, front):
+            found.append(f"{v.id} does not drive to its locked stops first, in their order")
         for visit in route.visits:
             t = tasks.get(visit.task_id)
             if t is None:

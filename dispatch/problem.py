@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dispatch.errors import ProblemError
+from dispatch.plan import Kind
 
 Priority = Literal["normal", "express"]
 Window = tuple[int, int]
@@ -89,7 +90,9 @@ class Problem:
     dimensions: tuple[str, ...] = ("parcels",)
     costs: Costs = field(default_factory=Costs)
     hard_windows: bool = False  # True: a window can never be missed (benchmarks)
-    locked: dict[str, str] = field(default_factory=dict)  # vehicle id → task id it drives to
+    # vehicle id → the tasks of the stops it drives to next, in that order, kept first on its
+    # route (a task named twice: its pickup, then its drop-off); see :meth:`locked_stops`
+    locked: dict[str, tuple[str, ...]] = field(default_factory=dict)
     horizon: int = 2 * 24 * 3600
 
     def __post_init__(self) -> None:
@@ -117,6 +120,39 @@ class Problem:
                 raise ProblemError(f"task {t.id}: on board of an unknown vehicle {t.on_board}")
             if t.assigned is not None and t.assigned not in ids:
                 raise ProblemError(f"task {t.id}: assigned to an unknown vehicle {t.assigned}")
-        for vehicle_id, task_id in self.locked.items():
-            if vehicle_id not in ids or task_id not in {t.id for t in self.tasks}:
-                raise ProblemError(f"locked stop {vehicle_id} → {task_id} names an unknown id")
+        by_id = {t.id: t for t in self.tasks}
+        owner: dict[str, str] = {}
+        for vehicle_id, task_ids in self.locked.items():
+            for task_id in task_ids:
+                if vehicle_id not in ids or task_id not in by_id:
+                    raise ProblemError(f"locked stop {vehicle_id} → {task_id} names an unknown id")
+                if owner.setdefault(task_id, vehicle_id) != vehicle_id:
+                    raise ProblemError(f"task {task_id} is locked on two vehicles")
+            for task_id in set(task_ids):
+                most = 2 if by_id[task_id].pickup is not None else 1
+                if task_ids.count(task_id) > most:
+                    raise ProblemError(f"task {task_id} is locked more often than it has stops")
+
+    def locked_stops(self) -> dict[str, list[tuple[str, Kind]]]:
+        """Each vehicle's locked stops in order, as ``(task id, kind)``: a task's first mention
+        is its pickup when it still has one, else its drop-off; a second, its drop-off.
+
+        >>> tasks = [Task(id="a", pickup=1, dropoff=2, size=(1,)),
+        ...          Task(id="b", pickup=None, dropoff=3, size=(1,))]
+        >>> van = Vehicle(id="v", start=0, capacity=(9,))
+        >>> p = Problem(times=np.zeros((4, 4), dtype=np.int64), vehicles=[van], tasks=tasks,
+        ...             locked={"v": ("a", "b", "a")})
+        >>> p.locked_stops()["v"]
+        [('a', 'pickup'), ('b', 'dropoff'), ('a', 'dropoff')]
+        """
+        has_pickup = {t.id for t in self.tasks if t.pickup is not None}
+        out: dict[str, list[tuple[str, Kind]]] = {}
+        for vehicle_id, task_ids in self.locked.items():
+            seen: set[str] = set()
+            stops: list[tuple[str, Kind]] = []
+            for task_id in task_ids:
+                first = task_id not in seen and task_id in has_pickup
+                stops.append((task_id, "pickup" if first else "dropoff"))
+                seen.add(task_id)
+            out[vehicle_id] = stops
+        return out

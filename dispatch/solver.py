@@ -2,13 +2,13 @@
 
 ``solve(problem, *, time_limit, seed, initial)`` builds a pickup-and-delivery model with time
 windows (soft with a lateness cost, or hard), capacities per dimension, skills, shifts, vehicles
-starting where they are, goods on board pinned to their vehicle, locked next stops, drop
+starting where they are, goods on board pinned to their vehicle, locked next stops (in order), drop
 penalties by priority and an optional workload balance, and reads the best plan found back as
 a :class:`~dispatch.plan.Plan`. The first plan: with ``initial``, that plan's routes (those of
-its stops that still exist, each locked stop moved to the front, the tasks it lacks put in by
-our cheapest insertion), or, when that is cheaper, the same with the orders it now serves late
-taken out and put back (what mends a plan after a traffic shock); without, on soft windows, our
-insertion from empty routes, and on hard windows OR-Tools' parallel cheapest insertion
+its stops that still exist, each vehicle's locked stops moved to the front, the tasks it lacks
+put in by our cheapest insertion), or, when that is cheaper, the same with the orders it now
+serves late taken out and put back (what mends a plan after a traffic shock); without, on soft
+windows, our insertion from empty routes, and on hard windows OR-Tools' parallel cheapest insertion
 (path-cheapest-arc finds nothing on tight windows). Then, on soft windows, rounds of ruin and
 re-insertion while they pay, then guided local search until the time limit, which covers the
 whole solve. ``stop`` ends the search early with the best plan so far. The search is
@@ -235,15 +235,14 @@ def _solve_ortools(
             routing.AddPickupAndDelivery(p, index)
             solver.Add(routing.VehicleVar(p) == routing.VehicleVar(index))
             solver.Add(time_dim.CumulVar(p) <= time_dim.CumulVar(index))
-    first_stop = {
-        (s.task.id): node_of[2 * v_count + k]
-        for k, s in enumerate(stops)
-        if s.kind == ("pickup" if s.task.pickup is not None else "dropoff")
-    }
-    for vehicle_id, task_id in problem.locked.items():
-        if vehicle_id in index_of_vehicle and task_id in first_stop:
-            i = index_of_vehicle[vehicle_id]
-            routing.NextVar(routing.Start(i)).SetValues([first_stop[task_id]])
+    node_of_stop = {(s.task.id, s.kind): node_of[2 * v_count + k] for k, s in enumerate(stops)}
+    for vehicle_id, locked in problem.locked_stops().items():
+        chain = [node_of_stop[x] for x in locked if x in node_of_stop]
+        if vehicle_id in index_of_vehicle and chain:
+            here = routing.Start(index_of_vehicle[vehicle_id])
+            for node in chain:  # the locked stops, in their order, first on the route
+                routing.NextVar(here).SetValues([node])
+                here = node
 
     params = pywrapcp.DefaultRoutingSearchParameters()
     params.first_solution_strategy = (
@@ -441,7 +440,7 @@ def _as_before(
     initial: Plan, vehicles: list[Vehicle], stops: list[Stop], problem: Problem
 ) -> list[list[int]]:
     """The previous plan as indices into ``stops`` per vehicle: the stops that still exist,
-    each locked one first on its vehicle."""
+    the locked ones first on their vehicle."""
     where = {(s.task.id, s.kind): k for k, s in enumerate(stops)}
     routes = []
     for v in vehicles:
@@ -459,14 +458,11 @@ def _late_reinserted(
     routes: list[list[int]], vehicles: list[Vehicle], stops: list[Stop], problem: Problem
 ) -> list[list[int]] | None:
     """``routes`` (indices into ``stops``) with the tasks now late taken out (the latest
-    first, at most ``LATE_REINSERTED``; never a vehicle's locked first stop) and put back by
+    first, at most ``LATE_REINSERTED``; never a locked stop) and put back by
     cheapest insertion, or None when nothing is late. After a traffic shock the warm start
     is late all over, and a short local search from it mends little: re-inserting the late
     orders, with the lateness they cause priced, mends most of it in a fraction of a second."""
-    locked = set(problem.locked)
-    kept = {
-        stops[r[0]].task.id for v, r in zip(vehicles, routes, strict=True) if v.id in locked and r
-    }
+    kept = _locked_tasks(problem)
     late: list[tuple[float, str]] = []
     for vehicle, route in zip(vehicles, routes, strict=True):
         if route:
@@ -487,24 +483,32 @@ def _respect_locks(
     where: dict[tuple[str, Kind], int],
     problem: Problem,
 ) -> None:
-    """Move each locked stop to the front of its vehicle's route. A warm start that breaks a
-    lock cannot be read at all (and the round would fall back to a cold solve), which happens
-    when the plan being improved reordered a route the driver has since started on."""
+    """Put each vehicle's locked stops, in their order, at the front of its route. A warm
+    start that breaks a lock cannot be read at all (and the round would fall back to a cold
+    solve), which happens when the plan being improved reordered a route the driver has since
+    started on. A locked pickup brings its drop-off along when the route lacks it."""
     index_of = {v.id: i for i, v in enumerate(vehicles)}
-    for vehicle_id, task_id in problem.locked.items():
-        kind: Kind = "pickup" if (task_id, "pickup") in where else "dropoff"
-        if vehicle_id not in index_of or (task_id, kind) not in where:
+    for vehicle_id, locked in problem.locked_stops().items():
+        front = [where[x] for x in locked if x in where]
+        if vehicle_id not in index_of or not front:
             continue
-        first, route = where[task_id, kind], routes[index_of[vehicle_id]]
-        if route[:1] == [first]:
+        route = routes[index_of[vehicle_id]]
+        if route[: len(front)] == front:
             continue
-        drop = where[task_id, "dropoff"]
-        was_here = drop in route
+        drops = [
+            where[tid, "dropoff"] for tid, kind in locked
+            if kind == "pickup" and (tid, "dropoff") in where
+            and where[tid, "dropoff"] not in front and where[tid, "dropoff"] not in route
+        ]  # fmt: skip
+        moved = set(front) | set(drops)
         for other in routes:
-            other[:] = [k for k in other if k != first and (was_here or k != drop)]
-        route.insert(0, first)
-        if kind == "pickup" and not was_here:
-            route.insert(1, drop)
+            other[:] = [k for k in other if k not in moved]
+        route[:0] = front + drops
+
+
+def _locked_tasks(problem: Problem) -> set[str]:
+    """The tasks of every locked stop: never taken out of a route to be put back elsewhere."""
+    return {task_id for task_ids in problem.locked.values() for task_id in task_ids}
 
 
 ALTERNATIVE_MISSING = 10  # an alternative warm start lacking more tasks is not tried
@@ -613,20 +617,19 @@ def _worst_reinserted(
     savings: dict[tuple[str, tuple[int, ...]], list[tuple[float, str]]],
 ) -> list[list[int]]:
     """``routes`` with the ``count`` tasks whose removal saves the most taken out (never a
-    vehicle's locked first stop) and put back by cheapest insertion. ``savings`` remembers
+    locked stop's) and put back by cheapest insertion. ``savings`` remembers
     each route's, by vehicle and stops, from one call to the next."""
     t, costs = problem.times, problem.costs
-    locked = set(problem.locked)
+    kept = _locked_tasks(problem)
     saving: list[tuple[float, str]] = []
     for vehicle, route in zip(vehicles, routes, strict=True):
         key = (vehicle.id, tuple(route))
         if key not in savings:  # a route's savings, until it changes
-            kept = stops[route[0]].task.id if vehicle.id in locked and route else None
             whole = _route_cost(t, vehicle, route, stops, costs, share)
             savings[key] = [
                 (whole - _route_cost(t, vehicle, [k for k in route if stops[k].task.id != task],
                                      stops, costs, share), task)
-                for task in dict.fromkeys(stops[k].task.id for k in route) if task != kept
+                for task in dict.fromkeys(stops[k].task.id for k in route) if task not in kept
             ]  # fmt: skip
         saving += savings[key]
     out = {task_id for _, task_id in sorted(saving, reverse=True)[:count]}
@@ -643,9 +646,9 @@ def insert_missing(
 ) -> None:
     """Put every task missing from ``routes`` (lists of indices into ``stops``, one per
     vehicle) where it adds the least cost (:meth:`_Timeline.best_gaps`), within capacity,
-    skills, pins and locked first stops; express first, then by window end. A warm start then
-    holds every new order, so the local search improves a complete plan instead of searching
-    for insertions."""
+    skills, pins and locked stops (never before one); express first, then by window end. A warm
+    start then holds every new order, so the local search improves a complete plan instead of
+    searching for insertions."""
     t = problem.times
     ids = {v.id for v in vehicles}
     by_task: dict[str, dict[str, int]] = {}
@@ -662,7 +665,7 @@ def insert_missing(
     missing = [tid for tid in by_task if tid not in present or tid in half]
     missing.sort(key=lambda tid: (stops[by_task[tid]["dropoff"]].task.priority != "express",
                                   stops[by_task[tid]["dropoff"]].window[1]))  # fmt: skip
-    locked = set(problem.locked)
+    locked = {v: len(task_ids) for v, task_ids in problem.locked.items()}
     share = _even_share(problem, stops, len(vehicles))
     lines: dict[int, _Timeline] = {}  # per vehicle, until its route changes
     for tid in missing:
@@ -682,7 +685,7 @@ def insert_missing(
             allowed.sort(key=lambda vi: int(t[lines[vi].seq, anchor].min()))
             allowed = allowed[:NEAREST_VEHICLES]
         for vi in allowed:
-            first = 1 if vehicles[vi].id in locked and routes[vi] else 0  # never before a lock
+            first = min(locked.get(vehicles[vi].id, 0), len(routes[vi]))  # never before a lock
             found = lines[vi].best_gaps(kinds, task, first, problem.costs, share)
             if found is not None and (best is None or found[0] < best[0]):
                 best = (found[0], vi, found[1], found[2])

@@ -222,6 +222,13 @@ class Settings:
             "a re-plan replaces routes only when this share cheaper (or it serves other orders)",
         ),
     )
+    plan_freeze_s: float = field(
+        default=600.0,
+        metadata=_meta(
+            _parse_float(0.0),
+            "a route's stops due within this many seconds keep their van and order in re-plans",
+        ),
+    )
     solver_time_limit_s: float = field(
         default=0.3,
         metadata=_meta(

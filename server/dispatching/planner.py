@@ -106,6 +106,7 @@ class Planner:
         fresh_limit_s: float = 10.0,
         reoptimize: bool = True,
         margin: float = 0.02,
+        freeze_s: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -117,6 +118,7 @@ class Planner:
         self.fresh_limit_s = fresh_limit_s
         self.reoptimize = reoptimize
         self.margin = margin
+        self.freeze_s = freeze_s
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
@@ -281,8 +283,7 @@ class Planner:
         problem = Problem(
             times=times, vehicles=vehicles, tasks=tasks, dimensions=tuple(dimensions),
             costs=Costs(balance=1), horizon=horizon,
-            locked={v: o for v, o in (await self._heading_to(
-                fleet_ids, {o.id: o for o in open_orders})).items() if pins.get(o, v) == v},
+            locked=await self._promised(fleet_ids, {o.id: o for o in open_orders}, pins, now),
         )  # fmt: skip
         done("problem")
         # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
@@ -402,24 +403,34 @@ class Planner:
             return True  # a dispatcher moved an order to another vehicle
         return plan.objective < plan.reference_objective * (1 - self.margin)
 
-    async def _heading_to(self, vehicle_ids: list[str], orders: dict[str, Any]) -> dict[str, str]:
-        """Vehicle → the order of the stop it is driving to, from its current route: locked, so
-        a re-plan never turns a driver around (the first stop not done yet that is still its)."""
-        locked: dict[str, str] = {}
+    async def _promised(
+        self, vehicle_ids: list[str], orders: dict[str, Any], pins: dict[str, str], now: float
+    ) -> dict[str, tuple[str, ...]]:
+        """Vehicle → the orders of the stops it keeps first, in order, from its current route:
+        the stop it is driving to (a re-plan never turns a driver around) and the ones after it
+        due within ``freeze_s`` (their customers were given those ETAs: a re-plan moves them
+        neither to another van nor behind new orders). A stop done, or no longer this
+        vehicle's, is skipped; the frozen run ends at an order a dispatcher pinned elsewhere."""
+        promised: dict[str, tuple[str, ...]] = {}
         taken: set[str] = set()
         for vehicle_id in vehicle_ids:
             raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+            kept: list[str] = []
             for stop in json.loads(raw)["stops"] if raw else []:
                 order = orders.get(stop["order_id"])
                 if order is None or order.vehicle_id != vehicle_id:
                     continue  # done, cancelled or not this vehicle's any more
                 if stop["kind"] == "pickup" and order.status not in PLANNABLE:
                     continue  # picked up already
-                if order.id not in taken:
-                    locked[vehicle_id] = order.id
-                    taken.add(order.id)
-                break
-        return locked
+                if order.id in taken or pins.get(order.id, vehicle_id) != vehicle_id:
+                    break
+                if kept and stop["eta"] / 1000 > now + self.freeze_s:
+                    break
+                kept.append(order.id)
+            taken.update(kept)
+            if kept:
+                promised[vehicle_id] = tuple(kept)
+        return promised
 
     async def _pace(self) -> float:
         """The learned pace factor (see ``dispatching/etas.py``); 1 until there is one."""

@@ -10,7 +10,7 @@ import pytest
 
 from dispatch import pyvrp_engine
 from dispatch.check import violations
-from dispatch.errors import NoSolution
+from dispatch.errors import NoSolution, ProblemError
 from dispatch.plan import Plan, Route, Visit
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solomon import SCALE, parse, to_problem
@@ -107,13 +107,13 @@ def test_a_warm_start_puts_new_orders_in_before_searching() -> None:
         Task(id="t6", pickup=1, dropoff=5, size=(2,)),
         Task(id="t7", pickup=None, dropoff=2, size=(1,), skills=frozenset({"cold_chain"})),
     ]
-    locked = {r.vehicle_id: r.visits[0].task_id for r in plan.routes if r.visits}
+    locked = {r.vehicle_id: (r.visits[0].task_id,) for r in plan.routes if r.visits}
     again = dataclasses.replace(first, tasks=tasks, locked=locked)
     warm = solve(again, time_limit=0.01, initial=plan)
     assert warm.dropped == []
     assert warm.vehicle_of("t7") == "A"
     assert violations(again, warm, windows_hard=True) == []
-    for vehicle_id, task_id in locked.items():
+    for vehicle_id, (task_id,) in locked.items():
         route = warm.route_of(vehicle_id)
         assert route is not None
         assert route.visits[0].task_id == task_id
@@ -197,12 +197,38 @@ def test_soft_windows_serve_late_rather_than_drop() -> None:
 
 
 def test_a_locked_next_stop_stays_first() -> None:
-    problem = three_vans_five_orders(locked={"B": "t4"})
+    problem = three_vans_five_orders(locked={"B": ("t4",)})
     plan = solve(problem, time_limit=LIMIT)
     route = plan.route_of("B")
     assert route is not None
     assert (route.visits[0].task_id, route.visits[0].kind) == ("t4", "pickup")
     assert violations(problem, plan) == []
+
+
+def test_locked_stops_stay_first_in_their_order_through_warm_and_cold_solves() -> None:
+    # A frozen horizon: the next stops of a route are promised, so a re-plan keeps them (a
+    # pickup, another drop-off, the pickup's drop-off) first and in order; new orders and
+    # moves only ever come after them.
+    problem = three_vans_five_orders()
+    plan = solve(problem, time_limit=LIMIT)
+    route = max(plan.routes, key=lambda r: len(r.visits))
+    assert len(route.visits) >= 3
+    promised = tuple(v.task_id for v in reversed(route.visits[-3:]))  # not the plan's order
+    locked = dataclasses.replace(problem, locked={route.vehicle_id: promised})
+    expected = locked.locked_stops()[route.vehicle_id]
+    for found in (solve(locked, time_limit=LIMIT, initial=plan), solve(locked, time_limit=LIMIT)):
+        again = found.route_of(route.vehicle_id)
+        assert again is not None
+        assert [(v.task_id, v.kind) for v in again.visits[: len(expected)]] == expected
+        assert violations(locked, found) == []
+        assert found.dropped == [] or {d.task_id for d in found.dropped}.isdisjoint(promised)
+
+
+def test_a_task_can_be_locked_on_one_vehicle_only_and_at_most_once_per_stop() -> None:
+    with pytest.raises(ProblemError, match="two vehicles"):
+        three_vans_five_orders(locked={"A": ("t1",), "B": ("t1",)})
+    with pytest.raises(ProblemError, match="more often"):
+        three_vans_five_orders(locked={"A": ("t1", "t1", "t1")})
 
 
 def test_same_problem_same_plan_and_warm_start_is_no_worse() -> None:
@@ -328,7 +354,7 @@ def test_after_a_traffic_shock_late_orders_are_put_back_where_they_are_on_time()
     assert repaired is not None
     assert [[stops[k].task.id for k in route] for route in repaired] == [["t1"], ["x"]]
     assert _late_reinserted(repaired, vans, stops, problem) is None, "nothing late: no change"
-    locked = dataclasses.replace(problem, locked={"A": "x"})
+    locked = dataclasses.replace(problem, locked={"A": ("x",)})
     assert _late_reinserted([[1, 0], []], vans, stops, locked) is None
 
 
@@ -337,7 +363,7 @@ def test_a_warm_start_that_breaks_a_lock_is_mended_not_thrown_away() -> None:
     plan = solve(problem, time_limit=LIMIT)
     route = next(r for r in plan.routes if len({v.task_id for v in r.visits}) > 1)
     last = route.visits[-1].task_id  # the driver has since set off towards this one
-    locked = dataclasses.replace(problem, locked={route.vehicle_id: last})
+    locked = dataclasses.replace(problem, locked={route.vehicle_id: (last,)})
     warm = solve(locked, time_limit=LIMIT, initial=plan)
     assert warm.initial_objective is not None, "the warm start was read, not a cold solve"
     again = warm.route_of(route.vehicle_id)
