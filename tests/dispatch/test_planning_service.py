@@ -410,3 +410,47 @@ async def test_routes_carry_their_road_path_and_leaving_it_wakes_the_planner(
         assert andorra.distance_to_path_m(*DROPS[2], decode(again["geometry"])) < 50
         assert [e for e in await refresher.refresh() if e["type"] == "off_route"] == []
     await client.aclose()
+
+
+async def test_stops_due_within_the_frozen_horizon_keep_their_van_and_order(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    # Every stop is due within the hour here: once promised, none moves to the other van or
+    # behind a new order, even one where a van's first stop is.
+    base = server_factory(roads=andorra, plan_freeze_s=3600)
+    drivers = {}
+    for van in VANS:
+        token = httpx.post(
+            f"{base}/vehicles", headers=AUTH, json={"id": van, "capacity": {"parcels": 10}}
+        ).json()["token"]
+        drivers[van] = await connect(ws_url(base, f"/ws/driver?token={token}"))
+    try:
+        now = int(time.time() * 1000)
+        for van, (lat, lon) in VANS.items():
+            pings = [{"lat": lat, "lon": lon, "ts": now}]
+            await send(drivers[van], {"type": "pings", "seq": 1, "pings": pings})
+        for p in DROPS:
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(*p))
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 3
+        routes = {
+            van: httpx.get(f"{base}/dispatch/routes/{van}", headers=AUTH).json()["stops"]
+            for van in VANS
+        }
+        promised = {van: [s["order_id"] for s in stops] for van, stops in routes.items()}
+        assert max(len(ids) for ids in promised.values()) >= 2
+        # New orders where each van's first stop is: cheapest right after it, were it free.
+        new = [
+            httpx.post(f"{base}/orders", headers=AUTH, json=order(s[0]["lat"], s[0]["lon"]))
+            .json()["order"]["id"]
+            for s in routes.values() if s
+        ]  # fmt: skip
+        again = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
+        assert again["assigned"] == 3 + len(new)
+        for van, before in promised.items():
+            route = httpx.get(f"{base}/dispatch/routes/{van}", headers=AUTH).json()
+            stops = [s["order_id"] for s in route["stops"]]
+            assert stops[: len(before)] == before
+            assert set(stops[len(before) :]) <= set(new)
+    finally:
+        for driver in drivers.values():
+            await driver.close()
