@@ -53,7 +53,8 @@ class Drive:
     def plan(
         cls, roads: Roads, lookup: ArcLookup, start: tuple[float, float], to: tuple[float, float]
     ) -> Drive:
-        """The fastest leg on free-flow weights (what a navigation app would pick); a
+        """The fastest leg on ``roads``' weights (free flow and the incidents reported, as a
+        navigation app, and the route the server draws, know them); a
         :class:`~geo.errors.GeoError` when either end is off the network or no route exists."""
         a, b = roads.snap(*start), roads.snap(*to)
         route = roads.route_between(a, b)

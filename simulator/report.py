@@ -101,7 +101,8 @@ def figures(result: RunResult) -> dict[str, Any]:
     orders = {
         "created": len(result.orders), "delivered": delivered, "failed": failed,
         "unassigned": unassigned, "open": open_, "cancelled": cancelled,
-        "create_errors": result.create_errors, "consistent": total == len(result.orders),
+        "create_errors": result.create_errors, "create_failures": result.create_failures,
+        "consistent": total == len(result.orders),
     }  # fmt: skip
     rate = round(on / counted, 4) if counted else None
     return {
@@ -168,6 +169,8 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
                     f"    ETA error {h:>5} before arrival: MAE {e['mae_s']} s, P90 {e['p90_s']} s,"
                     f" bias {e['bias_s']} s (n={e['n']})"
                 )
+        for failure in o["create_failures"]:
+            lines.append(f"    order not created: {failure}")
         p = r["ping_to_console_ms"]
         lines.append(
             f"    ping → console: p50 {p['p50']} ms, p95 {p['p95']} ms, p99 {p['p99']} ms;"

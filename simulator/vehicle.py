@@ -1,12 +1,13 @@
 """A simulated vehicle: a driver app on the driver WebSocket, and a van on the real roads.
 
-It knows only what a real driver knows: the route the server pushes (stops in order). It drives
-each leg on the fastest free-flow route (as a navigation app would) at the ground truth's real
-speeds, pings once a second with GPS noise, the odd outlier and the odd dropout (pings are
-buffered and re-sent after reconnecting), and reports its stops: ``picked_up`` at a pickup;
-``arrived``, then after the service time ``delivered`` or ``failed`` (with the reason the scenario
-drew) at a drop-off. It never starts a delivery before its window opens. Idle, it drives back
-to its nearest hub.
+It knows only what a real driver knows: the route the server pushes (stops in order). It drives each
+leg on the fastest route its navigation knows (free flow and the incidents reported: the path the
+server draws) at the ground truth's real speeds, pings once a second with GPS noise, the odd outlier
+and the odd dropout (pings are buffered and re-sent after reconnecting), and reports its stops:
+``picked_up`` at a pickup; ``arrived``, then after the service time ``delivered`` or ``failed``
+(with the reason the scenario drew; a new attempt the server plans after that succeeds) at a
+drop-off. It never starts a delivery before its window opens. Idle, it drives back to its
+nearest hub.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ class SimVehicle:
     stops: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
     done: set[tuple[str, str]] = field(default_factory=set)
+    failed_once: set[str] = field(default_factory=set)  # a new attempt at these succeeds
+    awaiting_retry: dict[str, int] = field(default_factory=dict)  # order → failed at (Unix ms)
     drive: Drive | None = None
     target: tuple[str, str] | None = None  # (order id, kind), or ("hub", "") when repositioning
     serving: tuple[str, str] | None = None
@@ -159,9 +162,11 @@ class SimVehicle:
         if kind == "pickup":
             outcome = "picked_up"
             self._event(order_id, "picked_up")
-        elif order is not None and order.failure is not None:
+        elif order is not None and order.failure is not None and order_id not in self.failed_once:
             outcome = "failed"
             self._event(order_id, "failed", reason=order.failure)
+            self.failed_once.add(order_id)
+            self.awaiting_retry[order_id] = self.t0_ms + int(t * 1000)
         else:
             outcome = "delivered"
             self._event(order_id, "delivered", proof=f"sim-{order_id}")
@@ -284,10 +289,22 @@ class SimVehicle:
             if kind == "route" and message.get("version", 0) >= self.version:
                 self.version = message["version"]
                 self.stops = message["stops"]
+                self._retry(message)
             elif kind in {"ack", "stop_ack", "error"}:
                 future = acks.get(message.get("seq", -1))
                 if future is not None and not future.done():
                     future.set_result(message)
+
+    def _retry(self, route: dict[str, Any]) -> None:
+        """A route planned after a failed attempt that lists the order again asks for a new
+        attempt: its stops are to be served again (the second attempt succeeds)."""
+        again = {
+            s["order_id"] for s in route["stops"]
+            if route.get("planned_at", 0) > self.awaiting_retry.get(s["order_id"], 1 << 62)
+        }  # fmt: skip
+        for order_id in again:
+            del self.awaiting_retry[order_id]
+            self.done -= {(order_id, "pickup"), (order_id, "dropoff")}
 
     def _record_answer(self, frame: dict[str, Any], answer: dict[str, Any]) -> None:
         for record in reversed(self.records):

@@ -1,10 +1,11 @@
 """One simulated run against one server: the fleet, the order stream, incidents, an observer.
 
 Everything reaches the server through its public interfaces: vehicles are registered and orders
-created over REST (as a shop's system would), incidents that are reported go to
-``/traffic-events``, breakdowns are a dispatcher's ``PATCH /vehicles/{id}``; the vans speak the
-driver WebSocket; an observer watches ``/ws/console`` like a dispatcher and records every route
-and ETA the server publishes, and how long a ping takes to reach it.
+created over REST (as a shop's system would), incidents that are reported go to ``/traffic-events``
+(and into the vans' navigation, which then avoids them as the routes the server draws do; hidden
+ones they drive into), breakdowns are a dispatcher's ``PATCH /vehicles/{id}``; the vans speak the
+driver WebSocket; an observer watches ``/ws/console`` like a dispatcher and records every route and
+ETA the server publishes, and how long a ping takes to reach it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from geo.roads import Roads
+from geo.traffic import TrafficEvent
 from simulator.driving import ArcLookup
 from simulator.scenario import Events, PlannedOrder
 from simulator.truth import GroundTruth
@@ -31,6 +33,7 @@ from simulator.vehicle import SimVehicle, StopRecord, VehicleStats
 
 _decode = msgspec.json.Decoder().decode
 TICK_S = 1.0
+CREATE_ATTEMPTS = 3  # tries of one order's creation (transport or server errors)
 
 
 @dataclass(slots=True)
@@ -59,6 +62,7 @@ class RunResult:
     observed: Observed
     broken: list[str]
     create_errors: int = 0
+    create_failures: list[str] = field(default_factory=list)  # why, for the first few
 
 
 def _iso(t0_ms: int, t_s: float) -> str:
@@ -99,6 +103,7 @@ class World:
         self.observed = Observed()
         self.vans: list[SimVehicle] = []
         self.create_errors = 0
+        self.create_failures: list[str] = []
         self._stop = asyncio.Event()
         self.first_tracking_link = asyncio.Event()
 
@@ -153,6 +158,7 @@ class World:
             records=[r for v in self.vans for r in v.records], final_status=final,
             vehicles={v.plan.id: v.stats for v in self.vans}, observed=self.observed,
             broken=broken, create_errors=self.create_errors,
+            create_failures=self.create_failures,
         )  # fmt: skip
 
     async def _loop(
@@ -160,6 +166,7 @@ class World:
     ) -> None:
         pending = list(self.events.orders)
         incidents = [i for i in self.events.incidents if i.reported]
+        navigated: list[tuple[float, str]] = []  # (end, id): reported, known to the vans' maps
         breakdowns = sorted(
             (v.breakdown_s, v.id) for v in self.events.vehicles if v.breakdown_s is not None
         )
@@ -178,6 +185,17 @@ class World:
                         "end": _iso(t0_ms, incident.end_s)}  # fmt: skip
                 with contextlib.suppress(httpx.HTTPError):
                     await api.post("/traffic-events", json=body)
+                # The drivers' navigation hears of it too, as the routes the server draws do.
+                event = TrafficEvent(id=incident.id, factor=incident.factor,
+                                     polygon=incident.polygon(), start_s=incident.start_s,
+                                     end_s=incident.end_s)  # fmt: skip
+                self.roads.add_event(event, t)
+                navigated.append((incident.end_s, incident.id))
+                self._reroute()
+            for end_s, incident_id in [n for n in navigated if n[0] <= t]:
+                self.roads.end_event(incident_id, t)
+                navigated.remove((end_s, incident_id))
+                self._reroute()
             while breakdowns and breakdowns[0][0] <= t:
                 _, vehicle_id = breakdowns.pop(0)
                 with contextlib.suppress(httpx.HTTPError):
@@ -195,6 +213,13 @@ class World:
                 self.progress(self._progress_line(t, duration))
                 next_report = t + max(10.0, min(300.0, duration / 12))
             await asyncio.sleep(max(0.0, TICK_S - (self.clock() - t)))
+
+    def _reroute(self) -> None:
+        """Every van driving works its way out again on the new weights (as a navigation app
+        does when it hears of a jam starting or ending)."""
+        for van in self.vans:
+            if van.serving is None:
+                van.drive = None
 
     def _progress_line(self, t: float, duration: float) -> str:
         records = [r for v in self.vans for r in v.records]
@@ -221,12 +246,24 @@ class World:
             "customer": {"name": f"Customer {n}", "phone": f"+358 40 {n:07d}"},
             "reference": order.id,
         }  # fmt: skip
-        try:
-            answer = await api.post("/orders", json=body, headers={"Idempotency-Key": order.id})
-            answer.raise_for_status()
-        except httpx.HTTPError:
-            self.create_errors += 1
-            return
+        # As a real client would: a transport error or a server error is retried with the same
+        # idempotency key (the order is created once whatever happened to earlier answers).
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                answer = await api.post("/orders", json=body, headers={"Idempotency-Key": order.id})
+            except httpx.HTTPError as exc:
+                failure, again = f"{type(exc).__name__}: {exc}", True
+            else:
+                if answer.is_success:
+                    break
+                failure = f"HTTP {answer.status_code}: {answer.text[:200]}"
+                again = answer.status_code >= 500  # a refusal: asking again changes nothing
+            if not again or attempt == CREATE_ATTEMPTS:
+                self.create_errors += 1
+                if len(self.create_failures) < 10:
+                    self.create_failures.append(f"{order.id}: {failure}")
+                return
+            await asyncio.sleep(0.5 * attempt)
         created = answer.json()
         self.orders[created["order"]["id"]] = order
         self.tracking[created["order"]["id"]] = created["tracking_token"]
