@@ -37,6 +37,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from dispatch.errors import NoSolution
+from dispatch.pace import leg_factors
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solver import solve
@@ -44,10 +45,10 @@ from geo.errors import GeoError
 from geo.polyline import decode, encode
 from geo.roads import Roads
 from server import keys
-from server.dispatching.etas import OFF_ROUTE_M
+from server.dispatching.etas import OFF_ROUTE_M, point_factors
 from server.events import queue_event
 from server.lease import Lease
-from server.orders.model import Window
+from server.orders.model import Order, Window
 from server.orders.store import Conflict, OrderStore
 from server.tracking.queries import positions
 from server.tracking.vehicles import all_vehicles
@@ -83,6 +84,16 @@ def _start_worker(stop: Any) -> None:
 
 def _solve_in_worker(problem: Problem, **options: Any) -> Plan:
     return solve(problem, stop=_STOP.is_set if _STOP is not None else None, **options)
+
+
+def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
+    """The vehicle (among those planned) that has the order's goods on board: picked up, or
+    back with the planner after a failed delivery, which leaves them on the van that tried
+    (its new attempt is a drop-off from that van, not a second pickup at the shop)."""
+    retried = order.status in PLANNABLE and "failed" in order.nodes and "picked_up" in order.nodes
+    if (order.status in ON_BOARD or retried) and order.vehicle_id in where:
+        return order.vehicle_id
+    return None
 
 
 def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
@@ -231,7 +242,7 @@ class Planner:
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
-            if o.pickup is not None and o.status in PLANNABLE:
+            if o.pickup is not None and _carried_by(o, where) is None:
                 index[(o.id, "pickup")] = len(places)
                 places.append((o.pickup.lat, o.pickup.lon))
             index[(o.id, "dropoff")] = len(places)
@@ -244,7 +255,9 @@ class Planner:
             batch = self.roads.snap_many([p[0] for p in places], [p[1] for p in places])
             snapped = list(zip(batch.lat.tolist(), batch.lon.tolist(), strict=True))
             seconds = self.roads.matrix_s(batch, batch)
-        seconds = seconds * await self._pace()
+        if places:
+            city, areas = await self._pace()
+            seconds = seconds * leg_factors(point_factors(snapped, city, areas))
         traffic = frozenset(
             e for e, event in self.roads.traffic.events.items() if event.active(now)
         )
@@ -274,7 +287,7 @@ class Planner:
                 size=tuple(math.ceil(o.size.get(d, 0)) for d in dimensions),
                 skills=frozenset(o.skills),
                 priority=o.priority,
-                on_board=o.vehicle_id if o.status in ON_BOARD else None,
+                on_board=_carried_by(o, where),
                 assigned=pins[o.id] if pins.get(o.id) in where else (
                     None if self.reoptimize or o.vehicle_id not in where else o.vehicle_id),
             )
@@ -329,7 +342,10 @@ class Planner:
             self._by_traffic[traffic] = plan
             while len(self._by_traffic) > TRAFFIC_STATES:
                 del self._by_traffic[next(iter(self._by_traffic))]
-        if plan is None or not self._better(plan, {t.id for t in tasks}, set(fleet_ids), pins):
+        waiting = {o.id for o in open_orders if o.status == "received"}
+        if plan is None or not self._better(
+            plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins
+        ):
             if not idle:
                 ahead = {(t.id, "dropoff") for t in tasks}
                 ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
@@ -388,7 +404,9 @@ class Planner:
         """Whether ``plan`` replaces the current one: there is none, it could not be read back
         onto this problem, the new one serves a different set of orders (new ones placed,
         others dropped, a vehicle's orders handed over), or it costs at least ``margin`` less.
-        No flip-flopping for crumbs."""
+        No flip-flopping for crumbs. ``task_ids``: the orders planned before that still are
+        (not those waiting for a vehicle, new or back after a failed attempt: placing them is
+        a change)."""
         old = self._previous
         if old is None or plan.reference_objective is None:
             return True
@@ -420,6 +438,8 @@ class Planner:
                 order = orders.get(stop["order_id"])
                 if order is None or order.vehicle_id != vehicle_id:
                     continue  # done, cancelled or not this vehicle's any more
+                if order.status == "received":
+                    continue  # back with the planner (a failed attempt): promised no more
                 if stop["kind"] == "pickup" and order.status not in PLANNABLE:
                     continue  # picked up already
                 if order.id in taken or pins.get(order.id, vehicle_id) != vehicle_id:
@@ -432,13 +452,19 @@ class Planner:
                 promised[vehicle_id] = tuple(kept)
         return promised
 
-    async def _pace(self) -> float:
-        """The learned pace factor (see ``dispatching/etas.py``); 1 until there is one."""
-        raw = await self.redis.get(keys.PACE)
+    async def _pace(self) -> tuple[float, dict[str, float]]:
+        """The learned pace, city-wide and per area (see ``dispatching/etas.py``); 1 and none
+        until there are some."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(keys.PACE)
+            pipe.hgetall(keys.PACE_AREAS)
+            raw, by_area = await pipe.execute()
         try:
-            return float(raw) if raw is not None else 1.0
+            city = float(raw) if raw is not None else 1.0
+            areas = {a.decode(): float(f) for a, f in by_area.items()}
         except ValueError:
-            return 1.0
+            return 1.0, {}
+        return city, areas
 
     def _draw(
         self, geometry: str, here: tuple[float, float], stops: list[tuple[float, float]]

@@ -454,3 +454,29 @@ async def test_stops_due_within_the_frozen_horizon_keep_their_van_and_order(
     finally:
         for driver in drivers.values():
             await driver.close()
+
+
+async def test_after_a_failed_delivery_the_new_attempt_starts_from_the_van_that_has_the_goods(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "solo"}).json()["token"]
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        lat, lon = VANS["van-1"]
+        ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
+        await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+        body = {**order(*DROPS[0]), "pickup": {"lat": DROPS[1][0], "lon": DROPS[1][1]}}
+        missed = httpx.post(f"{base}/orders", headers=AUTH, json=body).json()["order"]["id"]
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+        route = httpx.get(f"{base}/dispatch/routes/solo", headers=AUTH).json()
+        assert [s["kind"] for s in route["stops"]] == ["pickup", "dropoff"]
+        for seq, event in ((10, "picked_up"), (11, "arrived")):
+            frame = {"type": "stop", "seq": seq, "order_id": missed, "event": event}
+            assert (await reply_to(driver, frame))["status"] == event
+        frame = {"type": "stop", "seq": 12, "order_id": missed, "event": "failed",
+                 "reason": "customer_absent"}  # fmt: skip
+        assert (await reply_to(driver, frame))["status"] == "received"
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+        route = httpx.get(f"{base}/dispatch/routes/solo", headers=AUTH).json()
+        # The parcel is in the van: a drop-off from it, no second trip to the shop.
+        assert [(s["order_id"], s["kind"]) for s in route["stops"]] == [(missed, "dropoff")]
