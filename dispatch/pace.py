@@ -13,8 +13,9 @@ model times by.
 >>> pace.value(0.0)
 1.0
 >>> for k in range(5):
-...     pace.add(expected_s=100.0, actual_s=130.0, at_s=float(k))
+...     _ = pace.add(expected_s=100.0, actual_s=130.0, at_s=float(k))
 >>> pace.add(expected_s=400.0, actual_s=15.0, at_s=5.0)  # a detour: ignored
+False
 >>> pace.value(10.0)
 1.3
 >>> pace.value(700.0)  # the samples are too old now
@@ -25,6 +26,10 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 
 class Pace:
@@ -42,13 +47,16 @@ class Pace:
         self.highest = highest
         self._samples: deque[tuple[float, float]] = deque()  # (at, ratio)
 
-    def add(self, *, expected_s: float, actual_s: float, at_s: float) -> None:
-        """One stretch: the model said ``expected_s``, it took ``actual_s`` (both > 0)."""
+    def add(self, *, expected_s: float, actual_s: float, at_s: float) -> bool:
+        """One stretch: the model said ``expected_s``, it took ``actual_s`` (both > 0); whether
+        it was kept (not an accident)."""
         if expected_s <= 0 or actual_s <= 0:
-            return
+            return False
         ratio = actual_s / expected_s
         if 0.25 <= ratio <= 4.0:
             self._samples.append((at_s, ratio))
+            return True
+        return False
 
     def __len__(self) -> int:
         """Samples kept (old ones go at the next :meth:`value`)."""
@@ -62,3 +70,75 @@ class Pace:
             return 1.0
         ratio = statistics.median(r for _, r in self._samples)
         return round(min(self.highest, max(self.lowest, ratio)), 3)
+
+
+class AreaPace:
+    """The pace per area as well: congestion is local (a hot spot, a district at rush hour),
+    and a city-wide factor spreads it over every road. Each stretch also counts for the area
+    it was driven in (an H3 cell, named by the caller). An area's factor is the median of its
+    recent ratios shrunk towards the city-wide factor by how few it has — ``prior`` samples'
+    worth of the city-wide one — so a cell seen twice barely moves and one seen often speaks
+    for itself. No area has a factor of its own before the city-wide one is known.
+
+    >>> pace = AreaPace(window_s=600, min_samples=4, prior=4)
+    >>> for k in range(8):
+    ...     _ = pace.add("jam" if k < 4 else "calm", expected_s=100.0,
+    ...                  actual_s=200.0 if k < 4 else 100.0, at_s=float(k))
+    >>> city, areas = pace.values(10.0)
+    >>> city, areas["jam"], areas["calm"]
+    (1.5, 1.75, 1.25)
+    """
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 600.0,
+        min_samples: int = 10,
+        prior: float = 10.0,
+        lowest: float = 0.7,
+        highest: float = 3.0,
+    ) -> None:
+        self.city = Pace(window_s=window_s, min_samples=min_samples, lowest=lowest,
+                         highest=highest)  # fmt: skip
+        self.prior = prior
+        self._areas: dict[str, deque[tuple[float, float]]] = {}
+
+    def add(self, area: str, *, expected_s: float, actual_s: float, at_s: float) -> bool:
+        """One stretch driven in ``area``; whether it was kept (see :meth:`Pace.add`)."""
+        if not self.city.add(expected_s=expected_s, actual_s=actual_s, at_s=at_s):
+            return False
+        self._areas.setdefault(area, deque()).append((at_s, actual_s / expected_s))
+        return True
+
+    def __len__(self) -> int:
+        return len(self.city)
+
+    def values(self, now_s: float) -> tuple[float, dict[str, float]]:
+        """The city-wide factor, and each area's that has recent samples."""
+        city = self.city.value(now_s)
+        known = len(self.city) >= self.city.min_samples
+        areas: dict[str, float] = {}
+        for area, samples in list(self._areas.items()):
+            while samples and samples[0][0] < now_s - self.city.window_s:
+                samples.popleft()
+            if not samples:
+                del self._areas[area]
+                continue
+            if known:
+                n = len(samples)
+                mixed = (n * statistics.median(r for _, r in samples) + self.prior * city) / (
+                    n + self.prior
+                )
+                areas[area] = round(min(self.city.highest, max(self.city.lowest, mixed)), 3)
+        return city, areas
+
+
+def leg_factors(point_factors: Sequence[float]) -> npt.NDArray[np.float64]:
+    """The factor for every leg between the points (``[i, j]``: from i to j), the mean of its
+    two ends': a leg into or out of a slow area is slowed by half of it at least.
+
+    >>> leg_factors([1.0, 2.0]).tolist()
+    [[1.0, 1.5], [1.5, 2.0]]
+    """
+    f = np.asarray(point_factors, dtype=np.float64)
+    return (f[:, None] + f[None, :]) / 2

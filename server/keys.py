@@ -68,6 +68,7 @@ TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
 ORDER_PINS = PREFIX + "pins"
 PACE = PREFIX + "pace"  # the learned pace factor (string float), written by the ETA refresher
+PACE_AREAS = PREFIX + "pace:areas"  # hash: H3 cell → that area's learned pace (string float)
 
 
 def live(vehicle_id: str) -> str:

@@ -8,11 +8,13 @@ change) and publishes an ``eta`` event; a stop whose ETA passes its window's end
 ``late_risk``; the stops that have just become so are listed as ``slipped``, which wakes the
 planner (an ETA slipping past its window is a reason to re-plan). ETAs are never before now.
 
-Travel times are the road model's times the learned pace (:class:`dispatch.pace.Pace`): on
+Travel times are the road model's times the learned pace (:class:`dispatch.pace.AreaPace`): on
 each pass, every vehicle that moved since the last one gives a sample (the model's time for
-that stretch against the time it really took; the median, detours and stops left out), so
-hidden congestion shows up in the ETAs within minutes. The factor is kept at ``fleet:pace`` for
-the planner.
+that stretch against the time it really took; the median, detours and stops left out), for the
+whole city and for the H3 cell (resolution ``PACE_RESOLUTION``) it was driven in, so hidden
+congestion shows up in the ETAs within minutes, and where it is. A leg's factor is the mean of
+its two ends' areas' (:func:`dispatch.pace.leg_factors`; the city-wide factor where an area has
+no samples). The factors are kept at ``fleet:pace`` and ``fleet:pace:areas`` for the planner.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any, cast
 import numpy as np
 import redis.asyncio as aioredis
 
-from dispatch.pace import Pace
+from dispatch.pace import AreaPace, leg_factors
+from geo.cells import cell_of
 from geo.distance import haversine_m
 from geo.errors import GeoError
 from geo.polyline import decode
@@ -39,6 +42,17 @@ from server.tracking.queries import Position, positions
 from server.tracking.vehicles import all_vehicles
 
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
+AT_STOP_M = 30.0  # a vehicle this close to its next stop is at it (GPS noise is ~5 m)
+PACE_RESOLUTION = 9  # H3 cells of ~0.1 km² (edge ~170 m): a congestion hot spot covers many
+
+
+def point_factors(
+    points: list[tuple[float, float]], city: float, areas: dict[str, float]
+) -> list[float]:
+    """The learned pace at each ``(lat, lon)``: its area's, else the city-wide one."""
+    if not areas:
+        return [city] * len(points)
+    return [areas.get(cell_of(lat, lon, PACE_RESOLUTION), city) for lat, lon in points]
 
 
 class EtaRefresher:
@@ -56,7 +70,7 @@ class EtaRefresher:
         self.roads = roads
         self.threshold_s = threshold_s
         self.clock = clock
-        self.pace = Pace()
+        self.pace = AreaPace()
         self._last: dict[str, Position] = {}
         self._ahead: dict[str, set[tuple[str, str]]] = {}  # per vehicle, at the last pass
         self._left: dict[str, str] = {}  # vehicle → the route geometry it was reported off
@@ -73,11 +87,16 @@ class EtaRefresher:
                 route = json.loads(raw)
                 routes[vehicle_id] = (route, await self._ahead_of(route))
         self._learn(where, now, stopped={v for v, (_, a) in routes.items() if self._stopped(v, a)})
-        pace = self.pace.value(now)
-        await self.redis.set(keys.PACE, str(pace))
+        city, areas = self.pace.values(now)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.PACE, str(city))
+            pipe.delete(keys.PACE_AREAS)
+            if areas:
+                pipe.hset(keys.PACE_AREAS, mapping={a: str(f) for a, f in areas.items()})
+            await pipe.execute()
         events = []
         for vehicle_id, (route, ahead) in routes.items():
-            event = await self._refresh_route(route, ahead, where[vehicle_id], now, pace)
+            event = await self._refresh_route(route, ahead, where[vehicle_id], now, (city, areas))
             if event is not None:
                 events.append(event)
             left = self._off_route(route, ahead, where[vehicle_id], now)
@@ -131,7 +150,8 @@ class EtaRefresher:
                 expected_s = self.roads.route((last.lat, last.lon), (p.lat, p.lon)).time_s
             except GeoError:
                 expected_s = 0.0
-            self.pace.add(expected_s=expected_s, actual_s=actual_s, at_s=now)
+            area = cell_of((last.lat + p.lat) / 2, (last.lon + p.lon) / 2, PACE_RESOLUTION)
+            self.pace.add(area, expected_s=expected_s, actual_s=actual_s, at_s=now)
             self._last[vehicle_id] = p
 
     async def _ahead_of(self, route: dict[str, Any]) -> list[tuple[dict[str, Any], Order]]:
@@ -152,7 +172,7 @@ class EtaRefresher:
         ahead: list[tuple[dict[str, Any], Order]],
         position: Any,
         now: float,
-        pace: float = 1.0,
+        pace: tuple[float, dict[str, float]] = (1.0, {}),
     ) -> dict[str, Any] | None:
         if not ahead:
             return None
@@ -162,10 +182,14 @@ class EtaRefresher:
         except GeoError:
             return None
         legs = self.roads.matrix_s(points, points)
+        factor = leg_factors(point_factors([(p.lat, p.lon) for p in points], *pace))
         clock, moved, late, slipped = now, False, [], []
+        # A van at its next stop is there: its fix snapped onto the other side of a one-way
+        # street would otherwise cost a trip round the block.
+        at_stop = haversine_m(position.lat, position.lon, ahead[0][0]["lat"], ahead[0][0]["lon"])
         for i, (stop, order) in enumerate(ahead):
-            leg = float(legs[i, i + 1])
-            clock += leg * pace if np.isfinite(leg) else 0.0
+            leg = 0.0 if i == 0 and at_stop <= AT_STOP_M else float(legs[i, i + 1])
+            clock += leg * float(factor[i, i + 1]) if np.isfinite(leg) else 0.0
             window = order.window if stop["kind"] == "dropoff" else order.pickup_window
             opens = window.start.timestamp() if window is not None else now
             eta = max(clock, opens, now)
