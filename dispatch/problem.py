@@ -133,6 +133,24 @@ class Problem:
                 if task_ids.count(task_id) > most:
                     raise ProblemError(f"task {task_id} is locked more often than it has stops")
 
+    def keepable_locks(self) -> dict[str, tuple[str, ...]]:
+        """:attr:`locked` cut before the first stop that can no longer be reached from the one
+        before it (a road closed since: a promise the roads do not allow is not kept)."""
+        tasks = {t.id: t for t in self.tasks}
+        starts = {v.id: v.start for v in self.vehicles}
+        kept: dict[str, tuple[str, ...]] = {}
+        for vehicle_id, stops in self.locked_stops().items():
+            here, n = starts[vehicle_id], 0
+            for task_id, kind in stops:
+                task = tasks[task_id]
+                there = task.dropoff if kind == "dropoff" or task.pickup is None else task.pickup
+                if self.times[here, there] >= self.horizon:
+                    break
+                here, n = there, n + 1
+            if n:
+                kept[vehicle_id] = self.locked[vehicle_id][:n]
+        return kept
+
     def locked_stops(self) -> dict[str, list[tuple[str, Kind]]]:
         """Each vehicle's locked stops in order, as ``(task id, kind)``: a task's first mention
         is its pickup when it still has one, else its drop-off; a second, its drop-off.

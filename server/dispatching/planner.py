@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -298,6 +299,7 @@ class Planner:
             costs=Costs(balance=1), horizon=horizon,
             locked=await self._promised(fleet_ids, {o.id: o for o in open_orders}, pins, now),
         )  # fmt: skip
+        problem = dataclasses.replace(problem, locked=problem.keepable_locks())
         done("problem")
         # In a worker process: OR-Tools holds the GIL while it searches, which in a thread
         # would stall this process's sockets for the whole round.

@@ -224,6 +224,17 @@ def test_locked_stops_stay_first_in_their_order_through_warm_and_cold_solves() -
         assert found.dropped == [] or {d.task_id for d in found.dropped}.isdisjoint(promised)
 
 
+def test_a_promise_the_roads_no_longer_allow_is_not_kept() -> None:
+    # t1 (drop-off at 3) then t4 (pickup at 2, drop-off at 7) are promised; the road into 2 is
+    # closed: the lock ends before it, and the solver may leave t4 out.
+    times = line_times()
+    times[:, 2] = 48 * 3600
+    times[2, 2] = 0
+    problem = three_vans_five_orders(times=times, locked={"A": ("t1", "t4", "t4")})
+    assert problem.keepable_locks() == {"A": ("t1",)}
+    assert dataclasses.replace(problem, times=line_times()).keepable_locks() == problem.locked
+
+
 def test_a_task_can_be_locked_on_one_vehicle_only_and_at_most_once_per_stop() -> None:
     with pytest.raises(ProblemError, match="two vehicles"):
         three_vans_five_orders(locked={"A": ("t1",), "B": ("t1",)})
