@@ -64,12 +64,20 @@ class Pace:
 
     def value(self, now_s: float) -> float:
         """The factor to multiply model travel times by (1.0 until there are enough samples)."""
-        while self._samples and self._samples[0][0] < now_s - self.window_s:
-            self._samples.popleft()
+        _forget_before(self._samples, now_s - self.window_s)
         if len(self._samples) < self.min_samples:
             return 1.0
-        ratio = statistics.median(r for _, r in self._samples)
-        return round(min(self.highest, max(self.lowest, ratio)), 3)
+        return self.clipped(statistics.median(r for _, r in self._samples))
+
+    def clipped(self, factor: float) -> float:
+        """``factor`` within [``lowest``, ``highest``], to three decimals."""
+        return round(min(self.highest, max(self.lowest, factor)), 3)
+
+
+def _forget_before(samples: deque[tuple[float, float]], since_s: float) -> None:
+    """Drop the ``(at, ratio)`` samples taken before ``since_s`` (oldest first)."""
+    while samples and samples[0][0] < since_s:
+        samples.popleft()
 
 
 class AreaPace:
@@ -119,8 +127,7 @@ class AreaPace:
         known = len(self.city) >= self.city.min_samples
         areas: dict[str, float] = {}
         for area, samples in list(self._areas.items()):
-            while samples and samples[0][0] < now_s - self.city.window_s:
-                samples.popleft()
+            _forget_before(samples, now_s - self.city.window_s)
             if not samples:
                 del self._areas[area]
                 continue
@@ -129,7 +136,7 @@ class AreaPace:
                 mixed = (n * statistics.median(r for _, r in samples) + self.prior * city) / (
                     n + self.prior
                 )
-                areas[area] = round(min(self.city.highest, max(self.city.lowest, mixed)), 3)
+                areas[area] = self.city.clipped(mixed)
         return city, areas
 
 
