@@ -159,7 +159,9 @@ class Planner:
         return self._pool
 
     def close(self) -> None:
-        """Stop the solver process (a round in flight is abandoned)."""
+        """Stop the solver process: a round in flight is told to stop and is abandoned (a
+        long fresh solve would otherwise keep the process busy, and its exit waiting)."""
+        self._interrupt.set()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
