@@ -179,7 +179,9 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         planning = asyncio.create_task(planner.run(), name="planner") if planner else None
         eta_refresh = None
         if roads is not None and settings.reoptimize == "on":
-            refresher = EtaRefresher(client, app.state.orders, roads)
+            refresher = EtaRefresher(
+                client, app.state.orders, roads, arrive_radius_m=settings.arrive_radius_m
+            )
             eta_refresh = asyncio.create_task(
                 run_leased(
                     Lease(client, keys.ETAS_LEASE, ttl_s=3 * settings.eta_refresh_s),

@@ -208,6 +208,13 @@ class Settings:
         default=15.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often live ETAs are recomputed"),
     )
+    arrive_radius_m: float = field(
+        default=30.0,
+        metadata=_meta(
+            _parse_float(0.0),
+            "a vehicle this close to its next drop-off has arrived there (0: only the driver says)",
+        ),
+    )
     reoptimize: str = field(
         default="on",
         metadata=_meta(

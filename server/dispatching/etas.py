@@ -8,6 +8,10 @@ change) and publishes an ``eta`` event; a stop whose ETA passes its window's end
 ``late_risk``; the stops that have just become so are listed as ``slipped``, which wakes the
 planner (an ETA slipping past its window is a reason to re-plan). ETAs are never before now.
 
+A vehicle found within ``arrive_radius_m`` of its next stop, a drop-off whose goods it carries,
+has arrived there: the order moves to ``arrived`` (audited ``by`` the vehicle, "within N m")
+without waiting for the driver to say so; a driver's own ``arrived`` after it is acknowledged.
+
 Travel times are the road model's times the learned pace (:class:`dispatch.pace.AreaPace`): on
 each pass, every vehicle that moved since the last one gives a sample (the model's time for
 that stretch against the time it really took; the median, detours and stops left out), for the
@@ -34,6 +38,7 @@ from geo.errors import GeoError
 from geo.polyline import decode
 from geo.roads import Roads
 from server import keys
+from server.errors import ApiError
 from server.events import queue_event
 from server.orders.lifecycle import FINAL
 from server.orders.model import Order
@@ -63,12 +68,14 @@ class EtaRefresher:
         roads: Roads,
         *,
         threshold_s: float = 30.0,
+        arrive_radius_m: float = AT_STOP_M,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
         self.orders = orders
         self.roads = roads
         self.threshold_s = threshold_s
+        self.arrive_radius_m = arrive_radius_m
         self.clock = clock
         self.pace = AreaPace()
         self._last: dict[str, Position] = {}
@@ -85,7 +92,8 @@ class EtaRefresher:
             raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
             if raw is not None and vehicle_id in where:
                 route = json.loads(raw)
-                routes[vehicle_id] = (route, await self._ahead_of(route))
+                ahead = await self._ahead_of(route)
+                routes[vehicle_id] = (route, await self._arrive(ahead, where[vehicle_id]))
         self._learn(where, now, stopped={v for v, (_, a) in routes.items() if self._stopped(v, a)})
         city, areas = self.pace.values(now)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -106,6 +114,28 @@ class EtaRefresher:
                     await pipe.execute()
                 events.append(left)
         return events
+
+    async def _arrive(
+        self, ahead: list[tuple[dict[str, Any], Order]], position: Position
+    ) -> list[tuple[dict[str, Any], Order]]:
+        """``ahead``, its first stop marked ``arrived`` when the vehicle is within the radius
+        of it and it is a drop-off of goods on board (picked up, or loaded at the depot)."""
+        if not ahead or self.arrive_radius_m <= 0:
+            return ahead
+        stop, order = ahead[0]
+        loaded = order.status == "picked_up" or (
+            order.pickup is None and order.status in ("processed", "departed")
+        )
+        distance = haversine_m(position.lat, position.lon, stop["lat"], stop["lon"])
+        if stop["kind"] != "dropoff" or not loaded or distance > self.arrive_radius_m:
+            return ahead
+        try:
+            order = await self.orders.advance(
+                order.id, "arrived", by=position.id, reason=f"within {distance:.0f} m of the stop"
+            )
+        except ApiError:  # the driver's own event (or a cancellation) came first
+            return ahead
+        return [(stop, order), *ahead[1:]]
 
     def _off_route(
         self,

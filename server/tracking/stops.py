@@ -35,6 +35,9 @@ class StopHandler:
             return error_frame(
                 "not_your_order", f"{event.order_id} is not assigned to you", event.seq
             )
+        if event.event == "arrived" and order.status == "arrived":
+            # Arrival is also noticed by the server (the vehicle within a radius of the stop).
+            return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status)).decode()
         note = f"proof {event.proof}" if event.proof else (event.reason or "")
         try:
             order = await self.orders.advance(

@@ -242,6 +242,49 @@ async def test_etas_follow_the_clock_and_flag_late_risk(
     await client.aclose()
 
 
+async def test_a_van_at_its_next_drop_off_has_arrived_without_the_driver_saying_so(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "door-van"}).json()["token"]
+    client, orders = order_store(redis_url, tmp_path)
+    refresher = EtaRefresher(client, orders, andorra)  # the radius: 30 m by default
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        start = int(time.time() * 1000) - 600_000
+
+        async def ping_at(seq: int, lat: float, lon: float, ts: int) -> None:
+            answer = await reply_to(
+                driver, {"type": "pings", "seq": seq, "pings": [{"lat": lat, "lon": lon, "ts": ts}]}
+            )
+            assert answer["type"] == "ack", answer
+
+        await ping_at(1, *VANS["van-1"], start)
+        order_id = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[0])).json()[
+            "order"
+        ]["id"]
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+        [stop] = httpx.get(f"{base}/dispatch/routes/door-van", headers=AUTH).json()["stops"]
+        await ping_at(2, stop["lat"] + 0.0009, stop["lon"], start + 300_000)  # 100 m short
+        await refresher.refresh()
+        assert (await orders.get(order_id)).status == "processed"
+        await ping_at(3, stop["lat"] + 0.0001, stop["lon"], start + 400_000)  # 11 m: at the door
+        await refresher.refresh()
+        assert (await orders.get(order_id)).status == "arrived"
+        audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
+        assert audit[-1]["status"] == "arrived"
+        assert audit[-1]["by"] == "door-van"
+        assert audit[-1]["reason"].startswith("within 1")
+        own = await reply_to(
+            driver, {"type": "stop", "seq": 4, "order_id": order_id, "event": "arrived"}
+        )
+        assert own == {"type": "stop_ack", "seq": 4, "order_id": order_id, "status": "arrived"}
+        delivered = await reply_to(
+            driver, {"type": "stop", "seq": 5, "order_id": order_id, "event": "delivered"}
+        )
+        assert delivered["status"] == "delivered"
+    await client.aclose()
+
+
 async def test_a_re_plan_never_turns_a_driver_away_from_the_stop_it_drives_to(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
