@@ -14,6 +14,9 @@ re-insertion while they pay, then guided local search until the time limit, whic
 whole solve. ``stop`` ends the search early with the best plan so far. The search is
 single-threaded and draws no random numbers (``seed`` is accepted for the API's sake and
 recorded); how far it gets depends on the time it has.
+
+``extend(problem, previous)`` is dispatch without re-optimisation: the previous plan's routes
+as they stand, with new tasks put in by the same cheapest insertion and no search.
 """
 
 from __future__ import annotations
@@ -101,6 +104,33 @@ def solve(
     return plan
 
 
+def _servable(problem: Problem) -> tuple[list[Vehicle], list[Stop], list[Dropped]]:
+    """The available vehicles, the stops they may serve and the tasks none can: goods on
+    board a vehicle that is not available."""
+    vehicles = [v for v in problem.vehicles if v.available]
+    ids = {v.id for v in vehicles}
+    stranded = {t.id for t in problem.tasks if t.on_board and t.on_board not in ids}
+    stops = [s for s in _stops(problem) if s.task.id not in stranded]
+    dropped = [Dropped(tid, "its vehicle is not available") for tid in sorted(stranded)]
+    return vehicles, stops, dropped
+
+
+def extend(problem: Problem, previous: Plan | None) -> Plan:
+    """Plan-once dispatching: ``previous``'s routes as they stand (the stops that still exist;
+    locked ones first), with the tasks they lack put in where each adds the least cost
+    (:func:`insert_missing`). No planned stop changes vehicle or order: each order is planned
+    once, when it comes. What dispatch without re-optimisation does (the simulator's baseline)."""
+    vehicles, stops, dropped = _servable(problem)
+    if previous is None:
+        routes: list[list[int]] = [[] for _ in vehicles]
+    else:
+        routes = _as_before(previous, vehicles, stops, problem)
+    insert_missing(routes, vehicles, stops, problem)
+    return _plan_of(
+        routes, vehicles, stops, problem, dropped, initial_objective=None, reference_objective=None
+    )
+
+
 MIN_SEARCH_MS = 50  # a search from a first plan needs this long to hand it back at all
 
 
@@ -122,15 +152,9 @@ def _solve_ortools(
     ours = initial is None and not problem.hard_windows
     if ours:
         initial = Plan(routes=[])
-    vehicles = [v for v in problem.vehicles if v.available]
-    all_stops = _stops(problem)
-    pinned_to_missing = {
-        t.id for t in problem.tasks if t.on_board and t.on_board not in {v.id for v in vehicles}
-    }
-    stops = [s for s in all_stops if s.task.id not in pinned_to_missing]
-    dropped = [Dropped(tid, "its vehicle is not available") for tid in sorted(pinned_to_missing)]
+    vehicles, stops, dropped = _servable(problem)
     if not vehicles:
-        rest = [t.id for t in problem.tasks if t.id not in pinned_to_missing]
+        rest = [t.id for t in problem.tasks if t.id not in {d.task_id for d in dropped}]
         return Plan(
             routes=[], dropped=dropped + [Dropped(t, "no vehicle is available") for t in rest]
         )
@@ -364,8 +388,9 @@ def _solve_ortools(
                 served.add(s.task.id)
         end_s = int(assignment.Min(time_dim.CumulVar(routing.End(i))))
         plan_routes.append(Route(v.id, visits, end_s, travel_s, distance_m))
+    stranded = {d.task_id for d in dropped}
     for t in problem.tasks:
-        if t.id not in served and t.id not in pinned_to_missing:
+        if t.id not in served and t.id not in stranded:
             dropped.append(Dropped(t.id, _why_dropped(t, vehicles)))
     return Plan(
         routes=plan_routes,

@@ -236,6 +236,13 @@ class Settings:
             "a route's stops due within this many seconds keep their van and order in re-plans",
         ),
     )
+    promise_slack_s: float = field(
+        default=120.0,
+        metadata=_meta(
+            _parse_float(0.0),
+            "re-plans count a drop-off late this long after the ETA promised at confirmation",
+        ),
+    )
     solver_time_limit_s: float = field(
         default=0.3,
         metadata=_meta(

@@ -9,8 +9,10 @@ change (``fleet:route:{id}``), move newly assigned orders to ``processed``, and 
 ``POST /dispatch/replan``) wakes the loop, and triggers that arrive within ``debounce_s`` share a
 round.
 
-With ``reoptimize=False`` (``FLEET_REOPTIMIZE=off``, the simulator's baseline) an order keeps the
-vehicle it was first given: rounds only place orders that have none.
+With ``reoptimize=False`` (``FLEET_REOPTIMIZE=off``, the simulator's baseline) each order is
+planned once, when it comes: after the first plan, a round puts the orders without a vehicle
+into the routes as they stand, each where it adds the least cost (``dispatch.solver.extend``);
+no planned stop ever changes vehicle or order, and there are no improvement rounds.
 
 Simplifications of this first version: an order without a pickup is taken to leave with the
 vehicle (no depot trip is planned); vehicles without a live position are not planned.
@@ -41,7 +43,7 @@ from dispatch.errors import NoSolution
 from dispatch.pace import leg_factors
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
-from dispatch.solver import solve
+from dispatch.solver import extend, solve
 from geo.errors import GeoError
 from geo.polyline import decode, encode
 from geo.roads import Roads
@@ -105,6 +107,24 @@ def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
     return (start, max(start, int(window.end.timestamp() - now)))
 
 
+def _kept(
+    window: tuple[int, int], promise: float | None, now: float, slack: float
+) -> tuple[int, int]:
+    """A drop-off window (seconds from ``now``) that closes, for lateness, ``slack`` seconds
+    after the time promised at confirmation when that comes before its end: re-plans then
+    weigh a broken promise as they weigh a missed window, and keep the promises they can.
+
+    >>> _kept((0, 3600), 1000.0 + 600, 1000.0, 120)
+    (0, 720)
+    >>> _kept((300, 3600), None, 1000.0, 120)
+    (300, 3600)
+    """
+    if promise is None:
+        return window
+    start, end = window
+    return (start, max(start, min(end, int(promise - now + slack))))
+
+
 class Planner:
     def __init__(
         self,
@@ -119,6 +139,7 @@ class Planner:
         reoptimize: bool = True,
         margin: float = 0.02,
         freeze_s: float = 600.0,
+        promise_slack_s: float = 120.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -131,6 +152,7 @@ class Planner:
         self.reoptimize = reoptimize
         self.margin = margin
         self.freeze_s = freeze_s
+        self.promise_slack_s = promise_slack_s
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
@@ -197,8 +219,8 @@ class Planner:
                 self._stale_rounds = 0
                 self._fresh_done = False
             except TimeoutError:
-                if self._candidate is None or self._stale_rounds >= 3:
-                    continue  # nothing to improve, or it has converged
+                if not self.reoptimize or self._candidate is None or self._stale_rounds >= 3:
+                    continue  # plan-once dispatch, nothing to improve, or it has converged
                 idle = True
                 fresh = self._stale_rounds >= 1 and not self._fresh_done
             try:
@@ -242,6 +264,7 @@ class Planner:
             o for o in await self.orders.find(status=None, limit=5000, open_only=True)
             if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
         ]  # fmt: skip
+        promises = await self._promises(open_orders)
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
@@ -284,7 +307,8 @@ class Planner:
                 pickup=index.get((o.id, "pickup")),
                 dropoff=index[(o.id, "dropoff")],
                 pickup_window=_window(now, o.pickup_window, horizon),
-                dropoff_window=_window(now, o.window, horizon),
+                dropoff_window=_kept(_window(now, o.window, horizon), promises.get(o.id),
+                                     now, self.promise_slack_s),
                 pickup_service_s=int(o.pickup_service_s),
                 dropoff_service_s=int(o.service_s),
                 size=tuple(math.ceil(o.size.get(d, 0)) for d in dimensions),
@@ -315,7 +339,9 @@ class Planner:
             try:
                 plan = await asyncio.get_running_loop().run_in_executor(
                     self._executor(),
-                    functools.partial(
+                    functools.partial(extend, problem, self._previous)
+                    if not self.reoptimize and self._previous is not None
+                    else functools.partial(
                         _solve_in_worker, problem,
                         time_limit=self.fresh_limit_s if fresh else self.time_limit_s,
                         initial=None if fresh else warm,
@@ -366,7 +392,8 @@ class Planner:
                 candidate=self._candidate.objective if self._candidate else None,
             )  # fmt: skip
         self._previous = plan
-        changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles})
+        ends = {o.id: _window(now, o.window, horizon)[1] for o in open_orders}
+        changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles}, ends)
         done("store")
         by_id = {o.id: o for o in open_orders}
 
@@ -456,6 +483,19 @@ class Planner:
                 promised[vehicle_id] = tuple(kept)
         return promised
 
+    async def _promises(self, orders: list[Order]) -> dict[str, float]:
+        """Order → the drop-off time promised at its confirmation (epoch seconds); none for an
+        order back after a failed attempt (that promise is broken already)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for o in orders:
+                pipe.hget(keys.order(o.id), "promised_eta")
+            raw = await pipe.execute()
+        return {
+            o.id: int(p) / 1000
+            for o, p in zip(orders, raw, strict=True)
+            if p is not None and "failed" not in o.nodes
+        }
+
     async def _pace(self) -> tuple[float, dict[str, float]]:
         """The learned pace, city-wide and per area (see ``dispatching/etas.py``); 1 and none
         until there are some."""
@@ -518,11 +558,18 @@ class Planner:
             await pipe.execute()
 
     async def _store(
-        self, plan: Plan, snapped: list[tuple[float, float]], now: float, starts: dict[str, int]
+        self,
+        plan: Plan,
+        snapped: list[tuple[float, float]],
+        now: float,
+        starts: dict[str, int],
+        ends: dict[str, int],
     ) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed. The
         road geometry is drawn again then, or when the vehicle has left the one it has (it is
-        published again, same version). One read, one thread for the drawing, one write."""
+        published again, same version). One read, one thread for the drawing, one write.
+        ``ends``: each order's window end (seconds from ``now``), against which a drop-off's
+        ``late_s`` is told (the plan's own is against the promise when that comes first)."""
         ids = [route.vehicle_id for route in plan.routes]
         if not ids:
             return []
@@ -532,7 +579,8 @@ class Planner:
             stops = [
                 RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location][0],
                           lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
-                          late_s=v.late_s)
+                          late_s=v.late_s if v.kind == "pickup"
+                          else max(0, v.start_s - ends[v.task_id]))
                 for v in route.visits
             ]  # fmt: skip
             old = json.loads(raw) if raw else None

@@ -19,6 +19,7 @@ from dispatch.solver import (
     _late_reinserted,
     _plan_of,
     _stops,
+    extend,
     insert_missing,
     solve,
 )
@@ -381,6 +382,36 @@ def test_a_warm_start_that_breaks_a_lock_is_mended_not_thrown_away() -> None:
     assert again is not None
     assert again.visits[0].task_id == last
     assert violations(locked, warm) == []
+
+
+def test_plan_once_dispatch_puts_new_orders_in_and_moves_nothing_planned() -> None:
+    problem = three_vans_five_orders()
+    # A poor first plan: B drives out to 7 and comes back for 3 and 5, A has the rest.
+    visits = [("t4", "pickup", 2), ("t4", "dropoff", 7), ("t2", "pickup", 0), ("t2", "dropoff", 5),
+              ("t1", "pickup", 0), ("t1", "dropoff", 3)]  # fmt: skip
+    poor = Plan(
+        routes=[
+            Route("B", [Visit(t, k, at, 0, 0, 0) for t, k, at in visits], 0, 0, 0),
+            Route("A", [Visit(t, k, at, 0, 0, 0) for t, k, at in
+                        [("t3", "pickup", 0), ("t5", "pickup", 0), ("t5", "dropoff", 4),
+                         ("t3", "dropoff", 6)]], 0, 0, 0),
+        ]
+    )  # fmt: skip
+    tasks = [*problem.tasks, Task(id="t6", pickup=0, dropoff=1, size=(1,))]
+    later = dataclasses.replace(problem, tasks=tasks)
+    plan = extend(later, poor)
+    assert plan.dropped == []
+    assert violations(later, plan) == []
+    for before in poor.routes:
+        after = plan.route_of(before.vehicle_id)
+        assert after is not None
+        kept = [(v.task_id, v.kind) for v in after.visits if v.task_id != "t6"]
+        assert kept == [(v.task_id, v.kind) for v in before.visits], "nothing planned moves"
+    assert plan.vehicle_of("t6") is not None
+    assert plan.objective > solve(later, time_limit=LIMIT).objective, "re-planning pays"
+    first = extend(problem, None)
+    assert first.dropped == []
+    assert violations(problem, first) == []
 
 
 def test_a_plan_timed_and_costed_from_its_routes_is_the_models() -> None:
