@@ -18,7 +18,8 @@ that stretch against the time it really took; the median, detours and stops left
 whole city and for the H3 cell (resolution ``PACE_RESOLUTION``) it was driven in, so hidden
 congestion shows up in the ETAs within minutes, and where it is. A leg's factor is the mean of
 its two ends' areas' (:func:`dispatch.pace.leg_factors`; the city-wide factor where an area has
-no samples). The factors are kept at ``fleet:pace`` and ``fleet:pace:areas`` for the planner.
+no samples). The factors are kept at ``fleet:pace`` and ``fleet:pace:areas``; the planner
+scales its matrix by the city-wide one.
 """
 
 from __future__ import annotations
