@@ -119,16 +119,21 @@ def extend(problem: Problem, previous: Plan | None) -> Plan:
     """Plan-once dispatching: ``previous``'s routes as they stand (the stops that still exist;
     locked ones first), with the tasks they lack put in where each adds the least cost
     (:func:`insert_missing`). No planned stop changes vehicle or order: each order is planned
-    once, when it comes. What dispatch without re-optimisation does (the simulator's baseline)."""
+    once, when it comes. What dispatch without re-optimisation does (the simulator's baseline).
+    ``Plan.reference_objective``: the routes as they stood, before the insertions."""
     vehicles, stops, dropped = _servable(problem)
     if previous is None:
         routes: list[list[int]] = [[] for _ in vehicles]
     else:
         routes = _as_before(previous, vehicles, stops, problem)
+    # The routes as they stand, costed: the reference for whether anything changed.
+    reference = _plan_of([r[:] for r in routes], vehicles, stops, problem, list(dropped),
+                         initial_objective=None, reference_objective=None)  # fmt: skip
     insert_missing(routes, vehicles, stops, problem)
     return _plan_of(
-        routes, vehicles, stops, problem, dropped, initial_objective=None, reference_objective=None
-    )
+        routes, vehicles, stops, problem, dropped,
+        initial_objective=None, reference_objective=reference.objective,
+    )  # fmt: skip
 
 
 MIN_SEARCH_MS = 50  # a search from a first plan needs this long to hand it back at all

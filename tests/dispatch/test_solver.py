@@ -409,6 +409,10 @@ def test_plan_once_dispatch_puts_new_orders_in_and_moves_nothing_planned() -> No
         assert kept == [(v.task_id, v.kind) for v in before.visits], "nothing planned moves"
     assert plan.vehicle_of("t6") is not None
     assert plan.objective > solve(later, time_limit=LIMIT).objective, "re-planning pays"
+    assert plan.reference_objective is not None
+    assert plan.reference_objective > plan.objective, "t6 left out would cost its drop penalty"
+    unchanged = extend(problem, poor)  # nothing new: the routes as they stand
+    assert unchanged.objective == unchanged.reference_objective
     first = extend(problem, None)
     assert first.dropped == []
     assert violations(problem, first) == []
