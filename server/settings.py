@@ -237,10 +237,11 @@ class Settings:
         ),
     )
     promise_slack_s: float = field(
-        default=120.0,
+        default=0.0,
         metadata=_meta(
             _parse_float(0.0),
-            "re-plans count a drop-off late this long after the ETA promised at confirmation",
+            "re-plans count a drop-off late this long after the ETA promised at confirmation"
+            " (0: off, the windows alone)",
         ),
     )
     solver_time_limit_s: float = field(

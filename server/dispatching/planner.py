@@ -138,7 +138,7 @@ class Planner:
         reoptimize: bool = True,
         margin: float = 0.02,
         freeze_s: float = 600.0,
-        promise_slack_s: float = 120.0,
+        promise_slack_s: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -263,7 +263,7 @@ class Planner:
             o for o in await self.orders.find(status=None, limit=5000, open_only=True)
             if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
         ]  # fmt: skip
-        promises = await self._promises(open_orders)
+        promises = await self._promises(open_orders) if self.promise_slack_s is not None else {}
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
@@ -305,7 +305,7 @@ class Planner:
                 dropoff=index[(o.id, "dropoff")],
                 pickup_window=_window(now, o.pickup_window, horizon),
                 dropoff_window=_kept(_window(now, o.window, horizon), promises.get(o.id),
-                                     now, self.promise_slack_s),
+                                     now, self.promise_slack_s or 0.0),
                 pickup_service_s=int(o.pickup_service_s),
                 dropoff_service_s=int(o.service_s),
                 size=tuple(math.ceil(o.size.get(d, 0)) for d in dimensions),
