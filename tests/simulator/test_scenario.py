@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from dispatch.problem import Problem, Task, Vehicle
-from dispatch.solver import solve
+from dispatch.solver import extend
 from geo.roads import Roads
 from simulator.driving import ArcLookup, Drive
 from simulator.scenario import SCENARIOS, fingerprint, generate
@@ -44,10 +44,14 @@ def test_same_seed_same_orders_incidents_and_routes(helsinki: Roads) -> None:
                 for k, o in enumerate(orders)
             ],
         )
-        result = solve(problem, time_limit=0.5, seed=rush.seed)
+        # The first plan every solve starts from (cheapest insertion): the search after it runs
+        # for a wall-clock time limit, and how far it gets depends on the machine's load.
+        result = extend(problem, None)
         return [(r.vehicle_id, [(v.task_id, v.kind) for v in r.visits]) for r in result.routes]
 
-    assert plan() == plan()
+    routes = plan()
+    assert sum(len(visits) for _, visits in routes) == 40, "every order planned"
+    assert routes == plan()
 
 
 def test_ground_truth_is_slower_than_free_flow_and_incidents_slow_further(
