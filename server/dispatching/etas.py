@@ -24,6 +24,7 @@ scales its matrix by the city-wide one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -95,7 +96,10 @@ class EtaRefresher:
                 route = json.loads(raw)
                 ahead = await self._ahead_of(route)
                 routes[vehicle_id] = (route, await self._arrive(ahead, where[vehicle_id]))
-        self._learn(where, now, stopped={v for v, (_, a) in routes.items() if self._stopped(v, a)})
+        stopped = {v for v, (_, a) in routes.items() if self._stopped(v, a)}
+        # A road-model route per vehicle that moved: thousands of them would hold the event
+        # loop (pings, sockets, a shutdown) for seconds; in a thread it keeps its turns.
+        await asyncio.to_thread(self._learn, where, now, stopped)
         city, areas = self.pace.values(now)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.PACE, str(city))
