@@ -37,6 +37,14 @@ def order(lat: float, lon: float) -> dict[str, Any]:
     }
 
 
+def new_van(base: str, van: str = "van-1") -> str:
+    """Register a van of 10 parcels; its driver token."""
+    answer = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": van, "capacity": {"parcels": 10}}
+    )
+    return str(answer.json()["token"])
+
+
 def order_store(redis_url: str, tmp_path: Path) -> tuple[aioredis.Redis, OrderStore]:
     """A Redis client of the test's server and the order store on it (with the same key)."""
     client = aioredis.Redis.from_url(redis_url)
@@ -56,12 +64,7 @@ async def test_orders_are_planned_and_routes_pushed_to_drivers(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
     base = server_factory(roads=andorra)
-    tokens = {}
-    for van in VANS:
-        answer = httpx.post(
-            f"{base}/vehicles", headers=AUTH, json={"id": van, "capacity": {"parcels": 10}}
-        )
-        tokens[van] = answer.json()["token"]
+    tokens = {van: new_van(base, van) for van in VANS}
     drivers = {
         van: await connect(ws_url(base, f"/ws/driver?token={t}")) for van, t in tokens.items()
     }
@@ -289,9 +292,7 @@ async def test_a_re_plan_never_turns_a_driver_away_from_the_stop_it_drives_to(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
     base = server_factory(roads=andorra)
-    token = httpx.post(
-        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
-    ).json()["token"]
+    token = new_van(base)
     lat, lon = VANS["van-1"]
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         now = int(time.time() * 1000)
@@ -314,9 +315,7 @@ async def test_a_re_plan_that_is_not_better_by_the_margin_keeps_the_routes(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
     base = server_factory(roads=andorra, replan_margin=0.5)
-    token = httpx.post(
-        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
-    ).json()["token"]
+    token = new_van(base)
     lat, lon = VANS["van-1"]
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         now = int(time.time() * 1000)
@@ -348,9 +347,7 @@ async def test_a_re_plan_keeps_the_eta_promised_at_confirmation(
 ) -> None:
     # Only the next stop locked; promises kept to within two minutes.
     base = server_factory(roads=andorra, plan_freeze_s=0, promise_slack_s=120)
-    token = httpx.post(
-        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
-    ).json()["token"]
+    token = new_van(base)
     lat, lon = VANS["van-1"]
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         pings = [{"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}]
@@ -378,9 +375,7 @@ async def test_idle_rounds_improve_the_plan_and_give_way_to_a_new_event(
 ) -> None:
     # A fresh solve may take two minutes here: only the interrupt can end it in time.
     base = server_factory(roads=andorra, solver_time_limit_s=0.2, solver_fresh_limit_s=120.0)
-    token = httpx.post(
-        f"{base}/vehicles", headers=AUTH, json={"id": "van-1", "capacity": {"parcels": 10}}
-    ).json()["token"]
+    token = new_van(base)
     lat, lon = VANS["van-1"]
     rounds: list[tuple[float, str]] = []
 
@@ -493,9 +488,7 @@ async def test_stops_due_within_the_frozen_horizon_keep_their_van_and_order(
     base = server_factory(roads=andorra, plan_freeze_s=3600)
     drivers = {}
     for van in VANS:
-        token = httpx.post(
-            f"{base}/vehicles", headers=AUTH, json={"id": van, "capacity": {"parcels": 10}}
-        ).json()["token"]
+        token = new_van(base, van)
         drivers[van] = await connect(ws_url(base, f"/ws/driver?token={token}"))
     try:
         now = int(time.time() * 1000)
