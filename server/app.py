@@ -34,6 +34,7 @@ from redis.exceptions import RedisError
 from geo.roads import Roads
 from server import __version__, keys
 from server.auth import RoleCache
+from server.background import stop_task
 from server.dispatching.etas import EtaRefresher
 from server.dispatching.planner import Planner
 from server.dispatching.routes import DispatchController
@@ -193,7 +194,9 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 name="eta-refresh",
             )
         traffic_clock = (
-            asyncio.create_task(keep_traffic_current(client, roads, refresh_s=30.0))
+            asyncio.create_task(
+                keep_traffic_current(client, roads, refresh_s=30.0), name="traffic-clock"
+            )
             if roads is not None
             else None
         )
@@ -203,11 +206,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             yield
         finally:
             for task in (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh):
-                if task is None:
-                    continue
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                if task is not None:
+                    await stop_task(task, log)
             await ingestor.stop()
             if planner is not None:
                 planner.close()

@@ -13,11 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
+
+from server.background import stop_task
+
+log = logging.getLogger("fleet.scripts")
 
 Call = tuple[Sequence[str], Sequence[str | int | float], "asyncio.Future[Any]"]
 
@@ -46,10 +51,7 @@ class CoalescingScript:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, log)
         for _, _, future in self._queue:
             if not future.done():
                 future.set_exception(RedisError("the server is shutting down"))
@@ -84,6 +86,14 @@ class CoalescingScript:
                 replies = await self._pipeline(calls)
         except (RedisError, OSError) as exc:
             replies = [exc] * len(calls)
+        except asyncio.CancelledError:  # stopped mid-call: its callers must not wait forever
+            replies = [RedisError("the server is shutting down")] * len(calls)
+            self._deliver(calls, replies)
+            raise
+        self._deliver(calls, replies)
+
+    @staticmethod
+    def _deliver(calls: list[Call], replies: list[Any]) -> None:
         for (_, _, future), reply in zip(calls, replies, strict=True):
             if future.done():  # the caller went away
                 continue
