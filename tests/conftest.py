@@ -5,12 +5,16 @@ Timeouts in tests are multiplied by ``FLEET_TEST_TIMEOUT_SCALE`` (default 1) for
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,16 +96,40 @@ def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str
     yield start
     for server, _, _ in running:
         server.should_exit = True
-    leaked = 0
+    stuck: list[str] = []
+    slow: list[str] = []
     for server, thread, sock in running:
         thread.join(scaled(10))
         if thread.is_alive():  # stuck in its graceful stop: skip the wait for connections
             server.force_exit = True
             thread.join(scaled(10))
-        leaked += thread.is_alive()
+        if thread.is_alive():  # a loaded machine, or a hang: note where it is, wait longer
+            where = _where_stuck(server, thread)
+            thread.join(scaled(40))
+            (stuck if thread.is_alive() else slow).append(where)
         sock.close()
+    for where in slow:  # shown with the test's output if it fails for another reason
+        print(f"a live server took over {scaled(20):.0f} s to stop:\n{where}", file=sys.stderr)
     # A server left running would plan and publish into the next test's Redis.
-    assert not leaked, f"{leaked} live server(s) did not stop within {scaled(20):.0f} s"
+    assert not stuck, (
+        f"{len(stuck)} live server(s) did not stop within {scaled(60):.0f} s:\n" + "\n".join(stuck)
+    )
+
+
+def _where_stuck(server: Any, thread: threading.Thread) -> str:
+    """What a server thread that would not stop is doing: its stack and its loop's tasks."""
+    lines = ["server thread:"]
+    frame = sys._current_frames().get(thread.ident or -1)
+    lines += traceback.format_stack(frame) if frame is not None else ["(no frame)"]
+    try:
+        loop = server.servers[0].get_loop() if server.servers else None
+        for task in asyncio.all_tasks(loop) if loop is not None else ():
+            out = io.StringIO()
+            task.print_stack(limit=8, file=out)
+            lines.append(out.getvalue())
+    except RuntimeError as exc:  # the loop changed its task set while we looked
+        lines.append(f"(tasks unavailable: {exc})")
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 @pytest.fixture(scope="session")
