@@ -182,7 +182,11 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         eta_refresh = None
         if roads is not None and settings.reoptimize == "on":
             refresher = EtaRefresher(
-                client, app.state.orders, roads, arrive_radius_m=settings.arrive_radius_m
+                client,
+                app.state.orders,
+                roads,
+                arrive_radius_m=settings.arrive_radius_m,
+                calibrate=settings.eta_calibration == "on",
             )
             eta_refresh = asyncio.create_task(
                 run_leased(
