@@ -182,11 +182,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         eta_refresh = None
         if roads is not None and settings.reoptimize == "on":
             refresher = EtaRefresher(
-                client,
-                app.state.orders,
-                roads,
-                arrive_radius_m=settings.arrive_radius_m,
-                calibrate=settings.eta_calibration == "on",
+                client, app.state.orders, roads, arrive_radius_m=settings.arrive_radius_m
             )
             eta_refresh = asyncio.create_task(
                 run_leased(

@@ -69,7 +69,6 @@ FAILURES = PREFIX + "stats:failures"
 ORDER_PINS = PREFIX + "pins"
 PACE = PREFIX + "pace"  # the learned pace factor (string float), written by the ETA refresher
 PACE_AREAS = PREFIX + "pace:areas"  # hash: H3 cell → that area's learned pace (string float)
-ETA_CORRECTION = PREFIX + "eta:correction"  # JSON: the learned ETA correction by horizon
 
 
 def live(vehicle_id: str) -> str:

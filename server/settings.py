@@ -215,13 +215,6 @@ class Settings:
             "a vehicle this close to its next drop-off has arrived there (0: only the driver says)",
         ),
     )
-    eta_calibration: str = field(
-        default="on",
-        metadata=_meta(
-            _parse_choice("on", "off"),
-            "correct ETAs by how far off those told as far ahead turned out (learned live)",
-        ),
-    )
     reoptimize: str = field(
         default="on",
         metadata=_meta(

@@ -33,7 +33,6 @@ from typing import Any, cast
 import numpy as np
 import redis.asyncio as aioredis
 
-from dispatch.calibration import Correction, EtaCalibration
 from dispatch.pace import AreaPace, leg_factors
 from geo.cells import cell_of
 from geo.distance import haversine_m
@@ -52,8 +51,6 @@ from server.tracking.vehicles import all_vehicles
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
 AT_STOP_M = 30.0  # a vehicle this close to its next stop is at it (GPS noise is ~5 m)
 PACE_RESOLUTION = 9  # H3 cells of ~0.1 km² (edge ~170 m): a congestion hot spot covers many
-TOLD_EVERY_S = 60.0  # an order's raw ETA is kept for calibration at most once a minute
-TOLD_FOR_S = 7200.0  # an order not reached this long after its last ETA is forgotten
 
 
 def point_factors(
@@ -74,7 +71,6 @@ class EtaRefresher:
         *,
         threshold_s: float = 30.0,
         arrive_radius_m: float = AT_STOP_M,
-        calibrate: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.redis = redis
@@ -84,9 +80,6 @@ class EtaRefresher:
         self.arrive_radius_m = arrive_radius_m
         self.clock = clock
         self.pace = AreaPace()
-        self.calibrate = calibrate
-        self.calibration = EtaCalibration()
-        self._told: dict[str, list[tuple[float, float]]] = {}  # drop-off → (when, raw ETA)
         self._last: dict[str, Position] = {}
         self._ahead: dict[str, set[tuple[str, str]]] = {}  # per vehicle, at the last pass
         self._left: dict[str, str] = {}  # vehicle → the route geometry it was reported off
@@ -108,22 +101,15 @@ class EtaRefresher:
         # loop (pings, sockets, a shutdown) for seconds; in a thread it keeps its turns.
         await asyncio.to_thread(self._learn, where, now, stopped)
         city, areas = self.pace.values(now)
-        await self._reached(
-            {o.id for _, a in routes.values() for s, o in a if s["kind"] == "dropoff"}, now
-        )
-        correction = self.calibration.curve() if self.calibrate else Correction()
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.PACE, str(city))
             pipe.delete(keys.PACE_AREAS)
             if areas:
                 pipe.hset(keys.PACE_AREAS, mapping={a: str(f) for a, f in areas.items()})
-            pipe.set(keys.ETA_CORRECTION, json.dumps(correction.to_json()))
             await pipe.execute()
         events = []
         for vehicle_id, (route, ahead) in routes.items():
-            event = await self._refresh_route(
-                route, ahead, where[vehicle_id], now, (city, areas), correction
-            )
+            event = await self._refresh_route(route, ahead, where[vehicle_id], now, (city, areas))
             if event is not None:
                 events.append(event)
             left = self._off_route(route, ahead, where[vehicle_id], now)
@@ -203,22 +189,6 @@ class EtaRefresher:
             self.pace.add(area, expected_s=expected_s, actual_s=actual_s, at_s=now)
             self._last[vehicle_id] = p
 
-    async def _reached(self, ahead: set[str], now: float) -> None:
-        """Learn from the drop-offs given an ETA before and no longer ahead: reached (their
-        ``arrived`` time against each ETA told), or else dropped (cancelled, failed) or left
-        unplanned too long."""
-        for order_id in [o for o in self._told if o not in ahead]:
-            try:
-                order = await self.orders.get(order_id)
-            except ApiError:  # gone
-                del self._told[order_id]
-                continue
-            reached = order.nodes.get("arrived") or order.nodes.get("delivered")
-            if reached is not None:
-                self.calibration.add(self._told.pop(order_id), reached.timestamp())
-            elif order.status in FINAL or now - self._told[order_id][-1][0] > TOLD_FOR_S:
-                del self._told[order_id]
-
     async def _ahead_of(self, route: dict[str, Any]) -> list[tuple[dict[str, Any], Order]]:
         """The route's stops not done yet, with their orders."""
         ahead = []
@@ -238,7 +208,6 @@ class EtaRefresher:
         position: Any,
         now: float,
         pace: tuple[float, dict[str, float]] = (1.0, {}),
-        correction: Correction = Correction(),  # noqa: B008 - immutable
     ) -> dict[str, Any] | None:
         if not ahead:
             return None
@@ -258,17 +227,12 @@ class EtaRefresher:
             clock += leg * float(factor[i, i + 1]) if np.isfinite(leg) else 0.0
             window = order.window if stop["kind"] == "dropoff" else order.pickup_window
             opens = window.start.timestamp() if window is not None else now
-            eta = max(clock, opens, now)  # raw: the route as it stands
-            if stop["kind"] == "dropoff" and "arrived" not in order.nodes:
-                told = self._told.setdefault(order.id, [])
-                if not told or now - told[-1][0] >= TOLD_EVERY_S:
-                    told.append((now, eta))
-            shown = correction.correct(eta, now)
-            if abs(shown * 1000 - stop["eta"]) > self.threshold_s * 1000:
+            eta = max(clock, opens, now)
+            if abs(eta * 1000 - stop["eta"]) > self.threshold_s * 1000:
                 moved = True
-            stop["eta"] = int(shown * 1000)
+            stop["eta"] = int(eta * 1000)
             was_late = stop.get("late_risk", False)
-            stop["late_risk"] = window is not None and shown > window.end.timestamp()
+            stop["late_risk"] = window is not None and eta > window.end.timestamp()
             if stop["late_risk"]:
                 late.append(stop["order_id"])
                 if not was_late:

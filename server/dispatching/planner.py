@@ -39,7 +39,6 @@ import numpy as np
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from dispatch.calibration import Correction
 from dispatch.errors import NoSolution
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
@@ -494,14 +493,6 @@ class Planner:
             if p is not None and "failed" not in o.nodes
         }
 
-    async def _correction(self) -> Correction:
-        """The ETA correction learned by the ETA pass (see ``dispatch/calibration.py``)."""
-        raw = await self.redis.get(keys.ETA_CORRECTION)
-        try:
-            return Correction.from_json(json.loads(raw)) if raw is not None else Correction()
-        except (ValueError, KeyError, TypeError):
-            return Correction()
-
     async def _pace(self) -> float:
         """The learned city-wide pace factor (see ``dispatching/etas.py``); 1 until there is
         one. Only the city-wide one: with the per-area factors in the matrix (which the ETAs
@@ -576,13 +567,11 @@ class Planner:
         if not ids:
             return []
         raws = cast("list[bytes | None]", await self.redis.mget([keys.route(v) for v in ids]))
-        correction = await self._correction()
         drafts = []
         for route, raw in zip(plan.routes, raws, strict=True):
             stops = [
                 RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location][0],
-                          lon=snapped[v.location][1],
-                          eta=int(correction.correct(now + v.start_s, now) * 1000),
+                          lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
                           late_s=v.late_s if v.kind == "pickup"
                           else max(0, v.start_s - ends[v.task_id]))
                 for v in route.visits

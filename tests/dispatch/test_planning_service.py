@@ -11,12 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from dispatch.calibration import EtaCalibration
 from geo.polyline import decode
 from geo.roads import Roads
 from server import keys
@@ -548,48 +546,3 @@ async def test_after_a_failed_delivery_the_new_attempt_starts_from_the_van_that_
         route = httpx.get(f"{base}/dispatch/routes/solo", headers=AUTH).json()
         # The parcel is in the van: a drop-off from it, no second trip to the shop.
         assert [(s["order_id"], s["kind"]) for s in route["stops"]] == [(missed, "dropoff")]
-
-
-async def test_etas_are_corrected_by_how_late_the_vans_came_against_those_told_before(
-    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
-) -> None:
-    base = server_factory(roads=andorra, eta_refresh_s=3600.0)  # only this test's ETA passes
-    token = new_van(base)
-    client, orders = order_store(redis_url, tmp_path)
-    told_at = time.time() - 900.0  # the ETAs are told a quarter of an hour before the arrival
-    calibrated = EtaRefresher(client, orders, andorra, clock=lambda: told_at, threshold_s=0)
-    calibrated.calibration = EtaCalibration(prior=0)  # one arrival is enough to learn from
-    raw = EtaRefresher(client, orders, andorra, clock=lambda: told_at, calibrate=False)
-    open_since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    window = {
-        "start": open_since.isoformat(),
-        "end": (open_since + dt.timedelta(hours=4)).isoformat(),
-    }
-    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-        ping = {"lat": VANS["van-1"][0], "lon": VANS["van-1"][1], "ts": int(told_at * 1000)}
-        assert (await reply_to(driver, {"type": "pings", "seq": 1, "pings": [ping]}))[
-            "type"
-        ] == "ack"
-        for lat, lon in (DROPS[0], (DROPS[0][0] + 0.002, DROPS[0][1])):  # two doors 200 m apart
-            httpx.post(f"{base}/orders", headers=AUTH, json=order(lat, lon) | {"window": window})
-        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 2
-        [told] = await calibrated.refresh()
-        first = told["stops"][0]
-        for seq, event in ((2, "arrived"), (3, "delivered")):  # now: 15 minutes on
-            stop = {"type": "stop", "seq": seq, "order_id": first["order_id"], "event": event}
-            assert (await reply_to(driver, stop))["type"] == "stop_ack"
-        [as_is] = await raw.refresh()  # the second door's ETA, uncorrected
-        [corrected] = await calibrated.refresh()  # the same clock and position: same raw ETA
-    arrived = (await orders.get(first["order_id"])).nodes["arrived"].timestamp()
-    assert arrived - first["eta"] / 1000 > 600  # the first door was reached that late
-    curve = calibrated.calibration.curve()
-    assert curve.at(first["eta"] / 1000 - told_at) > 30
-    [second] = as_is["stops"]
-    [now_second] = corrected["stops"]
-    assert now_second["order_id"] == second["order_id"]
-    expected = curve.correct(second["eta"] / 1000, told_at)
-    assert now_second["eta"] / 1000 == pytest.approx(expected, abs=0.002)
-    assert now_second["eta"] > second["eta"]
-    assert json.loads(await client.get(keys.ETA_CORRECTION)) == curve.to_json()
-    assert json.loads(await client.get(keys.route("van-1")))["stops"] == [now_second]
-    await client.aclose()
