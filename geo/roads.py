@@ -8,6 +8,7 @@ answer between positions snapped to it, counting the partial arcs at both ends; 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,16 @@ from geo.traffic import Traffic, TrafficEvent
 
 LatLon = tuple[float, float]
 LEG_CACHE = 5_000  # road-path legs kept (each some tens of points)
+LEG_STATES = 4  # sets of weights whose legs are kept (the traffic now and just before)
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
+NONE: IntArray = np.zeros(0, dtype=np.int64)
+# A drawn leg by its ends: its points, the junctions it passes, the arcs at its ends.
+Legs = dict[tuple[LatLon, LatLon], tuple[list[LatLon], IntArray, IntArray]]
+
+
+def _digest(weights: IntArray) -> bytes:
+    return hashlib.blake2b(weights.tobytes(), digest_size=16).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +112,13 @@ class Roads:
         self.snapper = Snapper(network, self.frame, max_distance_m=max_snap_m)
         self.traffic = Traffic(network, self.frame)
         self.twin = reverse_arcs(network)
-        # Legs of drawn paths by their ends, while the weights stay the same: a re-planned
-        # route mostly keeps its stops, so most of its path is drawn already.
-        self._legs: dict[tuple[LatLon, LatLon], list[LatLon]] = {}
-        self._legs_generation = self.engine.generation
+        # Legs of drawn paths by their ends, with the junctions and end arcs they run on (none
+        # for a straight leg), under the weights in use: a re-planned route mostly keeps its
+        # stops, so most of its path is drawn already. The legs of the last few sets of
+        # weights are kept too: when a jam ends, the weights are those from before it again.
+        self._legs: Legs = {}
+        self._legs_weights = self.engine.weights_ms  # (replaced, never changed in place)
+        self._legs_by_weights: dict[bytes, Legs] = {_digest(self._legs_weights): self._legs}
 
     @classmethod
     def open(
@@ -236,25 +248,59 @@ class Roads:
     def path_through(self, points: Sequence[LatLon]) -> list[LatLon]:
         """The road path from the first point through the others in turn (a straight segment
         for a leg that has no route, say a point outside the service area)."""
-        if self._legs_generation != self.engine.generation:  # the traffic changed
-            self._legs.clear()
-            self._legs_generation = self.engine.generation
+        if self._legs_weights is not self.engine.weights_ms:  # the traffic changed
+            self._switch_legs()
         path: list[LatLon] = list(points[:1])
         snapped: Snapped | None = None  # every point at once, when a leg is not in the cache
         for i, (a, b) in enumerate(itertools.pairwise(points)):
-            leg = self._legs.get((a, b))
-            if leg is None:
+            cached = self._legs.get((a, b))
+            if cached is None:
                 if snapped is None:
                     snapped = self.snap_many([p[0] for p in points], [p[1] for p in points])
-                leg = [a, b]
+                cached = ([a, b], NONE, NONE)
                 if snapped.inside[i] and snapped.inside[i + 1]:
                     with contextlib.suppress(GeoError):
-                        leg = self.route_between(snapped.point(i), snapped.point(i + 1)).points
+                        start, end = snapped.point(i), snapped.point(i + 1)
+                        route = self.route_between(start, end)
+                        ends = self.twin[[start.arc, end.arc]]
+                        cached = (
+                            route.points,
+                            np.asarray(route.nodes, dtype=np.int64),
+                            np.concatenate([[start.arc, end.arc], ends[ends >= 0]]),
+                        )
                 if len(self._legs) >= LEG_CACHE:
                     del self._legs[next(iter(self._legs))]  # the oldest
-                self._legs[a, b] = leg
-            path += leg
+                self._legs[a, b] = cached
+            path += cached[0]
         return path
+
+    def _switch_legs(self) -> None:
+        """The legs for the weights now in use: those drawn under these very weights before,
+        if they are among the last ``LEG_STATES``; else, when no arc got faster (a slowdown or
+        a closure began), the current legs that touch no changed arc (at a junction or at
+        their ends): such a leg is still the fastest, its time the same and every other
+        path's the same or longer. When an arc got faster, none."""
+        old, new = self._legs_weights, self.engine.weights_ms
+        self._legs_weights = new
+        digest = _digest(new)
+        known = self._legs_by_weights.pop(digest, None)
+        if known is not None:
+            self._legs = known
+        elif old.shape == new.shape and not bool(np.any(new < old)):
+            changed = new != old
+            near = np.zeros(self.network.node_count, dtype=bool)
+            near[self.network.tail[changed]] = True
+            near[self.network.head[changed]] = True
+            self._legs = {
+                key: leg
+                for key, leg in self._legs.items()
+                if not (near[leg[1]].any() or changed[leg[2]].any())
+            }
+        else:
+            self._legs = {}
+        self._legs_by_weights[digest] = self._legs  # the most recent last
+        while len(self._legs_by_weights) > LEG_STATES:
+            del self._legs_by_weights[next(iter(self._legs_by_weights))]
 
     def distance_to_path_m(self, lat: float, lon: float, path: Sequence[LatLon]) -> float:
         """Metres from a position to the nearest point of a path (``inf`` for an empty one)."""

@@ -75,6 +75,33 @@ def test_drawn_paths_follow_the_traffic_in_use(tiny: Roads) -> None:
     assert tiny.path_through([three, two]) == around
 
 
+def test_a_slowdown_draws_again_only_the_legs_it_touches(tiny: Roads) -> None:
+    three, two, one = NODE[3], NODE[2], NODE[1]
+    via_4, to_1 = tiny.path_through([three, two]), tiny.path_through([two, one])
+    drawn = {ends: tiny._legs[ends][0] for ends in ((three, two), (two, one))}
+    around_4 = square_around(tiny.frame, *NODE[4], half_side_m=20)
+    tiny.add_event(TrafficEvent(id="at-4", factor=0.5, polygon=around_4), now_s=0)
+    assert tiny.path_through([three, two]) == via_4, "still the only way"
+    assert tiny.path_through([two, one]) == to_1
+    assert tiny._legs[three, two][0] is not drawn[three, two], "drawn again: it runs by 4"
+    assert tiny._legs[two, one][0] is drawn[two, one], "kept: 2 → 1 is nowhere near 4"
+    tiny.end_event("at-4", now_s=10)  # the weights from before it: the legs drawn then
+    assert tiny.path_through([three, two]) == via_4
+    assert tiny._legs[three, two][0] is drawn[three, two]
+
+
+def test_when_roads_get_faster_every_leg_is_drawn_again(tiny: Roads) -> None:
+    around_4 = square_around(tiny.frame, *NODE[4], half_side_m=20)
+    tiny.traffic.add(TrafficEvent(id="slow", factor=0.5, polygon=around_4))
+    tiny.traffic.add(TrafficEvent(id="slower", factor=0.25, polygon=around_4))
+    tiny.refresh(now_s=0)
+    to_1 = tiny.path_through([NODE[2], NODE[1]])
+    drawn = tiny._legs[NODE[2], NODE[1]][0]
+    tiny.end_event("slower", now_s=10)  # faster than before, weights not seen yet: any leg
+    assert tiny.path_through([NODE[2], NODE[1]]) == to_1  # might now be faster another way
+    assert tiny._legs[NODE[2], NODE[1]][0] is not drawn
+
+
 def test_slowdowns_combine_slowest_wins_and_respect_their_times(tiny: Roads) -> None:
     free = time_s(tiny, 2, 3)
     mid = (60.0015, 24.000)
