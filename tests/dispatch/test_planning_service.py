@@ -15,6 +15,7 @@ import redis
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
+from geo.distance import haversine_m
 from geo.polyline import decode
 from geo.roads import Roads
 from server import keys
@@ -546,3 +547,68 @@ async def test_after_a_failed_delivery_the_new_attempt_starts_from_the_van_that_
         route = httpx.get(f"{base}/dispatch/routes/solo", headers=AUTH).json()
         # The parcel is in the van: a drop-off from it, no second trip to the shop.
         assert [(s["order_id"], s["kind"]) for s in route["stops"]] == [(missed, "dropoff")]
+
+
+async def test_the_whole_loop_over_real_sockets_orders_route_pings_etas_traffic_new_version(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    """Orders → plan → the driver's route → pings move the van → its ETAs update (the server's
+    own ETA pass) → a traffic event on its path → a re-plan pushes a new route version."""
+    base = server_factory(roads=andorra, eta_refresh_s=0.5)
+    token = new_van(base)
+    start = int(time.time() * 1000) - 60_000  # a minute ago, at the depot
+    async with (
+        connect(ws_url(base, f"/ws/driver?token={token}")) as driver,
+        connect(ws_url(base, f"/ws/console?token={STAFF_TOKEN}")) as console,
+    ):
+        at_depot = {"lat": VANS["van-1"][0], "lon": VANS["van-1"][1], "ts": start}
+        assert (await reply_to(driver, {"type": "pings", "seq": 1, "pings": [at_depot]}))[
+            "type"
+        ] == "ack"
+        for place in (DROPS[0], DROPS[2]):
+            assert httpx.post(f"{base}/orders", headers=AUTH, json=order(*place)).status_code == 201
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 2
+        route = await next_route(driver)
+        current = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+        while route["version"] < current["version"]:  # a round woken by the orders came first
+            route = await next_route(driver)
+        assert len(route["stops"]) == 2
+        # The van drives 600 m along its road path towards the first stop, in a minute.
+        path = decode(route["geometry"])
+        walked, i = 0.0, 1
+        while walked < 600 and i < len(path) - 1:
+            walked += haversine_m(*path[i - 1], *path[i])
+            i += 1
+        on_the_way = {"lat": path[i][0], "lon": path[i][1], "ts": start + 60_000}
+        assert (await reply_to(driver, {"type": "pings", "seq": 2, "pings": [on_the_way]}))[
+            "type"
+        ] == "ack"
+        first = route["stops"][0]
+        deadline = time.monotonic() + scaled(10)
+        while True:  # the server's ETA pass: the first stop is now sooner than first planned
+            assert time.monotonic() < deadline, "no ETA update after the van moved"
+            frame = json.loads(await asyncio.wait_for(console.recv(), scaled(10)))
+            event = frame.get("event", {}) if frame["type"] == "event" else {}
+            if event.get("type") == "eta" and event["vehicle_id"] == "van-1":
+                eta = {s["order_id"]: s["eta"] for s in event["stops"]}[first["order_id"]]
+                if eta < first["eta"] - 30_000:
+                    break
+        # A closure around the second stop: the planner re-plans, the driver gets a new version.
+        lat, lon = route["stops"][1]["lat"], route["stops"][1]["lon"]
+        d = 0.0025
+        closure = {
+            "polygon": [
+                [lon - d, lat - d],
+                [lon + d, lat - d],
+                [lon + d, lat + d],
+                [lon - d, lat + d],
+            ],
+            "closed": True,
+            "label": "street works",
+        }
+        assert httpx.post(f"{base}/traffic-events", headers=AUTH, json=closure).status_code == 201
+        pushed = await next_route(driver)
+        while pushed["version"] <= route["version"]:
+            pushed = await next_route(driver)
+        assert pushed["version"] > route["version"]
+        assert pushed["stops"] != route["stops"]
