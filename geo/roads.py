@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,9 @@ class Roads:
     """One network with everything that answers on it: its metric frame, the travel-time
     engine on the current traffic weights, the snapper and the set of traffic events.
 
-    Not thread-safe: traffic changes re-customise the engine in place.
+    Queries may run in several threads (paths are drawn in worker threads; the cache of drawn
+    legs takes a lock), but a traffic change re-customises the engine in place: not while
+    queries run in other threads.
     """
 
     def __init__(
@@ -119,6 +122,7 @@ class Roads:
         self._legs: Legs = {}
         self._legs_weights = self.engine.weights_ms  # (replaced, never changed in place)
         self._legs_by_weights: dict[bytes, Legs] = {_digest(self._legs_weights): self._legs}
+        self._legs_lock = threading.Lock()  # paths are drawn in worker threads
 
     @classmethod
     def open(
@@ -248,12 +252,14 @@ class Roads:
     def path_through(self, points: Sequence[LatLon]) -> list[LatLon]:
         """The road path from the first point through the others in turn (a straight segment
         for a leg that has no route, say a point outside the service area)."""
-        if self._legs_weights is not self.engine.weights_ms:  # the traffic changed
-            self._switch_legs()
+        with self._legs_lock:
+            if self._legs_weights is not self.engine.weights_ms:  # the traffic changed
+                self._switch_legs()
+            legs = self._legs
         path: list[LatLon] = list(points[:1])
         snapped: Snapped | None = None  # every point at once, when a leg is not in the cache
         for i, (a, b) in enumerate(itertools.pairwise(points)):
-            cached = self._legs.get((a, b))
+            cached = legs.get((a, b))
             if cached is None:
                 if snapped is None:
                     snapped = self.snap_many([p[0] for p in points], [p[1] for p in points])
@@ -268,9 +274,10 @@ class Roads:
                             np.asarray(route.nodes, dtype=np.int64),
                             np.concatenate([[start.arc, end.arc], ends[ends >= 0]]),
                         )
-                if len(self._legs) >= LEG_CACHE:
-                    del self._legs[next(iter(self._legs))]  # the oldest
-                self._legs[a, b] = cached
+                if len(legs) >= LEG_CACHE:
+                    with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # (threads)
+                        del legs[next(iter(legs))]  # the oldest
+                legs[a, b] = cached
             path += cached[0]
         return path
 
@@ -293,7 +300,7 @@ class Roads:
             near[self.network.head[changed]] = True
             self._legs = {
                 key: leg
-                for key, leg in self._legs.items()
+                for key, leg in list(self._legs.items())  # (a copy: other threads add legs)
                 if not (near[leg[1]].any() or changed[leg[2]].any())
             }
         else:
