@@ -52,9 +52,7 @@ class CoalescingScript:
     async def stop(self) -> None:
         for task in self._tasks:
             await stop_task(task, log)
-        for _, _, future in self._queue:
-            if not future.done():
-                future.set_exception(RedisError("the server is shutting down"))
+        self._fail(self._queue)
         self._queue.clear()
 
     async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
@@ -87,10 +85,14 @@ class CoalescingScript:
         except (RedisError, OSError) as exc:
             replies = [exc] * len(calls)
         except asyncio.CancelledError:  # stopped mid-call: its callers must not wait forever
-            replies = [RedisError("the server is shutting down")] * len(calls)
-            self._deliver(calls, replies)
+            self._fail(calls)
             raise
         self._deliver(calls, replies)
+
+    @classmethod
+    def _fail(cls, calls: list[Call]) -> None:
+        """Answer calls that will not be sent: the server is stopping."""
+        cls._deliver(calls, [RedisError("the server is shutting down")] * len(calls))
 
     @staticmethod
     def _deliver(calls: list[Call], replies: list[Any]) -> None:
