@@ -54,7 +54,7 @@ from server.orders.routes import AlertsController, OrdersController
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.console import Hub, console_socket
-from server.tracking.driver_ws import driver_socket
+from server.tracking.driver_ws import DriverServices, driver_socket, native_driver
 from server.tracking.filters import Limits
 from server.tracking.geofences import GeofencesController, GeofenceTracker
 from server.tracking.ingest import Ingestor
@@ -119,6 +119,14 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         with contextlib.suppress(RedisError, OSError):
             await fences.reload()
         app.state.fences = fences
+        app.state.driver = DriverServices(
+            ingestor=ingestor,
+            limits=limits,
+            fences=fences,
+            hub=hub,
+            orders=app.state.orders,
+            settings=settings,
+        )
         reloads: set[asyncio.Task[None]] = set()
 
         def on_event(raw: bytes) -> None:
@@ -252,10 +260,13 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             "ingestor": from_state("ingestor"),
             "hub": from_state("hub"),
             "fences": from_state("fences"),
+            "driver": from_state("driver"),
             "orders": from_state("orders"),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "limits": Provide(provide_limits, sync_to_thread=False),
         },
+        # Served by server.nativews when fleet's own server runs the app (server.serving).
+        state=State({"native_websockets": {"/ws/driver": native_driver}}),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(
             title="fleet",

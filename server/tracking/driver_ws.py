@@ -15,15 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs
 
 from litestar import WebSocket, websocket
+from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from redis.exceptions import RedisError
 
 from geo.fences import Inside
 from server import keys
+from server.background import stop_task
+from server.nativews import NativeWebSocket
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.sockets import receive_frame
@@ -43,6 +48,7 @@ from server.tracking.wire import (
     error_frame,
     peek_seq,
 )
+from server.wsframes import Handshake
 
 log = logging.getLogger("fleet.driver")
 
@@ -53,110 +59,141 @@ MAX_RATE_STRIKES = 50  # consecutive rate-limited messages before the socket is 
 MAX_REDIS_FAILURES = 5
 
 
+@dataclass(frozen=True, slots=True)
+class DriverServices:
+    """What a driver connection needs from its process; built once by the app's lifespan."""
+
+    ingestor: Ingestor
+    limits: Limits
+    fences: GeofenceTracker
+    hub: Hub
+    orders: OrderStore
+    settings: Settings
+
+
+class Channel(Protocol):
+    """A driver's open WebSocket, whichever server layer carries it."""
+
+    async def receive(self) -> str | bytes | None: ...  # ``None``: the client has gone
+
+    async def send(self, data: bytes) -> None: ...  # one text message (UTF-8 JSON)
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+async def native_driver(socket: NativeWebSocket, request: Handshake, state: State) -> None:
+    """``/ws/driver`` served by :mod:`server.nativews` (how ``fleet serve`` runs it)."""
+    token = parse_qs(request.query).get("token", [""])[0]
+    await serve_driver(socket, token, state.driver)
+
+
 @websocket("/ws/driver")
 async def driver_socket(
-    socket: WebSocket[Any, Any, Any],
-    ingestor: NamedDependency[Ingestor],
-    limits: NamedDependency[Limits],
-    fences: NamedDependency[GeofenceTracker],
-    hub: NamedDependency[Hub],
-    orders: NamedDependency[OrderStore],
-    settings: NamedDependency[Settings],
+    socket: WebSocket[Any, Any, Any], driver: NamedDependency[DriverServices]
 ) -> None:
-    token = socket.query_params.get("token", "")
+    """``/ws/driver`` through ASGI, for an ASGI server other than fleet's own."""
     await socket.accept()
+    await serve_driver(_AsgiChannel(socket), socket.query_params.get("token", ""), driver)
+
+
+class _AsgiChannel:
+    def __init__(self, socket: WebSocket[Any, Any, Any]) -> None:
+        self.socket = socket
+        self.sending = asyncio.Lock()  # acks and pushed routes share the socket
+
+    async def receive(self) -> str | bytes | None:
+        try:
+            return await receive_frame(self.socket)
+        except WebSocketDisconnect:
+            return None
+
+    async def send(self, data: bytes) -> None:
+        async with self.sending:
+            with contextlib.suppress(WebSocketDisconnect):
+                await self.socket.send_text(data.decode())
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await self.socket.close(code, reason)
+
+
+async def serve_driver(channel: Channel, token: str, services: DriverServices) -> None:
+    """One driver connection, from the token check to the client going away."""
+    ingestor = services.ingestor
     vehicle_id = await vehicle_for_token(ingestor.redis, token)
     if vehicle_id is None:
-        await socket.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
+        await channel.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
         return
     last = await ingestor.last_fix(vehicle_id)
-    inside = await fences.membership(vehicle_id)
-    sending = asyncio.Lock()  # acks and pushed routes share the socket
-    with hub.watch_routes(vehicle_id) as routes:
+    inside = await services.fences.membership(vehicle_id)
+    with services.hub.watch_routes(vehicle_id) as routes:
         current = cast("bytes | None", await ingestor.redis.get(keys.route(vehicle_id)))
         if current is not None:
             routes.put_nowait(current)
-        pusher = asyncio.create_task(_push_routes(socket, routes, sending))
+        pusher = asyncio.create_task(_push_routes(channel, routes))
         try:
-            stops = StopHandler(orders, ingestor.redis, vehicle_id, settings.failed_policy)
-            await _serve_driver(
-                socket, vehicle_id, ingestor, limits, fences, stops, last, inside, sending
+            stops = StopHandler(
+                services.orders, ingestor.redis, vehicle_id, services.settings.failed_policy
             )
+            await _serve_driver(channel, vehicle_id, services, stops, last, inside)
         finally:
-            pusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pusher
+            await stop_task(pusher, log)
 
 
-async def _push_routes(
-    socket: WebSocket[Any, Any, Any], routes: asyncio.Queue[bytes], sending: asyncio.Lock
-) -> None:
+async def _push_routes(channel: Channel, routes: asyncio.Queue[bytes]) -> None:
     while True:
-        route = await routes.get()
-        await _send(socket, sending, route.decode())
+        await channel.send(await routes.get())
 
 
 async def _serve_driver(
-    socket: WebSocket[Any, Any, Any],
+    channel: Channel,
     vehicle_id: str,
-    ingestor: Ingestor,
-    limits: Limits,
-    fences: GeofenceTracker,
+    services: DriverServices,
     stops: StopHandler,
     last: Fix | None,
     inside: Inside,
-    sending: asyncio.Lock,
 ) -> None:
+    ingestor, limits, fences = services.ingestor, services.limits, services.fences
     bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
     strikes = redis_failures = 0
-    try:
-        while (frame := await receive_frame(socket)) is not None:
-            if not bucket.take():
-                strikes += 1
-                if strikes > MAX_RATE_STRIKES:
-                    await socket.close(CLOSE_RATE_LIMITED, "too many messages per second")
-                    return
-                message = f"at most {limits.max_messages_per_s:g} messages a second; resend later"
-                await _send(socket, sending, error_frame("rate_limited", message, peek_seq(frame)))
-                continue
-            strikes = 0
-            try:
-                batch = decode_client(frame, max_batch=limits.max_batch)
-            except WireError as exc:
-                await _send(socket, sending, error_frame(exc.code, exc.message, exc.seq))
-                continue
-            if isinstance(batch, StopEvent):
-                await _send(socket, sending, await stops.handle(batch))
-                continue
-            try:
-                result = await ingestor.ingest(vehicle_id, batch.pings, last)
-            except RedisError as exc:
-                redis_failures += 1
-                log.warning("ingest for %s failed: %s", vehicle_id, exc)
-                if redis_failures >= MAX_REDIS_FAILURES:
-                    await socket.close(CLOSE_UNAVAILABLE, "state store unavailable")
-                    return
-                await _send(
-                    socket,
-                    sending,
-                    error_frame("unavailable", "not stored; resend the batch", batch.seq),
-                )
-                continue
-            redis_failures = 0
-            if result.fix is not None and (last is None or result.fix.ts > last.ts):
-                inside = await fences.check(vehicle_id, result.fix, inside)
-            last = result.fix
-            ack = Ack(
-                seq=batch.seq,
-                accepted=result.accepted,
-                duplicates=result.duplicates,
-                rejected=result.rejected,
+    while (frame := await channel.receive()) is not None:
+        if not bucket.take():
+            strikes += 1
+            if strikes > MAX_RATE_STRIKES:
+                await channel.close(CLOSE_RATE_LIMITED, "too many messages per second")
+                return
+            message = f"at most {limits.max_messages_per_s:g} messages a second; resend later"
+            await channel.send(error_frame("rate_limited", message, peek_seq(frame)))
+            continue
+        strikes = 0
+        try:
+            batch = decode_client(frame, max_batch=limits.max_batch)
+        except WireError as exc:
+            await channel.send(error_frame(exc.code, exc.message, exc.seq))
+            continue
+        if isinstance(batch, StopEvent):
+            await channel.send(await stops.handle(batch))
+            continue
+        try:
+            result = await ingestor.ingest(vehicle_id, batch.pings, last)
+        except RedisError as exc:
+            redis_failures += 1
+            log.warning("ingest for %s failed: %s", vehicle_id, exc)
+            if redis_failures >= MAX_REDIS_FAILURES:
+                await channel.close(CLOSE_UNAVAILABLE, "state store unavailable")
+                return
+            await channel.send(
+                error_frame("unavailable", "not stored; resend the batch", batch.seq)
             )
-            await _send(socket, sending, encode(ack).decode())
-    except WebSocketDisconnect:
-        return
-
-
-async def _send(socket: WebSocket[Any, Any, Any], sending: asyncio.Lock, text: str) -> None:
-    async with sending:
-        await socket.send_text(text)
+            continue
+        redis_failures = 0
+        if result.fix is not None and (last is None or result.fix.ts > last.ts):
+            inside = await fences.check(vehicle_id, result.fix, inside)
+        last = result.fix
+        ack = Ack(
+            seq=batch.seq,
+            accepted=result.accepted,
+            duplicates=result.duplicates,
+            rejected=result.rejected,
+        )
+        await channel.send(encode(ack))

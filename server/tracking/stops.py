@@ -25,7 +25,7 @@ class StopHandler:
         self.vehicle_id = vehicle_id
         self.failed_policy = failed_policy
 
-    async def handle(self, event: StopEvent) -> str:
+    async def handle(self, event: StopEvent) -> bytes:
         """Apply the event; the frame to answer with (``stop_ack`` or ``error``)."""
         try:
             order = await self.orders.get(event.order_id)
@@ -37,7 +37,7 @@ class StopHandler:
             )
         if event.event == "arrived" and order.status == "arrived":
             # Arrival is also noticed by the server (the vehicle within a radius of the stop).
-            return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status)).decode()
+            return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
         note = f"proof {event.proof}" if event.proof else (event.reason or "")
         try:
             order = await self.orders.advance(
@@ -51,4 +51,4 @@ class StopHandler:
                 )
         except ApiError as exc:
             return error_frame("invalid_transition", exc.message, event.seq)
-        return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status)).decode()
+        return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))

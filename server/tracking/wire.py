@@ -151,5 +151,5 @@ def encode(message: Ack | StopAck | Error | Route) -> bytes:
     return _encoder.encode(message)
 
 
-def error_frame(code: str, message: str, seq: int | None = None) -> str:
-    return encode(Error(code=code, message=message, seq=seq)).decode()
+def error_frame(code: str, message: str, seq: int | None = None) -> bytes:
+    return encode(Error(code=code, message=message, seq=seq))
