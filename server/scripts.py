@@ -1,111 +1,136 @@
-"""Run one Lua script for many callers at once: calls that arrive together share a pipeline.
+"""Run one Lua script for many callers at once: the parts that arrive together make one call.
 
-Thousands of driver sockets each need one script call per batch. Sent one by one, redis-py's
-per-command machinery (pool checkout, retries, timeouts, parsing) costs more CPU than Redis spends
-running the script. A :class:`CoalescingScript` queues the calls; ``writers`` background tasks
-each take everything queued (up to ``max_batch``) and send it as one pipeline of ``EVALSHA``: one
-round trip per group of batches instead of one per batch, and each caller still gets its own
-reply (or its own exception) before it acks anything.
+Thousands of driver sockets each need their batch persisted before they ack it. A
+:class:`GroupedScript` takes each caller's *part* (its keys and values), and once per event-loop
+iteration sends every part queued so far as one ``EVALSHA`` on its own pipelined connection
+(:class:`server.resp.RespConnection`): Redis pays the cost of a script call once per group, and
+each caller gets its own slice of the reply before it acks anything.
+
+The script receives ``head_keys`` then every part's keys as ``KEYS``; as ``ARGV`` the values of
+``head_args()`` (read at send time), the number of parts, then for each part its number of values
+and the values. It returns ``reply_width`` values per part, in order.
+
+When Redis answers ``NOSCRIPT`` (a restart, ``SCRIPT FLUSH``) the script is loaded and the group
+sent again. When the script fails (one part's key of the wrong type, say), each part of the group
+is sent again on its own, so one bad part fails only its own caller; parts the failed group had
+already written are then seen as duplicates by the script, never written twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
-from server.background import stop_task
+from server.resp import RespConnection
 
-log = logging.getLogger("fleet.scripts")
+Value = str | int | float
+Part = tuple[Sequence[str], Sequence[Value], "asyncio.Future[list[Any]]"]
 
-Call = tuple[Sequence[str], Sequence[str | int | float], "asyncio.Future[Any]"]
 
-
-class CoalescingScript:
+class GroupedScript:
     def __init__(
-        self, redis: aioredis.Redis, source: str, *, writers: int = 2, max_batch: int = 256
+        self,
+        redis: aioredis.Redis,
+        source: str,
+        *,
+        head_keys: Sequence[str],
+        head_args: Callable[[], Sequence[Value]],
+        reply_width: int,
+        max_group: int = 500,
+        timeout_s: float = 5.0,
     ) -> None:
-        self.redis = redis
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
-        self.max_batch = max_batch
-        self._writers = writers
-        self._queue: list[Call] = []
-        self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self.head_keys = list(head_keys)
+        self.head_args = head_args
+        self.reply_width = reply_width
+        self.max_group = max_group
+        # The same server, database and credentials as the app's client.
+        kwargs = dict(redis.connection_pool.connection_kwargs)
+        self._connection = RespConnection(kwargs, timeout_s=timeout_s)
+        self._queue: list[Part] = []
+        self._scheduled = False
+        self._sending: set[asyncio.Task[None]] = set()
+        self._started = False
 
     async def start(self) -> None:
-        """Start the writers. The script is loaded now if Redis answers, else on first use."""
-        with contextlib.suppress(RedisError, OSError):
-            await self.redis.script_load(self.source)
-        self._tasks = [
-            asyncio.create_task(self._run(), name=f"script-writer-{i}")
-            for i in range(self._writers)
-        ]
+        """Start the connection's watchdog; the connection itself opens on first use."""
+        self._connection.start()
+        self._started = True
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            await stop_task(task, log)
-        self._fail(self._queue)
+        """Close the connection; callers still waiting get a ``ConnectionError``."""
+        self._started = False
+        for task in list(self._sending):
+            task.cancel()
+        await self._connection.close()
+        _deliver(self._queue, RedisError("the server is shutting down"), self.reply_width)
         self._queue.clear()
 
-    async def __call__(self, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        if not self._tasks:
-            raise RuntimeError("CoalescingScript.start() was not awaited")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    async def __call__(self, keys: Sequence[str], args: Sequence[Value]) -> list[Any]:
+        """Run the script for one part; that part's ``reply_width`` values."""
+        if not self._started:
+            raise RuntimeError("GroupedScript.start() was not awaited")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Any]] = loop.create_future()
         self._queue.append((keys, args, future))
-        self._wake.set()
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._send_queued)
         return await future
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            if not self._queue:
-                self._wake.clear()
-                continue
-            calls = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
-            if not self._queue:
-                self._wake.clear()
-            await self._send(calls)
+    def _send_queued(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        for first in range(0, len(queue), self.max_group):
+            task = asyncio.get_running_loop().create_task(
+                self._send(queue[first : first + self.max_group])
+            )
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
-    async def _send(self, calls: list[Call]) -> None:
-        replies: list[Any]
+    async def _send(self, parts: list[Part]) -> None:
         try:
-            replies = await self._pipeline(calls)
-            if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: reload
-                await self.redis.script_load(self.source)
-                replies = await self._pipeline(calls)
+            reply: Any = await self._call(parts)
+        except ResponseError as exc:
+            if len(parts) == 1:
+                reply = exc
+            else:  # find the part that fails: each on its own
+                for part in parts:
+                    await self._send([part])
+                return
         except (RedisError, OSError) as exc:
-            replies = [exc] * len(calls)
-        except asyncio.CancelledError:  # stopped mid-call: its callers must not wait forever
-            self._fail(calls)
+            reply = exc
+        except asyncio.CancelledError:  # stopping: the callers must not wait forever
+            _deliver(parts, RedisError("the server is shutting down"), self.reply_width)
             raise
-        self._deliver(calls, replies)
+        _deliver(parts, reply, self.reply_width)
 
-    @classmethod
-    def _fail(cls, calls: list[Call]) -> None:
-        """Answer calls that will not be sent: the server is stopping."""
-        cls._deliver(calls, [RedisError("the server is shutting down")] * len(calls))
+    async def _call(self, parts: list[Part]) -> Any:
+        keys = list(self.head_keys)
+        args: list[Value] = [*self.head_args(), len(parts)]
+        for part_keys, part_args, _ in parts:
+            keys += part_keys
+            args.append(len(part_args))
+            args += part_args
+        try:
+            return await self._connection.call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self._connection.call("SCRIPT", "LOAD", self.source)
+            return await self._connection.call("EVALSHA", self.sha, len(keys), *keys, *args)
 
-    @staticmethod
-    def _deliver(calls: list[Call], replies: list[Any]) -> None:
-        for (_, _, future), reply in zip(calls, replies, strict=True):
-            if future.done():  # the caller went away
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
-            else:
-                future.set_result(reply)
 
-    async def _pipeline(self, calls: list[Call]) -> list[Any]:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in calls:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
-            return await pipe.execute(raise_on_error=False)
+def _deliver(parts: list[Part], reply: Any, width: int) -> None:
+    """Hand each part its slice of ``reply``, or the error to every part."""
+    for index, (_, _, future) in enumerate(parts):
+        if future.done():  # the caller went away
+            continue
+        if isinstance(reply, BaseException):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply[index * width : (index + 1) * width])

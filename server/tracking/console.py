@@ -1,6 +1,7 @@
 """``/ws/console``: live positions for a dispatcher's viewport, never held back by a slow client.
 
-One Redis subscription per server process (``fleet:pos``, ``fleet:events``) feeds a :class:`Hub`.
+One Redis subscription per server process (``fleet:pos``, ``fleet:events``, read by
+:class:`server.resp.RespSubscriber`) feeds a :class:`Hub`.
 Each console socket is a :class:`Subscriber` with a viewport and a *pending* map of vehicle id →
 newest position: a new position replaces the older one not yet sent (latest wins), so the map
 never holds more than one entry per vehicle in view. A sender task flushes the map as one
@@ -35,6 +36,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from server import keys
 from server.auth import is_staff
+from server.resp import RespSubscriber
 from server.sockets import receive_frame
 from server.tracking.queries import BBox, parse_bbox, vehicles_in_bbox
 
@@ -51,7 +53,16 @@ class Viewport(msgspec.Struct, tag="viewport", tag_field="type"):
     bbox: tuple[float, float, float, float]
 
 
+class _PositionHead(msgspec.Struct):
+    """What the fan-out reads of a published position (the rest is passed on as it is)."""
+
+    id: str
+    lat: float
+    lon: float
+
+
 _viewport = msgspec.json.Decoder(Viewport)
+_position = msgspec.json.Decoder(_PositionHead)
 _encoder = msgspec.json.Encoder()
 
 
@@ -81,17 +92,19 @@ class Hub:
         self.position_hooks: list[Callable[[str], None]] = []  # told the id of each move
         self.route_watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
 
-    def publish_position(self, raw: bytes) -> None:
-        try:
-            head = msgspec.json.decode(raw)
-            vehicle_id, lon, lat = str(head["id"]), float(head["lon"]), float(head["lat"])
-        except (msgspec.DecodeError, KeyError, TypeError, ValueError):
-            log.warning("ignored a malformed position message: %r", raw[:200])
-            return
-        for subscriber in self.subscribers:
-            subscriber.offer(vehicle_id, lon, lat, raw)
-        for hook in self.position_hooks:
-            hook(vehicle_id)
+    def publish_positions(self, message: bytes) -> None:
+        """Fan out one ``fleet:pos`` message: positions as JSON objects, one per line."""
+        subscribers, hooks = self.subscribers, self.position_hooks
+        for raw in message.split(b"\n"):
+            try:
+                head = _position.decode(raw)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("ignored a malformed position message: %r", raw[:200])
+                continue
+            for subscriber in subscribers:
+                subscriber.offer(head.id, head.lon, head.lat, raw)
+            for hook in hooks:
+                hook(head.id)
 
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:
@@ -105,19 +118,25 @@ class Hub:
                 subscriber.wake.set()
 
     async def run(self, redis: aioredis.Redis, ready: asyncio.Event | None = None) -> None:
-        """Consume ``fleet:pos`` and ``fleet:events`` until cancelled (a lifespan task)."""
-        async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(keys.POSITIONS_CHANNEL, keys.EVENTS_CHANNEL)
-            if ready is not None:
-                ready.set()
-            async for message in pubsub.listen():
-                if message["type"] != "message":
-                    continue
-                channel = message["channel"].decode()
-                if channel == keys.POSITIONS_CHANNEL:
-                    self.publish_position(message["data"])
+        """Consume ``fleet:pos`` and ``fleet:events`` until cancelled (a lifespan task); raises
+        ``ConnectionError`` when the subscription is lost (the caller subscribes again)."""
+        positions = keys.POSITIONS_CHANNEL.encode()
+
+        def on_message(channel: bytes, data: bytes) -> None:
+            try:
+                if channel == positions:
+                    self.publish_positions(data)
                 else:
-                    self.publish_event(message["data"])
+                    self.publish_event(data)
+            except Exception:  # one bad message or hook must not end the subscription
+                log.exception("handling a message on %s failed", channel.decode())
+
+        subscriber = RespSubscriber(
+            dict(redis.connection_pool.connection_kwargs),
+            [keys.POSITIONS_CHANNEL, keys.EVENTS_CHANNEL],
+            on_message,
+        )
+        await subscriber.run(ready)
 
     def _to_drivers(self, raw: bytes) -> None:
         """Hand a route to the driver sockets of its vehicle in this process (latest wins)."""

@@ -50,20 +50,17 @@ class Fix:
     ts: int
 
 
-def _finite(*values: float | None) -> bool:
-    return all(v is None or math.isfinite(v) for v in values)
-
-
 def reject_reason(ping: Ping, last: Fix | None, now_ms: int, limits: Limits) -> str | None:
     """Why ``ping`` must be rejected, or ``None`` if it may go on."""
+    # Every comparison with NaN is false, and each bound below is finite, so these range checks
+    # also refuse NaN and infinities.
     if not (
-        _finite(ping.lat, ping.lon, ping.speed, ping.heading, ping.accuracy)
-        and -90.0 <= ping.lat <= 90.0
+        -90.0 <= ping.lat <= 90.0
         and -180.0 <= ping.lon <= 180.0
         and ping.ts > 0
         and (ping.speed is None or 0.0 <= ping.speed <= 1000.0)
         and (ping.heading is None or 0.0 <= ping.heading < 360.0)
-        and (ping.accuracy is None or ping.accuracy >= 0.0)
+        and (ping.accuracy is None or 0.0 <= ping.accuracy < math.inf)
     ):
         return "invalid"
     if ping.ts > now_ms + limits.max_future_s * 1000:

@@ -3,13 +3,15 @@
 One :class:`Ingestor` per server process; the driver socket and the OsmAnd endpoint both call
 :meth:`Ingestor.ingest` with the decoded pings of one vehicle. Pings are taken in timestamp order;
 the newest accepted one becomes the live position (published on ``fleet:pos`` by the script);
-older ones go to the history only.
+older ones go to the history only. The batches of all vehicles that arrive in the same instant
+are persisted by one call of the script (:class:`server.scripts.GroupedScript`), and their
+positions published as one message, one JSON object per line.
 """
 
 from __future__ import annotations
 
+import functools
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ import redis.asyncio as aioredis
 from geo.cells import cell_of
 from server import keys
 from server.lua import load
-from server.scripts import CoalescingScript
+from server.scripts import GroupedScript
 from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
 from server.tracking.wire import Ping, Rejection
 
@@ -31,8 +33,13 @@ class IngestResult:
     fix: Fix | None = None  # the vehicle's live position after this batch
 
 
-def _num(value: float | None) -> str:
-    return "" if value is None else repr(round(value, 7))
+def _num(value: float | None) -> float | str:
+    return "" if value is None else round(value, 7)  # packed by hiredis as repr() does
+
+
+@functools.lru_cache(maxsize=100_000)
+def _script_keys(vehicle_id: str) -> tuple[str, str, str]:
+    return keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id)
 
 
 class Ingestor:
@@ -51,10 +58,21 @@ class Ingestor:
         self.resolution = resolution
         self.limits = limits
         self.clock = clock
-        self._script = CoalescingScript(redis, load("ingest.lua"))
         self._cell_prefix = keys.cell_prefix(resolution)
         self._retention_ms = int(limits.retention_s * 1000)
         self._stale_ms = int(stale_after_s * 1000)
+        self._script = GroupedScript(
+            redis,
+            load("ingest.lua"),
+            head_keys=[keys.LASTSEEN, keys.REJECTS, keys.STATUS, keys.EVENTS_LOG],
+            head_args=self._head_args,
+            reply_width=6,
+        )
+
+    def _head_args(self) -> list[str | int]:
+        now_ms = int(self.clock() * 1000)
+        return [self._cell_prefix, now_ms - self._retention_ms, self._retention_ms,
+                keys.POSITIONS_CHANNEL, now_ms, self._stale_ms, keys.EVENTS_CHANNEL]  # fmt: skip
 
     async def start(self) -> None:
         await self._script.start()
@@ -74,8 +92,8 @@ class Ingestor:
     ) -> IngestResult:
         now_ms = int(self.clock() * 1000)
         result = IngestResult(fix=last)
-        reasons: Counter[str] = Counter()
-        args: list[str | int] = []
+        reasons: dict[str, int] = {}
+        args: list[str | int | float] = []
         seen: set[int] = set()
         current = last
         kept = 0
@@ -84,7 +102,7 @@ class Ingestor:
             reason = reject_reason(ping, current, now_ms, self.limits)
             if reason is not None:
                 result.rejected.append(Rejection(i=index, reason=reason))
-                reasons[reason] += 1
+                reasons[reason] = reasons.get(reason, 0) + 1
                 continue
             if ping.ts in seen:
                 result.duplicates += 1
@@ -97,18 +115,15 @@ class Ingestor:
             kept += 1
             if current is None or ping.ts > current.ts:
                 current = Fix(ping.lat, ping.lon, ping.ts)
-        result.rejected.sort(key=lambda r: r.i)
+        if result.rejected:
+            result.rejected.sort(key=lambda r: r.i)
         if not kept and not reasons:
             return result
         for reason, count in reasons.items():
             args += [reason, count]
-        floor = now_ms - self._retention_ms
-        script_keys = [keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
-                       keys.LASTSEEN, keys.REJECTS, keys.STATUS, keys.EVENTS_LOG]  # fmt: skip
-        head: list[str | int] = [vehicle_id, self._cell_prefix, floor, self._retention_ms,
-                keys.POSITIONS_CHANNEL, kept, len(reasons), now_ms, self._stale_ms,
-                keys.EVENTS_CHANNEL]  # fmt: skip
-        reply = await self._script(script_keys, head + args)
+        reply = await self._script(
+            _script_keys(vehicle_id), [vehicle_id, kept, len(reasons), *args]
+        )
         accepted, duplicates, _published, ts, lat, lon = reply
         result.accepted = int(accepted)
         result.duplicates += int(duplicates)

@@ -97,12 +97,15 @@ async def test_latest_position_wins_and_a_laggard_times_out() -> None:
         await release.wait()  # a client whose socket never drains
 
     async with hub.subscribe((-180.0, -90.0, 180.0, 90.0)) as subscriber:
-        for i in range(100):
-            hub.publish_position(
-                json.dumps({"id": "v", "lat": 60.0, "lon": 24.0, "ts": i}).encode()
-            )
-        assert len(subscriber.pending) == 1, "one entry per vehicle, however many positions"
+        for i in range(0, 100, 10):  # ten messages of ten positions, as the ingest script sends
+            lines = [
+                json.dumps({"id": "v", "lat": 60.0, "lon": 24.0, "ts": t}) for t in range(i, i + 10)
+            ]
+            hub.publish_positions("\n".join(lines).encode())
+        hub.publish_positions(b'{"id": "w", "lat": "north"}\n{"id": "u", "lat": 1, "lon": 2}')
+        assert len(subscriber.pending) == 2, "one entry per vehicle, however many positions"
         assert json.loads(subscriber.pending["v"])["ts"] == 99
+        assert "u" in subscriber.pending, "a malformed line costs only itself"
         with pytest.raises(TimeoutError):
             await hub.pump(subscriber, slow_send)
     assert len(sent) == 1
