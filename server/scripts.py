@@ -3,7 +3,7 @@
 Thousands of driver sockets each need their batch persisted before they ack it. A
 :class:`GroupedScript` takes each caller's *part* (its keys and values), and once per event-loop
 iteration sends every part queued so far as one ``EVALSHA`` on its own pipelined connection
-(:class:`server.resp.RespConnection`): Redis pays the cost of a script call once per group, and
+(a :class:`server.resp.RespConnection`): Redis pays the cost of a script call once per group, and
 each caller gets its own slice of the reply before it acks anything.
 
 The script receives ``head_keys`` then every part's keys as ``KEYS``; as ``ARGV`` the values of
@@ -23,7 +23,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from server.resp import RespConnection
@@ -35,14 +34,13 @@ Part = tuple[Sequence[str], Sequence[Value], "asyncio.Future[list[Any]]"]
 class GroupedScript:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        connection: RespConnection,
         source: str,
         *,
         head_keys: Sequence[str],
         head_args: Callable[[], Sequence[Value]],
         reply_width: int,
         max_group: int = 500,
-        timeout_s: float = 5.0,
     ) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
@@ -50,25 +48,20 @@ class GroupedScript:
         self.head_args = head_args
         self.reply_width = reply_width
         self.max_group = max_group
-        # The same server, database and credentials as the app's client.
-        kwargs = dict(redis.connection_pool.connection_kwargs)
-        self._connection = RespConnection(kwargs, timeout_s=timeout_s)
+        self._connection = connection
         self._queue: list[Part] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._started = False
 
-    async def start(self) -> None:
-        """Start the connection's watchdog; the connection itself opens on first use."""
-        self._connection.start()
+    def start(self) -> None:
         self._started = True
 
-    async def stop(self) -> None:
-        """Close the connection; callers still waiting get a ``ConnectionError``."""
+    def stop(self) -> None:
+        """Stop taking parts; callers still waiting get an error (the server is stopping)."""
         self._started = False
         for task in list(self._sending):
             task.cancel()
-        await self._connection.close()
         _deliver(self._queue, RedisError("the server is shutting down"), self.reply_width)
         self._queue.clear()
 

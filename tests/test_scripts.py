@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from server.resp import RespConnection
 from server.scripts import GroupedScript
 
 # Each part: one key to INCR and one value to echo; the head: a key counting the calls.
@@ -27,18 +30,28 @@ return out
 
 
 def script_for(client: aioredis.Redis) -> GroupedScript:
+    connection = RespConnection(dict(client.connection_pool.connection_kwargs))
     return GroupedScript(
-        client, INCR_AND_ECHO, head_keys=["calls"], head_args=lambda: ["head"], reply_width=2
+        connection, INCR_AND_ECHO, head_keys=["calls"], head_args=lambda: ["head"], reply_width=2
     )
+
+
+@contextlib.asynccontextmanager
+async def running(client: aioredis.Redis) -> AsyncIterator[GroupedScript]:
+    script = script_for(client)
+    script.start()
+    try:
+        yield script
+    finally:
+        script.stop()
+        await script._connection.close()
 
 
 async def test_parts_sent_together_are_one_call_and_each_gets_its_own_reply(
     redis_url: str,
 ) -> None:
     client = aioredis.Redis.from_url(redis_url)
-    script = script_for(client)
-    await script.start()
-    try:
+    async with running(client) as script:
         replies = await asyncio.gather(*(script(["counter"], [f"r{i}"]) for i in range(200)))
         assert replies == [[f"r{i}".encode(), b"head"] for i in range(200)]
         assert await client.get("counter") == b"200"
@@ -46,17 +59,13 @@ async def test_parts_sent_together_are_one_call_and_each_gets_its_own_reply(
         # Redis forgot the script (a restart, SCRIPT FLUSH): it is loaded again transparently.
         await client.script_flush()
         assert await script(["counter"], ["again"]) == [b"again", b"head"]
-    finally:
-        await script.stop()
-        await client.aclose()
+    await client.aclose()
 
 
 async def test_a_failing_part_fails_only_its_own_caller(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     await client.set("text", "not a number")
-    script = script_for(client)
-    await script.start()
-    try:
+    async with running(client) as script:
         first, bad, last = await asyncio.gather(
             script(["number"], ["ok"]),
             script(["text"], ["no"]),
@@ -71,9 +80,7 @@ async def test_a_failing_part_fails_only_its_own_caller(redis_url: str) -> None:
         # (duplicates by timestamp), so a ping is never stored twice.
         assert await client.get("number") == b"2"
         assert await client.get("other") == b"1"
-    finally:
-        await script.stop()
-        await client.aclose()
+    await client.aclose()
 
 
 async def test_calling_before_start_is_a_clear_error(redis_url: str) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 from urllib.parse import parse_qs
 
 from litestar import WebSocket, websocket
@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 
 from geo.fences import Inside
 from server import keys
+from server.auth import token_hash
 from server.background import stop_task
 from server.nativews import NativeWebSocket
 from server.orders.store import OrderStore
@@ -34,11 +35,10 @@ from server.settings import Settings
 from server.sockets import receive_frame
 from server.tracking.console import Hub
 from server.tracking.filters import Fix, Limits
-from server.tracking.geofences import GeofenceTracker
-from server.tracking.ingest import Ingestor
+from server.tracking.geofences import GeofenceTracker, membership_of
+from server.tracking.ingest import LIVE_FIX, Ingestor, fix_of
 from server.tracking.ratelimit import TokenBucket
 from server.tracking.stops import StopHandler
-from server.tracking.vehicles import vehicle_for_token
 from server.tracking.wire import (
     Ack,
     StopEvent,
@@ -120,14 +120,21 @@ class _AsgiChannel:
 async def serve_driver(channel: Channel, token: str, services: DriverServices) -> None:
     """One driver connection, from the token check to the client going away."""
     ingestor = services.ingestor
-    vehicle_id = await vehicle_for_token(ingestor.redis, token)
-    if vehicle_id is None:
+    # Two round trips on the ping path's own connection: thousands of drivers reconnecting at
+    # once (a server restart) must not queue for the shared pool.
+    fast = ingestor.connection
+    raw_id = await fast.call("GET", keys.vehicle_token(token_hash(token))) if token else None
+    if raw_id is None:
         await channel.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
         return
-    last = await ingestor.last_fix(vehicle_id)
-    inside = await services.fences.membership(vehicle_id)
+    vehicle_id = raw_id.decode()
     with services.hub.watch_routes(vehicle_id) as routes:
-        current = cast("bytes | None", await ingestor.redis.get(keys.route(vehicle_id)))
+        live, fences_raw, current = await asyncio.gather(
+            fast.call("HMGET", keys.live(vehicle_id), *LIVE_FIX),
+            fast.call("GET", keys.in_fences(vehicle_id)),
+            fast.call("GET", keys.route(vehicle_id)),
+        )
+        last, inside = fix_of(live), membership_of(fences_raw)
         if current is not None:
             routes.put_nowait(current)
         pusher = asyncio.create_task(_push_routes(channel, routes))

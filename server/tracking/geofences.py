@@ -52,6 +52,11 @@ def _fence(data: GeofenceIn) -> Fence:
     return Fence(id=data.id, name=data.name or data.id, ring=ring, dwell_s=data.dwell_s)
 
 
+def membership_of(raw: bytes | None) -> Inside:
+    """A vehicle's stored fence membership (``fleet:infence:{id}``), decoded."""
+    return cast(Inside, json.loads(raw)) if raw else {}
+
+
 class GeofenceTracker:
     def __init__(self, redis: aioredis.Redis, *, resolution: int) -> None:
         self.redis = redis
@@ -68,8 +73,8 @@ class GeofenceTracker:
         return b"geofences_changed" in raw
 
     async def membership(self, vehicle_id: str) -> Inside:
-        raw = await self.redis.get(keys.in_fences(vehicle_id))
-        return cast(Inside, json.loads(raw)) if raw else {}
+        raw = cast("bytes | None", await self.redis.get(keys.in_fences(vehicle_id)))
+        return membership_of(raw)
 
     async def check(self, vehicle_id: str, fix: Fix, inside: Inside) -> Inside:
         """Apply one fix; store and publish only if something changed."""

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 from geo.cells import cell_of
 from server import keys
 from server.lua import load
+from server.resp import RespConnection
 from server.scripts import GroupedScript
 from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
 from server.tracking.wire import Ping, Rejection
@@ -35,6 +36,17 @@ class IngestResult:
 
 def _num(value: float | None) -> float | str:
     return "" if value is None else round(value, 7)  # packed by hiredis as repr() does
+
+
+LIVE_FIX = ("ts", "lat", "lon")  # the fields of the live hash a Fix is made of
+
+
+def fix_of(values: Sequence[bytes | None]) -> Fix | None:
+    """The Fix in the live hash's ``LIVE_FIX`` values, or None when there is none."""
+    ts, lat, lon = values
+    if ts is None or lat is None or lon is None:
+        return None
+    return Fix(float(lat), float(lon), int(ts))
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -61,8 +73,11 @@ class Ingestor:
         self._cell_prefix = keys.cell_prefix(resolution)
         self._retention_ms = int(limits.retention_s * 1000)
         self._stale_ms = int(stale_after_s * 1000)
+        # The ping path's own lean connection (server.resp): the script, and the reads a driver
+        # connection makes when it opens, never wait for redis-py's pool.
+        self.connection = RespConnection(dict(redis.connection_pool.connection_kwargs))
         self._script = GroupedScript(
-            redis,
+            self.connection,
             load("ingest.lua"),
             head_keys=[keys.LASTSEEN, keys.REJECTS, keys.STATUS, keys.EVENTS_LOG],
             head_args=self._head_args,
@@ -75,17 +90,16 @@ class Ingestor:
                 keys.POSITIONS_CHANNEL, now_ms, self._stale_ms, keys.EVENTS_CHANNEL]  # fmt: skip
 
     async def start(self) -> None:
-        await self._script.start()
+        self.connection.start()
+        self._script.start()
 
     async def stop(self) -> None:
-        await self._script.stop()
+        self._script.stop()
+        await self.connection.close()
 
     async def last_fix(self, vehicle_id: str) -> Fix | None:
         """The stored live position, read once when a connection opens."""
-        ts, lat, lon = await self.redis.hmget(keys.live(vehicle_id), ["ts", "lat", "lon"])
-        if ts is None or lat is None or lon is None:
-            return None
-        return Fix(float(lat), float(lon), int(ts))
+        return fix_of(await self.connection.call("HMGET", keys.live(vehicle_id), *LIVE_FIX))
 
     async def ingest(
         self, vehicle_id: str, pings: Sequence[Ping], last: Fix | None
