@@ -17,14 +17,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import hiredis
 import httpx
 import redis
 
@@ -101,7 +103,13 @@ async def _register(bases: list[str], count: int, token: str) -> list[tuple[str,
         async def one(i: int) -> None:
             base = bases[i % len(bases)]
             async with sem:
-                answer = await client.post(f"{base}/vehicles", json={"id": f"bench-{i}"})
+                for attempt in range(3):  # a kept-alive connection may close under our feet
+                    try:
+                        answer = await client.post(f"{base}/vehicles", json={"id": f"bench-{i}"})
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
             answer.raise_for_status()
             out.append((f"bench-{i}", answer.json()["token"], base))
 
@@ -110,30 +118,51 @@ async def _register(bases: list[str], count: int, token: str) -> list[tuple[str,
 
 
 def raw_redis_baseline(redis_url: str, pings: int, *, batch: int = 1000) -> float:
-    """Pings/s when the same per-ping writes are sent as raw pipelined commands by one client."""
-    client = redis.Redis.from_url(redis_url)
+    """Pings/s when the same per-ping writes are sent as raw pipelined commands by one client.
+
+    The client is as lean as a client gets (commands packed by hiredis, written and read on a
+    plain socket), so the figure is what Redis itself sustains for these writes on this machine.
+    """
+    kwargs = redis.Redis.from_url(redis_url).connection_pool.connection_kwargs
+    sock = socket.create_connection((kwargs.get("host", "localhost"), kwargs.get("port", 6379)))
+    reader = hiredis.Reader()
+    pack = cast("Callable[[tuple[object, ...]], bytes]", hiredis.pack_command)
+    if kwargs.get("db"):
+        sock.sendall(pack(("SELECT", kwargs["db"])))
+        _replies(sock, reader, 1)
     start_ms = int(time.time() * 1000) - pings
     started = time.perf_counter()
     for first in range(0, pings, batch):
-        pipe = client.pipeline(transaction=False)
+        commands: list[bytes] = []
         for i in range(first, min(first + batch, pings)):
             vid = f"raw-{i % 10_000}"
             ts = start_ms + i
-            pipe.xadd(
-                keys.track(vid),
-                {"p": "60.17,24.94,,,"},
-                id=f"{ts}-*",
-                minid=ts - 3_600_000,
-                approximate=True,
-            )
-            pipe.hset(keys.live(vid), mapping={"ts": ts, "lat": 60.17, "lon": 24.94, "cell": "x"})
-            pipe.sadd(keys.cell(9, "x"), vid)
-            pipe.zadd("fleet:raw:lastseen", {vid: ts})
-            pipe.publish("fleet:raw:pos", b'{"id":"%s","ts":%d}' % (vid.encode(), ts))
-        pipe.execute()
+            commands += [
+                pack(("XADD", keys.track(vid), "MINID", "~", ts - 3_600_000, f"{ts}-*",
+                      "p", "60.17,24.94,,,")),
+                pack(("HSET", keys.live(vid), "ts", ts, "lat", 60.17, "lon", 24.94, "cell", "x")),
+                pack(("SADD", keys.cell(9, "x"), vid)),
+                pack(("ZADD", "fleet:raw:lastseen", ts, vid)),
+                pack(("PUBLISH", "fleet:raw:pos", b'{"id":"%s","ts":%d}' % (vid.encode(), ts))),
+            ]  # fmt: skip
+        sock.sendall(b"".join(commands))
+        _replies(sock, reader, len(commands))
     elapsed = time.perf_counter() - started
-    client.close()
+    sock.close()
     return pings / elapsed
+
+
+def _replies(sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
+    got = 0
+    while got < count:
+        data = sock.recv(1 << 20)
+        if not data:
+            raise RuntimeError("Redis closed the connection during the baseline")
+        reader.feed(data)
+        while (reply := reader.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError):
+                raise RuntimeError(f"Redis refused a baseline write: {reply}")
+            got += 1
 
 
 def run(
@@ -158,9 +187,11 @@ def run(
                     servers.append(_start_server(private.url, data / f"s{i}", extra))
                 bases = [base for _, base in servers]
                 progress(f"redis {private.url}; {workers} server process(es): {', '.join(bases)}")
-                return asyncio.run(
-                    _drive(private.url, servers, vehicles, rate, pings_per_message, duration_s,
-                           warmup_s, consoles, drop_fraction, progress)
+                assert private.process is not None
+                return _run_loop(
+                    _drive(private.url, private.process.pid, servers, vehicles, rate,
+                           pings_per_message, duration_s, warmup_s, consoles, drop_fraction,
+                           progress)
                 )  # fmt: skip
             finally:
                 for process, _ in servers:
@@ -171,6 +202,16 @@ def run(
                     except subprocess.TimeoutExpired:
                         process.kill()
                 _report_server_logs(data, progress)
+
+
+def _run_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run the load on uvloop when it is installed (it is a dependency): the generator shares
+    the machine's two cores with the servers and Redis, so its own cost matters."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def _report_server_logs(data: Path, progress: Callable[[str], None]) -> None:
@@ -187,6 +228,7 @@ def _report_server_logs(data: Path, progress: Callable[[str], None]) -> None:
 
 async def _drive(
     redis_url: str,
+    redis_pid: int,
     servers: list[tuple[subprocess.Popen[str], str]],
     count: int,
     rate: float,
@@ -208,7 +250,11 @@ async def _drive(
                     lat=60.10 + (i % 100) * 0.002, lon=24.80 + (i // 100 % 100) * 0.004)
         for i, (vid, token, base) in enumerate(registered)
     ]  # fmt: skip
-    generator = LoadGenerator(loads, rate_per_vehicle=rate, pings_per_message=per_message)
+    # At the end every batch in flight gets its ack before the count (close_timeout), so acked
+    # and stored pings can be compared one for one.
+    generator = LoadGenerator(
+        loads, rate_per_vehicle=rate, pings_per_message=per_message, close_timeout=60.0
+    )
     rss_before = sum(_rss_bytes(pid) for pid in pids)
     console_tasks = [
         asyncio.create_task(
@@ -234,6 +280,7 @@ async def _drive(
     await asyncio.sleep(warmup_s)
     generator.measure(True)
     cpu0 = sum(_cpu_seconds(pid) for pid in pids)
+    redis_cpu0, generator_cpu0 = _cpu_seconds(redis_pid), time.process_time()
     started = time.perf_counter()
     half = duration_s / 2
     for tick in range(int(duration_s)):
@@ -248,6 +295,8 @@ async def _drive(
             progress(f"  {tick + 1:>3} s: {rate_now:,.0f} acked pings/s, console p99 {p99:.0f} ms")
     elapsed = time.perf_counter() - started
     cpu = sum(_cpu_seconds(pid) for pid in pids) - cpu0
+    redis_cpu = _cpu_seconds(redis_pid) - redis_cpu0
+    generator_cpu = time.process_time() - generator_cpu0
     generator.measure(False)
     generator.stop()
     await asyncio.gather(*tasks, *console_tasks, return_exceptions=True)
@@ -282,8 +331,11 @@ async def _drive(
         "ack_latency_ms_p50": round(percentile(stats.ack_latencies_ms, 0.50), 1),
         "ack_latency_ms_p99": round(percentile(stats.ack_latencies_ms, 0.99), 1),
         "server_cpu_us_per_ping": round(cpu / max(1, stats.acked_pings) * 1e6, 1),
+        "redis_cpu_us_per_ping": round(redis_cpu / max(1, stats.acked_pings) * 1e6, 1),
+        "generator_cpu_us_per_ping": round(generator_cpu / max(1, stats.acked_pings) * 1e6, 1),
         "server_memory_per_connection_kib": round(per_connection / 1024, 1),
         "reconnects": stats.reconnects,
+        "console_closes": stats.console_closes,
         "errors": stats.errors,
         "error_codes": dict(generator.error_codes),
         "acked_pings_total": acked,
