@@ -204,6 +204,24 @@ def run(
                 _report_server_logs(data, progress)
 
 
+def loopback_floor_us(rounds: int = 20_000) -> float:
+    """µs of CPU for one small message sent and received over loopback TCP by plain sockets: the
+    kernel's share of every message on this machine, a floor no WebSocket stack goes under."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        client = socket.create_connection(server.getsockname())
+        peer, _ = server.accept()
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        message = b"x" * 60
+        started = time.process_time()
+        for _ in range(rounds):
+            client.send(message)
+            peer.recv(4096)
+        elapsed = time.process_time() - started
+        client.close()
+        peer.close()
+    return elapsed / rounds * 1e6
+
+
 def _run_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     """Run the load on uvloop when it is installed (it is a dependency): the generator shares
     the machine's two cores with the servers and Redis, so its own cost matters."""
@@ -317,6 +335,8 @@ async def _drive(
     client.close()
     progress("baseline: the same per-ping writes as raw pipelined Redis commands")
     baseline = raw_redis_baseline(redis_url, 200_000)
+    floor_us = loopback_floor_us()
+    progress(f"loopback TCP floor: {floor_us:.1f} µs of CPU per small message sent and received")
     throughput = stats.acked_pings / elapsed
     result = {
         "vehicles": count,
@@ -343,6 +363,7 @@ async def _drive(
         "vehicles_with_mismatch": mismatched,
         "lost_or_duplicated": acked - stored,
         "raw_redis_baseline_pings_per_s": round(baseline),
+        "loopback_send_recv_us": round(floor_us, 1),
         "ratio_to_raw_redis": round(throughput / baseline, 3),
     }
     progress(f"sustained {throughput:,.0f} acked pings/s over {elapsed:.0f} s "

@@ -185,6 +185,12 @@ class _Vehicle:
             self._finish()
             return
         self.connect_task = asyncio.get_running_loop().create_task(self._open())
+        self.connect_task.add_done_callback(self._connect_done)
+
+    def _connect_done(self, task: asyncio.Task[None]) -> None:
+        # A task cancelled before its first step never runs _open's handlers: finish here.
+        if task.cancelled():
+            self._finish()
 
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.speedups import apply_mask
 
-from simulator.load import LoadGenerator, VehicleLoad, loop_factory
+from simulator.load import LoadGenerator, VehicleLoad, _Vehicle, loop_factory
 from simulator.wsclient import apply_mask_py
 from tests.conftest import scaled
 
@@ -502,3 +502,14 @@ def test_the_client_runs_on_the_loop_factory_loop() -> None:
     assert dropped == 1
     assert endpoint.raw[vehicle.token][1] == endpoint.raw[vehicle.token][0]
     assert vehicle.acked_ts == endpoint.acked[vehicle.token]
+
+
+async def test_stop_just_as_a_connection_attempt_is_scheduled_still_finishes() -> None:
+    """A connect task cancelled before its first step never runs its own handlers: the vehicle
+    must finish anyway (this hung ``fleet bench ingest`` at the end of an overloaded run)."""
+    vehicles = fleet("ws://127.0.0.1:9/ws/driver", 1)
+    generator = LoadGenerator(vehicles, rate_per_vehicle=1.0, pings_per_message=1)
+    vehicle = _Vehicle(generator, vehicles[0])
+    vehicle._connect()  # the task exists, it has not run yet
+    vehicle.stop(close_timeout=1.0)
+    await asyncio.wait_for(vehicle.done, scaled(2))
