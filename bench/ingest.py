@@ -117,6 +117,22 @@ async def _register(bases: list[str], count: int, token: str) -> list[tuple[str,
     return out
 
 
+def _compare_stored(client: redis.Redis, vehicles: list[VehicleLoad]) -> tuple[int, int, int]:
+    """For vehicles whose counts differ: (acked pings not stored, pings stored more than once,
+    pings stored but never acked), timestamp by timestamp."""
+    lost = duplicated = unacked = 0
+    for v in vehicles:
+        ids = cast("list[tuple[bytes, Any]]", client.xrange(keys.track(v.vehicle_id)))
+        late = cast("list[bytes]", client.zrange(keys.late(v.vehicle_id), 0, -1))
+        stamps = [int(entry_id.split(b"-")[0]) for entry_id, _ in ids]
+        stamps += [int(member.split(b",")[0]) for member in late]
+        stored = set(stamps)
+        duplicated += len(stamps) - len(stored)
+        lost += len(v.acked_ts - stored)
+        unacked += len(stored - v.acked_ts)
+    return lost, duplicated, unacked
+
+
 def raw_redis_baseline(redis_url: str, pings: int, *, batch: int = 1000) -> float:
     """Pings/s when the same per-ping writes are sent as raw pipelined commands by one client.
 
@@ -329,9 +345,13 @@ async def _drive(
     counts = pipe.execute()
     stored = sum(counts)
     acked = sum(len(v.acked_ts) for v in loads)
-    mismatched = sum(
-        1 for i, v in enumerate(loads) if counts[2 * i] + counts[2 * i + 1] != len(v.acked_ts)
-    )
+    suspects = [
+        v for i, v in enumerate(loads) if counts[2 * i] + counts[2 * i + 1] != len(v.acked_ts)
+    ]
+    lost, duplicated, unacked = _compare_stored(client, suspects)
+    if suspects:
+        progress(f"  {len(suspects)} vehicles differ: {lost} acked pings not stored, "
+                 f"{duplicated} stored twice, {unacked} stored but never acked")  # fmt: skip
     client.close()
     progress("baseline: the same per-ping writes as raw pipelined Redis commands")
     baseline = raw_redis_baseline(redis_url, 200_000)
@@ -360,8 +380,10 @@ async def _drive(
         "error_codes": dict(generator.error_codes),
         "acked_pings_total": acked,
         "stored_pings_total": stored,
-        "vehicles_with_mismatch": mismatched,
-        "lost_or_duplicated": acked - stored,
+        "vehicles_with_mismatch": len(suspects),
+        "acked_not_stored": lost,
+        "stored_twice": duplicated,
+        "stored_not_acked": unacked,
         "raw_redis_baseline_pings_per_s": round(baseline),
         "loopback_send_recv_us": round(floor_us, 1),
         "ratio_to_raw_redis": round(throughput / baseline, 3),
