@@ -351,7 +351,9 @@ async def _drive(
     lost, duplicated, unacked = _compare_stored(client, suspects)
     if suspects:
         progress(f"  {len(suspects)} vehicles differ: {lost} acked pings not stored, "
-                 f"{duplicated} stored twice, {unacked} stored but never acked")  # fmt: skip
+                 f"{duplicated} stored twice, {unacked} stored but never acked; "
+                 f"{stats.abandoned_batches} batches were unacked on vehicles between "
+                 "connections when the load stopped")  # fmt: skip
     client.close()
     progress("baseline: the same per-ping writes as raw pipelined Redis commands")
     baseline = raw_redis_baseline(redis_url, 200_000)
@@ -384,6 +386,7 @@ async def _drive(
         "acked_not_stored": lost,
         "stored_twice": duplicated,
         "stored_not_acked": unacked,
+        "batches_abandoned_at_stop": stats.abandoned_batches,
         "raw_redis_baseline_pings_per_s": round(baseline),
         "loopback_send_recv_us": round(floor_us, 1),
         "ratio_to_raw_redis": round(throughput / baseline, 3),

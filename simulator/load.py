@@ -111,6 +111,7 @@ class LoadStats:
     errors: int = 0
     reconnects: int = 0
     console_closes: int = 0
+    abandoned_batches: int = 0  # unacked when stop() found their vehicle between connections
     latencies_ms: list[float] = field(default_factory=list)
     ack_latencies_ms: list[float] = field(default_factory=list)
 
@@ -327,8 +328,11 @@ class _Vehicle:
         return True
 
     def stop(self, close_timeout: float) -> None:
-        """No new batch; a batch in flight gets its answer, then the socket closes."""
+        """No new batch; a batch in flight gets its answer, then the socket closes. A vehicle
+        that is between connections gives its unacked batch up (counted as abandoned)."""
         self.stopping = True
+        if self.pending is not None and (self.ws is None or self.connect_task is not None):
+            self.gen.stats.abandoned_batches += 1
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
