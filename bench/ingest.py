@@ -378,6 +378,7 @@ async def _drive(
         "server_memory_per_connection_kib": round(per_connection / 1024, 1),
         "reconnects": stats.reconnects,
         "console_closes": stats.console_closes,
+        "console_frames": dict(generator.console_frames),
         "errors": stats.errors,
         "error_codes": dict(generator.error_codes),
         "acked_pings_total": acked,

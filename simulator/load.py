@@ -412,6 +412,7 @@ class LoadGenerator:
         self._connected = 0
         self.all_connected = asyncio.Event()
         self.error_codes: Counter[str] = Counter()
+        self.console_frames: Counter[str] = Counter()  # frames the consoles got, by type
         self._running: dict[str, _Vehicle] = {}
         self._recv_buffer = memoryview(bytearray(64 * 1024))  # shared by every vehicle's socket
         self._tls: ssl.SSLContext | None = None
@@ -542,6 +543,7 @@ class LoadGenerator:
                             frame = decoder.decode(await asyncio.wait_for(ws.recv(), 1.0))
                         except TimeoutError:
                             continue
+                        self.console_frames[str(frame.get("type"))] += 1
                         if frame.get("type") != "positions" or not self._measure:
                             continue
                         now = time.time() * 1000

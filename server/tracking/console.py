@@ -22,6 +22,7 @@ Server → client::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -45,6 +46,7 @@ log = logging.getLogger("fleet.console")
 CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
+EVENTS_PER_ROUND = 50  # event frames a console gets per position round, at most
 
 WORLD: BBox = (-180.0, -90.0, 180.0, 90.0)
 
@@ -70,7 +72,7 @@ _encoder = msgspec.json.Encoder()
 class Subscriber:
     bbox: BBox
     pending: dict[str, bytes]
-    frames: list[bytes]  # whole frames to send after the positions: events, errors
+    frames: collections.deque[bytes]  # whole frames to send after the positions: events, errors
     wake: asyncio.Event
     snapshot_due: bool = True  # a fresh viewport gets a frame even when nothing is in it
 
@@ -164,7 +166,9 @@ class Hub:
 
     @contextlib.asynccontextmanager
     async def subscribe(self, bbox: BBox) -> AsyncIterator[Subscriber]:
-        subscriber = Subscriber(bbox=bbox, pending={}, frames=[], wake=asyncio.Event())
+        subscriber = Subscriber(
+            bbox=bbox, pending={}, frames=collections.deque(), wake=asyncio.Event()
+        )
         self.subscribers.add(subscriber)
         try:
             yield subscriber
@@ -174,7 +178,10 @@ class Hub:
     async def pump(self, subscriber: Subscriber, send: Callable[[str], Awaitable[None]]) -> None:
         """Send the subscriber's pending positions and events, at most every ``interval_s``.
 
-        Raises ``TimeoutError`` when one send takes longer than ``send_timeout_s``.
+        Each round sends the positions first, then at most ``EVENTS_PER_ROUND`` event frames:
+        a flood of events (10,000 vehicles coming online at once) waits its turn instead of
+        holding every position back. Raises ``TimeoutError`` when one send takes longer than
+        ``send_timeout_s``.
         """
         while True:
             await subscriber.wake.wait()
@@ -184,9 +191,11 @@ class Hub:
                 batch, subscriber.pending = subscriber.pending, {}
                 frame = b'{"type":"positions","vehicles":[' + b",".join(batch.values()) + b"]}"
                 await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
-            while subscriber.frames:
-                frame = subscriber.frames.pop(0)
+            for _ in range(min(len(subscriber.frames), EVENTS_PER_ROUND)):
+                frame = subscriber.frames.popleft()
                 await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
+            if subscriber.frames:
+                subscriber.wake.set()  # the rest next round
             await asyncio.sleep(self.interval_s)
 
 
@@ -228,8 +237,13 @@ async def console_socket(
         for task in done:
             error = task.exception()
             if isinstance(error, TimeoutError):
+                # The close frame queues behind what the client does not read: bounded, so the
+                # handler ends either way and the server drops the connection.
                 with contextlib.suppress(Exception):
-                    await socket.close(CLOSE_TOO_SLOW, "client too slow to keep up")
+                    await asyncio.wait_for(
+                        socket.close(CLOSE_TOO_SLOW, "client too slow to keep up"),
+                        hub.send_timeout_s,
+                    )
             elif error is not None and not isinstance(error, WebSocketDisconnect):
                 log.warning("console socket ended by %r", error)
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.tracking.console import Hub
+from server.tracking.console import EVENTS_PER_ROUND, Hub
 from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
@@ -124,3 +124,30 @@ async def test_a_stock_osmand_request_moves_the_vehicle_on_the_console(live_serv
         assert answer.status_code == 200
         seen = await positions_until(console, lambda v: v["id"] == "phone")
     assert (seen["lat"], seen["lon"]) == (60.1702, 24.9402)
+
+
+async def test_a_flood_of_events_does_not_hold_positions_back() -> None:
+    hub = Hub(interval_s=0.01, send_timeout_s=1.0)
+    sent: list[dict[str, Any]] = []
+    all_events_out = asyncio.Event()
+
+    async def record(frame: str) -> None:
+        sent.append(json.loads(frame))
+        if len(sent) == 1:  # a vehicle moves while the flood is going out
+            hub.publish_positions(b'{"id": "v0", "lat": 60.1, "lon": 24.0, "ts": 2}')
+        if sum(f["type"] == "event" for f in sent) == 200:
+            all_events_out.set()
+
+    async with hub.subscribe((-180.0, -90.0, 180.0, 90.0)) as subscriber:
+        subscriber.snapshot_due = False
+        for i in range(200):  # 200 vehicles come online at once
+            hub.publish_event(json.dumps({"type": "status", "vehicle_id": f"v{i}"}).encode())
+        hub.publish_positions(b'{"id": "v0", "lat": 60.0, "lon": 24.0, "ts": 1}')
+        pump = asyncio.create_task(hub.pump(subscriber, record))
+        await asyncio.wait_for(all_events_out.wait(), scaled(5))
+        pump.cancel()
+    kinds = [frame["type"] for frame in sent]
+    round_size = 1 + EVENTS_PER_ROUND
+    assert kinds[:round_size] == ["positions"] + ["event"] * EVENTS_PER_ROUND
+    assert kinds[round_size] == "positions", "the next round starts with the new position"
+    assert [f["vehicles"][0]["ts"] for f in sent if f["type"] == "positions"] == [1, 2]
