@@ -6,14 +6,19 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import pytest
+import uvicorn
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from server.app import create_app
+from server.settings import Settings
 from tests.conftest import AUTH, scaled
 from tests.tracking.test_driver_socket import pings, register, ws_url
 
@@ -69,3 +74,43 @@ async def test_a_protocol_violation_closes_with_1002_and_the_server_lives_on(
         now = int(time.time() * 1000)
         await ws.send(json.dumps({"type": "pings", "seq": 1, "pings": pings(now, 1)}))
         assert json.loads(await asyncio.wait_for(ws.recv(), scaled(5)))["type"] == "ack"
+
+
+def wait_started(server: uvicorn.Server) -> None:
+    deadline = time.monotonic() + scaled(10)
+    while not server.started:
+        assert time.monotonic() < deadline, "the plain uvicorn server did not start"
+        time.sleep(0.02)
+
+
+async def test_under_a_plain_asgi_server_the_driver_socket_still_works(
+    redis_url: str, tmp_path: Path, live_server: str
+) -> None:
+    """Another ASGI server than fleet's own gets /ws/driver through the app's ASGI route."""
+    settings = Settings(redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings), ws="websockets-sansio", log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        await asyncio.to_thread(wait_started, server)
+        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        token = register(live_server, "asgi-1")  # the same Redis: either server registers
+        now = int(time.time() * 1000)
+        async with connect(ws_url(base, f"/ws/driver?token={token}")) as ws:
+            await ws.send(json.dumps({"type": "pings", "seq": 9, "pings": pings(now - 2000, 2)}))
+            ack = json.loads(await asyncio.wait_for(ws.recv(), scaled(5)))
+        assert ack == {"type": "ack", "seq": 9, "accepted": 2, "duplicates": 0, "rejected": []}
+        async with connect(ws_url(base, "/ws/driver?token=wrong")) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), scaled(5))
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4001
+    finally:
+        server.should_exit = True
+        await asyncio.to_thread(thread.join, scaled(20))
+        sock.close()
