@@ -156,8 +156,11 @@ class NativeWebSocket(asyncio.Protocol):
             return
         self._write(server_frame(OP_TEXT if text else OP_BINARY, data))
         if self._paused_writing and not self._closed:
-            self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
+            # Senders (the ack path, the route pusher) wait for the same drain; shielded, so
+            # one of them being cancelled does not wake the others too early.
+            if self._drained is None or self._drained.done():
+                self._drained = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._drained)
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self._close_now(code, reason)

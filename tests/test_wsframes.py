@@ -3,17 +3,22 @@ client-side framing."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from uvicorn.server import ServerState
 from websockets.frames import Frame, Opcode
 
+from server.nativews import NativeWebSocket
 from server.wsframes import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,
     OP_TEXT,
     FrameReader,
+    Handshake,
     ProtocolError,
     accept_key,
     handshake_problem,
@@ -136,12 +141,15 @@ def test_close_payloads() -> None:
     assert OP_CLOSE == 8
 
 
+HANDSHAKE = (
+    b"GET /ws/driver?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
 def test_handshake_checks() -> None:
-    good = (
-        b"GET /ws/driver?token=abc HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
+    good = HANDSHAKE
     request = parse_request(good)
     assert request is not None
     assert (request.path, request.query) == ("/ws/driver", "token=abc")
@@ -155,3 +163,47 @@ def test_handshake_checks() -> None:
     assert "version 13" in (handshake_problem(old) or "")
     assert parse_request(b"GET /\r\n\r\n") is None
     assert parse_request(b"GET / HTTP/1.1\r\nno colon\r\n\r\n") is None
+
+
+class _Transport(asyncio.Transport):
+    """Collects what the connection writes; reading and closing are recorded, not performed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closing = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_senders_waiting_for_a_slow_client_all_resume_when_it_drains() -> None:
+    async def handler(socket: NativeWebSocket, request: Handshake) -> None:
+        await asyncio.Event().wait()
+
+    socket = NativeWebSocket(handler, ServerState(), max_size=1024)
+    transport = _Transport()
+    socket.connection_made(transport)
+    socket.data_received(HANDSHAKE)
+    socket.pause_writing()  # the client stopped reading
+    ack = asyncio.ensure_future(socket.send(b'{"type":"ack"}'))
+    route = asyncio.ensure_future(socket.send(b'{"type":"route"}'))
+    await asyncio.sleep(0.01)
+    assert not ack.done()
+    assert not route.done()
+    socket.resume_writing()
+    await asyncio.wait_for(asyncio.gather(ack, route), 1)
+    assert transport.written.count(b'"type":"') == 2
+    socket.connection_lost(None)
