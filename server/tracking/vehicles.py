@@ -116,12 +116,6 @@ async def update_vehicle(redis: aioredis.Redis, vehicle_id: str, patch: VehicleP
     return changed
 
 
-async def vehicle_for_token(redis: aioredis.Redis, token: str) -> str | None:
-    if not token:
-        return None
-    return _text(await redis.get(keys.vehicle_token(token_hash(token))))
-
-
 async def vehicle_for_device(redis: aioredis.Redis, device_id: str) -> str | None:
     return _text(await redis.get(keys.device(device_id)))
 
