@@ -225,7 +225,7 @@ class World:
         records = [r for v in self.vans for r in v.records]
         delivered = sum(1 for r in records if r.outcome == "delivered")
         return (
-            f"[{self.label}] {t / 60:5.1f}/{duration / 60:g} min: {len(self.orders)} orders, "
+            f"[{self.label}] {t / 60:5.1f}/{duration / 60:.1f} min: {len(self.orders)} orders, "
             f"{delivered} delivered, {len(self.observed.planned_at)} plans pushed, "
             f"{sum(v.stats.driven_m for v in self.vans) / 1000:.1f} km driven"
         )
