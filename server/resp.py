@@ -24,12 +24,26 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
+import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 Arg = str | bytes | int | float
 # hiredis's stub types one-element tuples only; it packs any tuple of arguments.
 _pack = cast("Callable[[tuple[Any, ...]], bytes]", hiredis.pack_command)
+
+
+def kwargs_of(client: aioredis.Redis) -> dict[str, Any]:
+    """Where ``client`` connects (address, database, credentials), for a lean connection to the
+    same Redis. TLS (``rediss://``) is not supported here yet: a clear error, not a hang."""
+    pool = client.connection_pool
+    if issubclass(pool.connection_class, SSLConnection):
+        raise RedisConnectionError(
+            "rediss:// (TLS) is not supported by the ping path's Redis connection yet; "
+            "use redis:// on a private network or a local TLS tunnel"
+        )
+    return dict(pool.connection_kwargs)
 
 
 def reply_error(error: hiredis.ReplyError) -> ResponseError:

@@ -10,18 +10,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from server.resp import RespConnection, RespSubscriber
+from server.resp import RespConnection, RespSubscriber, kwargs_of
 
 
-def kwargs_of(url: str, **extra: object) -> dict[str, object]:
-    client = aioredis.Redis.from_url(url)
-    kwargs = dict(client.connection_pool.connection_kwargs)
+def kwargs_for(url: str, **extra: object) -> dict[str, object]:
+    kwargs: dict[str, object] = kwargs_of(aioredis.Redis.from_url(url))
     kwargs.update(extra)
     return kwargs
 
 
 async def test_replies_come_back_to_their_own_callers_in_any_number(redis_url: str) -> None:
-    connection = RespConnection(kwargs_of(redis_url, db=3))
+    connection = RespConnection(kwargs_for(redis_url, db=3))
     connection.start()
     try:
         replies = await asyncio.gather(*(connection.call("INCR", "resp:n") for _ in range(500)))
@@ -44,7 +43,7 @@ async def test_replies_come_back_to_their_own_callers_in_any_number(redis_url: s
 async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
     redis_url: str,
 ) -> None:
-    connection = RespConnection(kwargs_of(redis_url))
+    connection = RespConnection(kwargs_for(redis_url))
     connection.start()
     admin = aioredis.Redis.from_url(redis_url)
     try:
@@ -63,7 +62,7 @@ async def test_a_killed_connection_fails_its_calls_and_the_next_call_reconnects(
 async def test_a_reply_that_never_comes_times_out_and_the_connection_is_renewed(
     redis_url: str,
 ) -> None:
-    connection = RespConnection(kwargs_of(redis_url), timeout_s=0.5)
+    connection = RespConnection(kwargs_for(redis_url), timeout_s=0.5)
     connection.start()
     try:
         started = asyncio.get_running_loop().time()
@@ -86,7 +85,7 @@ async def test_the_subscriber_hands_over_messages_and_says_when_it_is_cut_off(
 ) -> None:
     got: list[tuple[bytes, bytes]] = []
     subscriber = RespSubscriber(
-        kwargs_of(redis_url), ["resp:a", "resp:b"], lambda c, d: got.append((c, d))
+        kwargs_for(redis_url), ["resp:a", "resp:b"], lambda c, d: got.append((c, d))
     )
     ready = asyncio.Event()
     running = asyncio.ensure_future(subscriber.run(ready))
@@ -110,3 +109,8 @@ async def test_the_subscriber_hands_over_messages_and_says_when_it_is_cut_off(
         with contextlib.suppress(BaseException):
             await running
         await publisher.aclose()
+
+
+def test_tls_is_refused_with_a_clear_error_rather_than_a_hang() -> None:
+    with pytest.raises(RedisConnectionError, match="rediss://"):
+        kwargs_of(aioredis.Redis.from_url("rediss://127.0.0.1:6380/0"))

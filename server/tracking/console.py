@@ -37,7 +37,7 @@ from litestar.exceptions import WebSocketDisconnect
 
 from server import keys
 from server.auth import is_staff
-from server.resp import RespSubscriber
+from server.resp import RespSubscriber, kwargs_of
 from server.sockets import receive_frame
 from server.tracking.queries import BBox, parse_bbox, vehicles_in_bbox
 
@@ -134,7 +134,7 @@ class Hub:
                 log.exception("handling a message on %s failed", channel.decode())
 
         subscriber = RespSubscriber(
-            dict(redis.connection_pool.connection_kwargs),
+            kwargs_of(redis),
             [keys.POSITIONS_CHANNEL, keys.EVENTS_CHANNEL],
             on_message,
         )

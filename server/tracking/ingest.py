@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from geo.cells import cell_of
 from server import keys
 from server.lua import load
-from server.resp import RespConnection
+from server.resp import RespConnection, kwargs_of
 from server.scripts import GroupedScript
 from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
 from server.tracking.wire import Ping, Rejection
@@ -75,7 +75,7 @@ class Ingestor:
         self._stale_ms = int(stale_after_s * 1000)
         # The ping path's own lean connection (server.resp): the script, and the reads a driver
         # connection makes when it opens, never wait for redis-py's pool.
-        self.connection = RespConnection(dict(redis.connection_pool.connection_kwargs))
+        self.connection = RespConnection(kwargs_of(redis))
         self._script = GroupedScript(
             self.connection,
             load("ingest.lua"),
