@@ -33,7 +33,7 @@ import redis
 from server import keys
 from server.auth import issue_token
 from server.redis_process import PrivateRedis
-from simulator.load import LoadGenerator, VehicleLoad, percentile
+from simulator.load import LoadGenerator, VehicleLoad, loop_factory, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -239,13 +239,10 @@ def loopback_floor_us(rounds: int = 20_000) -> float:
 
 
 def _run_loop(main: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
-    """Run the load on uvloop when it is installed (it is a dependency): the generator shares
-    the machine's two cores with the servers and Redis, so its own cost matters."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(main)
-    return uvloop.run(main)
+    """Run the load on the cheapest loop (uvloop, a dependency): the generator shares the
+    machine's two cores with the servers and Redis, so its own cost matters."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
 
 
 def _report_server_logs(data: Path, progress: Callable[[str], None]) -> None:

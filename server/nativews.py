@@ -68,7 +68,6 @@ class NativeWebSocket(asyncio.Protocol):
         self._closed = False  # a close was sent or received, or the connection is gone
         self._paused_reading = False
         self._paused_writing = False
-        self.close_code: int | None = None
 
     # asyncio.Protocol
 
@@ -198,7 +197,6 @@ class NativeWebSocket(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        self.close_code = code
         self._write(close_frame(code, reason))
         if self._transport is not None:
             self._transport.close()  # after the buffered frames are written

@@ -152,7 +152,7 @@ class RespConnection:
         self.kwargs = connection_kwargs
         self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Lock | None = None
+        self._connecting = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -171,8 +171,6 @@ class RespConnection:
         protocol = self._protocol
         if protocol is not None and not protocol.lost:
             return protocol
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
         async with self._connecting:
             if self._protocol is None or self._protocol.lost:
                 fresh = _Protocol()

@@ -21,9 +21,9 @@ import struct
 from dataclasses import dataclass
 
 try:
-    from websockets.speedups import apply_mask as _apply_mask  # C, built with websockets
+    from websockets.speedups import apply_mask as apply_mask  # C; the load client uses it too
 except ImportError:  # pragma: no cover - a platform without the C extension
-    from websockets.utils import apply_mask as _apply_mask
+    from websockets.utils import apply_mask as apply_mask
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -203,7 +203,7 @@ class FrameReader:
             start = head + 4
             if end - start < length:
                 break
-            payload = _apply_mask(buffer[start : start + length], bytes(buffer[head:start]))
+            payload = apply_mask(buffer[start : start + length], bytes(buffer[head:start]))
             pos = start + length
             if opcode in _CONTROL:
                 out.append((opcode, payload))

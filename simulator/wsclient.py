@@ -10,43 +10,30 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import os
 import random
 import struct
-from collections.abc import Callable
 from typing import Protocol, cast
 
+from server.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONTINUATION,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    accept_key,
+    apply_mask,
+)
 
-def apply_mask_py(data: bytes, mask: bytes) -> bytes:
-    """RFC 6455 §5.3 masking: XOR ``data`` with the 4-byte ``mask`` repeated (pure Python)."""
-    n = len(data)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-
-
-_apply_mask: Callable[[bytes, bytes], bytes]
-try:
-    from websockets.speedups import apply_mask as _apply_mask
-except ImportError:  # pragma: no cover - the C extension is built for every usual platform
-    _apply_mask = apply_mask_py
-
-
-_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_OP_CONT, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 CONNECTING, OPEN, CLOSING, CLOSED = 0, 1, 2, 3  # ClientSocket.state
 _MAX_HEADERS = 16 * 1024
 _mask_bits = random.Random().getrandbits  # seeded from os.urandom; masking needs no secrecy here
-_TEXT_HEADS = [bytes((0x80 | _OP_TEXT, 0x80 | n)) for n in range(126)]
+_TEXT_HEADS = [bytes((0x80 | OP_TEXT, 0x80 | n)) for n in range(126)]
 
 
 class HandshakeError(Exception):
     """The server did not accept the WebSocket upgrade as RFC 6455 requires."""
-
-
-def _accept_key(key: str) -> str:
-    """The ``Sec-WebSocket-Accept`` a server must answer to ``Sec-WebSocket-Key: key``."""
-    return base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
 
 
 def _encode_frame(opcode: int, payload: bytes) -> bytes:
@@ -59,7 +46,7 @@ def _encode_frame(opcode: int, payload: bytes) -> bytes:
         head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
     else:
         head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + mask + _apply_mask(payload, mask)
+    return head + mask + apply_mask(payload, mask)
 
 
 class SocketOwner(Protocol):
@@ -149,15 +136,15 @@ class ClientSocket(asyncio.BufferedProtocol):
         mask = _mask_bits(32).to_bytes(4, "big")
         n = len(payload)
         if n < 126:
-            self.transport.write(_TEXT_HEADS[n] + mask + _apply_mask(payload, mask))
+            self.transport.write(_TEXT_HEADS[n] + mask + apply_mask(payload, mask))
         else:
-            self.transport.write(_encode_frame(_OP_TEXT, payload))
+            self.transport.write(_encode_frame(OP_TEXT, payload))
 
     def close(self, code: int = 1000) -> None:
         """Start the closing handshake; the transport closes when the server answers."""
         if self.state == OPEN and self.transport is not None:
             self.state = CLOSING
-            self.transport.write(_encode_frame(_OP_CLOSE, code.to_bytes(2, "big")))
+            self.transport.write(_encode_frame(OP_CLOSE, code.to_bytes(2, "big")))
 
     def abort(self) -> None:
         """Cut the connection at once, without a close handshake (nothing is sent after)."""
@@ -199,7 +186,7 @@ class ClientSocket(asyncio.BufferedProtocol):
             or status[1] != "101"
             or headers.get("upgrade", "").lower() != "websocket"
             or "upgrade" not in connection
-            or headers.get("sec-websocket-accept") != _accept_key(self._key)
+            or headers.get("sec-websocket-accept") != accept_key(self._key)
             or "sec-websocket-extensions" in headers  # none offered, none may be chosen
             or "sec-websocket-protocol" in headers
         ):
@@ -248,18 +235,18 @@ class ClientSocket(asyncio.BufferedProtocol):
         del buf[:pos]
 
     def _frame(self, fin: int, opcode: int, payload: bytes) -> None:
-        if opcode >= _OP_CLOSE:
+        if opcode >= OP_CLOSE:
             if not fin or len(payload) > 125:
                 self._fail()
-            elif opcode == _OP_CLOSE:
+            elif opcode == OP_CLOSE:
                 self._closed_by_server(payload)
-            elif opcode == _OP_PING:
+            elif opcode == OP_PING:
                 if self.state == OPEN and self.transport is not None:
-                    self.transport.write(_encode_frame(_OP_PONG, payload))
-            elif opcode != _OP_PONG:
+                    self.transport.write(_encode_frame(OP_PONG, payload))
+            elif opcode != OP_PONG:
                 self._fail()
             return
-        if opcode == _OP_CONT:
+        if opcode == OP_CONTINUATION:
             if self._fragments is None:
                 self._fail()
                 return
@@ -271,7 +258,7 @@ class ClientSocket(asyncio.BufferedProtocol):
                 message = b"".join(self._fragments)
                 self._fragments = None
                 self._deliver(message)
-        elif opcode in (_OP_TEXT, _OP_BINARY):
+        elif opcode in (OP_TEXT, OP_BINARY):
             if self._fragments is not None:
                 self._fail()
             elif fin:
@@ -292,6 +279,6 @@ class ClientSocket(asyncio.BufferedProtocol):
             return
         if self.state == OPEN and self.transport is not None:
             self.state = CLOSING
-            self.transport.write(_encode_frame(_OP_CLOSE, payload[:2]))
+            self.transport.write(_encode_frame(OP_CLOSE, payload[:2]))
         if self.transport is not None:
             self.transport.close()

@@ -20,14 +20,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.speedups import apply_mask
 
 from simulator.load import LoadGenerator, VehicleLoad, _Vehicle, loop_factory
-from simulator.wsclient import apply_mask_py
 from tests.conftest import scaled
 
 Batch = dict[str, Any]
@@ -163,11 +160,15 @@ class HoldsFirstBatch(DriverEndpoint):
         return None if len(self.raw[token]) == 1 else ack(batch)
 
 
-async def test_drop_reconnects_and_resends_the_unacked_batch() -> None:
+async def drop_the_first_connection(
+    per_message: int,
+) -> tuple[HoldsFirstBatch, VehicleLoad, LoadGenerator, list[int]]:
+    """One vehicle whose first batch goes unanswered; its connection is then cut, and it runs
+    until three batches are acked."""
     endpoint = HoldsFirstBatch()
     async with driver_server(endpoint) as url:
         vehicles = fleet(url, 1)
-        generator = LoadGenerator(vehicles, rate_per_vehicle=20.0, pings_per_message=3)
+        generator = LoadGenerator(vehicles, rate_per_vehicle=20.0, pings_per_message=per_message)
         dropped: list[int] = []
 
         async def cut_the_first_connection() -> None:
@@ -176,7 +177,11 @@ async def test_drop_reconnects_and_resends_the_unacked_batch() -> None:
 
         await run_until(generator, vehicles, lambda: vehicles[0].acked_messages >= 3,
                         during=cut_the_first_connection)  # fmt: skip
-    v = vehicles[0]
+    return endpoint, vehicles[0], generator, dropped
+
+
+async def test_drop_reconnects_and_resends_the_unacked_batch() -> None:
+    endpoint, v, generator, dropped = await drop_the_first_connection(3)
     raw = endpoint.raw[v.token]
     assert dropped == [1]
     assert endpoint.connections[v.token] == 2
@@ -472,34 +477,12 @@ async def test_a_masked_server_frame_drops_the_connection_and_byte_split_frames_
     assert generator.stats.reconnects >= 1
 
 
-@settings(deadline=None)  # a loaded machine must not fail it
-@given(data=st.binary(max_size=300), mask=st.binary(min_size=4, max_size=4))
-def test_the_pure_python_mask_matches_the_c_one(data: bytes, mask: bytes) -> None:
-    assert apply_mask_py(data, mask) == apply_mask(data, mask)
-    assert apply_mask_py(apply_mask_py(data, mask), mask) == data
-
-
 def test_the_client_runs_on_the_loop_factory_loop() -> None:
     """uvloop where it is installed: its transports are no ``asyncio.Transport`` subclasses."""
 
-    async def scenario() -> tuple[HoldsFirstBatch, VehicleLoad, int]:
-        endpoint = HoldsFirstBatch()
-        async with driver_server(endpoint) as url:
-            vehicles = fleet(url, 1)
-            generator = LoadGenerator(vehicles, rate_per_vehicle=20.0, pings_per_message=2)
-            dropped: list[int] = []
-
-            async def cut_the_first_connection() -> None:
-                await asyncio.wait_for(endpoint.first_batch.wait(), scaled(3))
-                dropped.append(generator.drop(1.0))
-
-            await run_until(generator, vehicles, lambda: vehicles[0].acked_messages >= 3,
-                            during=cut_the_first_connection)  # fmt: skip
-        return endpoint, vehicles[0], dropped[0]
-
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        endpoint, vehicle, dropped = runner.run(scenario())
-    assert dropped == 1
+        endpoint, vehicle, _, dropped = runner.run(drop_the_first_connection(2))
+    assert dropped == [1]
     assert endpoint.raw[vehicle.token][1] == endpoint.raw[vehicle.token][0]
     assert vehicle.acked_ts == endpoint.acked[vehicle.token]
 
