@@ -33,6 +33,7 @@ import redis
 from server import keys
 from server.auth import issue_token
 from server.redis_process import PrivateRedis
+from server.tracking.queries import entry_points
 from simulator.load import LoadGenerator, VehicleLoad, loop_factory, percentile
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -117,24 +118,39 @@ async def _register(bases: list[str], count: int, token: str) -> list[tuple[str,
     return out
 
 
-def _compare_stored(client: redis.Redis, vehicles: list[VehicleLoad]) -> tuple[int, int, int]:
-    """For vehicles whose counts differ: (acked pings not stored, pings stored more than once,
-    pings stored but never acked), timestamp by timestamp."""
+def _stored_stamps(client: redis.Redis, vehicle_ids: list[str]) -> list[list[int]]:
+    """Each vehicle's stored ping timestamps (track entries and late pings), one list each."""
+    out: list[list[int]] = []
+    for first in range(0, len(vehicle_ids), 500):
+        pipe = client.pipeline(transaction=False)
+        for vid in vehicle_ids[first : first + 500]:
+            pipe.xrange(keys.track(vid))
+            pipe.zrange(keys.late(vid), 0, -1)
+        replies = pipe.execute()
+        for entries, late in zip(replies[::2], replies[1::2], strict=True):
+            stamps = [p.ts for entry_id, fields in entries for p in entry_points(entry_id, fields)]
+            out.append(stamps + [int(member.split(b",")[0]) for member in late])
+    return out
+
+
+def _compare_stored(vehicles: list[VehicleLoad], stored: list[list[int]]) -> tuple[int, int, int]:
+    """(acked pings not stored, pings stored more than once, pings stored but never acked),
+    timestamp by timestamp."""
     lost = duplicated = unacked = 0
-    for v in vehicles:
-        ids = cast("list[tuple[bytes, Any]]", client.xrange(keys.track(v.vehicle_id)))
-        late = cast("list[bytes]", client.zrange(keys.late(v.vehicle_id), 0, -1))
-        stamps = [int(entry_id.split(b"-")[0]) for entry_id, _ in ids]
-        stamps += [int(member.split(b",")[0]) for member in late]
-        stored = set(stamps)
-        duplicated += len(stamps) - len(stored)
-        lost += len(v.acked_ts - stored)
-        unacked += len(stored - v.acked_ts)
+    for v, stamps in zip(vehicles, stored, strict=True):
+        unique = set(stamps)
+        duplicated += len(stamps) - len(unique)
+        lost += len(v.acked_ts - unique)
+        unacked += len(unique - v.acked_ts)
     return lost, duplicated, unacked
 
 
-def raw_redis_baseline(redis_url: str, pings: int, *, batch: int = 1000) -> float:
-    """Pings/s when the same per-ping writes are sent as raw pipelined commands by one client.
+def raw_redis_baseline(
+    redis_url: str, pings: int, *, per_message: int = 1, batch: int = 1000
+) -> float:
+    """Pings/s when the same writes are sent as raw pipelined commands by one client: per
+    message of ``per_message`` pings, one track entry holding them, the live hash, the cell
+    membership, the last-seen time and the published position.
 
     The client is as lean as a client gets (commands packed by hiredis, written and read on a
     plain socket), so the figure is what Redis itself sustains for these writes on this machine.
@@ -146,26 +162,30 @@ def raw_redis_baseline(redis_url: str, pings: int, *, batch: int = 1000) -> floa
     if kwargs.get("db"):
         sock.sendall(pack(("SELECT", kwargs["db"])))
         _replies(sock, reader, 1)
-    start_ms = int(time.time() * 1000) - pings
+    messages = max(1, pings // per_message)
+    start_ms = int(time.time() * 1000) - messages * per_message
     started = time.perf_counter()
-    for first in range(0, pings, batch):
+    for first in range(0, messages, batch):
         commands: list[bytes] = []
-        for i in range(first, min(first + batch, pings)):
+        for i in range(first, min(first + batch, messages)):
             vid = f"raw-{i % 10_000}"
-            ts = start_ms + i
+            ts = start_ms + i * per_message
+            entry = ";".join(f"{ts + j},60.17,24.94,,," for j in range(per_message))
+            last = ts + per_message - 1
             commands += [
                 pack(("XADD", keys.track(vid), "MINID", "~", ts - 3_600_000, f"{ts}-*",
-                      "p", "60.17,24.94,,,")),
-                pack(("HSET", keys.live(vid), "ts", ts, "lat", 60.17, "lon", 24.94, "cell", "x")),
+                      "b", entry)),
+                pack(("HSET", keys.live(vid), "ts", last, "lat", 60.17, "lon", 24.94,
+                      "cell", "x")),
                 pack(("SADD", keys.cell(9, "x"), vid)),
-                pack(("ZADD", "fleet:raw:lastseen", ts, vid)),
-                pack(("PUBLISH", "fleet:raw:pos", b'{"id":"%s","ts":%d}' % (vid.encode(), ts))),
+                pack(("ZADD", "fleet:raw:lastseen", last, vid)),
+                pack(("PUBLISH", "fleet:raw:pos", b'{"id":"%s","ts":%d}' % (vid.encode(), last))),
             ]  # fmt: skip
         sock.sendall(b"".join(commands))
         _replies(sock, reader, len(commands))
     elapsed = time.perf_counter() - started
     sock.close()
-    return pings / elapsed
+    return messages * per_message / elapsed
 
 
 def _replies(sock: socket.socket, reader: hiredis.Reader, count: int) -> None:
@@ -335,25 +355,20 @@ async def _drive(
 
     progress("checking Redis: every acked ping stored exactly once")
     client = redis.Redis.from_url(redis_url)
-    pipe = client.pipeline(transaction=False)
-    for v in loads:
-        pipe.xlen(keys.track(v.vehicle_id))
-        pipe.zcard(keys.late(v.vehicle_id))
-    counts = pipe.execute()
-    stored = sum(counts)
+    found = _stored_stamps(client, [v.vehicle_id for v in loads])
+    stored = sum(map(len, found))
     acked = sum(len(v.acked_ts) for v in loads)
-    suspects = [
-        v for i, v in enumerate(loads) if counts[2 * i] + counts[2 * i + 1] != len(v.acked_ts)
-    ]
-    lost, duplicated, unacked = _compare_stored(client, suspects)
+    differ = [i for i, v in enumerate(loads) if len(found[i]) != len(v.acked_ts)]
+    suspects = [loads[i] for i in differ]
+    lost, duplicated, unacked = _compare_stored(suspects, [found[i] for i in differ])
     if suspects:
         progress(f"  {len(suspects)} vehicles differ: {lost} acked pings not stored, "
                  f"{duplicated} stored twice, {unacked} stored but never acked; "
                  f"{stats.abandoned_batches} batches were unacked on vehicles between "
                  "connections when the load stopped")  # fmt: skip
     client.close()
-    progress("baseline: the same per-ping writes as raw pipelined Redis commands")
-    baseline = raw_redis_baseline(redis_url, 200_000)
+    progress("baseline: the same writes as raw pipelined Redis commands")
+    baseline = raw_redis_baseline(redis_url, 200_000, per_message=per_message)
     floor_us = loopback_floor_us()
     progress(f"loopback TCP floor: {floor_us:.1f} µs of CPU per small message sent and received")
     throughput = stats.acked_pings / elapsed

@@ -4,9 +4,13 @@
 key                                  type    what it holds
 ===================================  ======  ==================================================
 ``fleet:v:{id}``                     hash    live state: lat lon ts speed heading accuracy cell
-``fleet:track:{id}``                 stream  in-order pings, entry ID ``<ts ms>-<n>``, field
-                                             ``p`` = ``lat,lon,speed,heading,accuracy``;
-                                             trimmed to the retention (``MINID``)
+``fleet:track:{id}``                 stream  in-order pings, one entry per batch: entry ID
+                                             ``<ts ms of its first ping>-<n>``, field ``b`` =
+                                             pings ``ts,lat,lon,speed,heading,accuracy``
+                                             joined by ``;`` (entries of one ping with field
+                                             ``p`` = ``lat,lon,…`` and the ts in the ID, as
+                                             written before, are still read); trimmed to the
+                                             retention (``MINID``)
 ``fleet:late:{id}``                  zset    pings that arrived after a newer one: score = ts,
                                              member = ``ts,lat,lon,speed,heading,accuracy``
 ``fleet:cell:{res}:{cell}``          set     ids of the vehicles whose live position is in

@@ -27,7 +27,7 @@ from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from server.resp import RespConnection
 
-Value = str | int | float
+Value = str | bytes | int | float
 Part = tuple[Sequence[str], Sequence[Value], "asyncio.Future[list[Any]]"]
 
 

@@ -1,13 +1,19 @@
 -- Persist the batches of pings of one or more vehicles, atomically, in one round trip.
 -- The server groups the batches that arrive in the same instant into one call
 -- (server/scripts.py): the cost of a call is paid once per group, not once per batch.
+-- Redis spends most of a call's time crossing from Lua to its commands, so the script makes
+-- as few calls as it can: the statuses are read, and the last-seen times written, once per
+-- group; a batch's in-order pings are one stream entry; the track's expiry is renewed once a
+-- minute; the position published is encoded by the server.
 -- KEYS: 1 lastseen zset, 2 rejects hash, 3 status hash, 4 events log stream,
 --       then per vehicle: live hash, track stream, late zset
 -- ARGV: 1 cell key prefix, 2 retention floor (ms), 3 ttl (ms), 4 positions channel, 5 now (ms),
 --       6 stale after (ms), 7 events channel, 8 number of vehicles m,
 --       then per vehicle: its number of values k, then k values:
 --         vehicle id, number of pings n, number of reject reasons r,
---         n x 7 values: ts lat lon speed heading accuracy cell ('' = unknown),
+--         the newest ping's ts lat lon speed heading accuracy cell ('' = unknown) and its
+--         position as published (a JSON object),
+--         n x 2 values, in timestamp order: ts, the ping packed as 'ts,lat,lon,speed,heading,accuracy',
 --         r x 2 values: reason count
 -- Returns, per vehicle, 6 values: accepted, duplicates, published (0/1), live ts, live lat,
 -- live lon. Publishes one message on the positions channel: the moved vehicles' positions, one
@@ -16,48 +22,73 @@ local lastseen, rejects, statuses, events_log = KEYS[1], KEYS[2], KEYS[3], KEYS[
 local cell_prefix, floor, ttl, channel = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local now, stale_ms, events = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local m = tonumber(ARGV[8])
+local MINUTE = 60000
 
-local out, positions = {}, {}
+-- Every vehicle's status, in one call.
+local vids = {}
+do
+  local at = 9
+  for v = 1, m do
+    vids[v] = ARGV[at + 1]
+    at = at + 1 + tonumber(ARGV[at])
+  end
+end
+local status = redis.call('HMGET', statuses, unpack(vids))
+
+-- Whether the ping at ts (older than the live position) is stored already: in the track entry
+-- that would hold it, or among the late ones.
+local function stored(track, late, ts)
+  local entry = redis.call('XREVRANGE', track, ts, '-', 'COUNT', 1)[1]
+  if entry ~= nil then
+    local fields = entry[2]
+    for f = 1, #fields, 2 do
+      if fields[f] == 'b' then
+        if string.find(';' .. fields[f + 1], ';' .. ts .. ',', 1, true) then return true end
+      elseif fields[f] == 'p' and string.match(entry[1], '^%d+') == ts then
+        return true -- an entry of one ping, as written before batches were one entry
+      end
+    end
+  end
+  return #redis.call('ZRANGE', late, ts, ts, 'BYSCORE', 'LIMIT', 0, 1) > 0
+end
+
+local out, positions, seen, online = {}, {}, {}, {}
 local at = 9 -- ARGV index of the current vehicle's value count
 
 for v = 0, m - 1 do
   local live, track, late = KEYS[5 + v * 3], KEYS[6 + v * 3], KEYS[7 + v * 3]
   local k = tonumber(ARGV[at])
   local vid, n, r = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
-  local first = at + 4 -- ARGV index of this vehicle's first ping
+  local newest = at + 4 -- ARGV index of the newest ping's ts
+  local first = at + 12 -- ARGV index of this vehicle's first ping
   at = at + 1 + k
 
   local state = redis.call('HMGET', live, 'ts', 'cell', 'lat', 'lon')
   local last_ts = tonumber(state[1]) or -1
-  local old_cell = state[2]
+  local old_ts, old_cell = last_ts, state[2]
   local accepted, duplicates, late_added = 0, 0, false
-  local newest = nil -- index into ARGV of the newest ping that moves the live position
+  local batch, batch_id = {}, nil
 
   for i = 0, n - 1 do
-    local base = first + i * 7
+    local base = first + i * 2
     local ts = tonumber(ARGV[base])
-    local packed = ARGV[base + 1] .. ',' .. ARGV[base + 2] .. ',' .. ARGV[base + 3] .. ','
-        .. ARGV[base + 4] .. ',' .. ARGV[base + 5]
     if ts > last_ts then
-      redis.call('XADD', track, 'MINID', '~', floor, ARGV[base] .. '-*', 'p', packed)
+      batch[#batch + 1] = ARGV[base + 1]
+      batch_id = batch_id or ARGV[base]
       last_ts = ts
-      newest = base
       accepted = accepted + 1
-    elseif ts == last_ts then
-      duplicates = duplicates + 1
-    elseif #redis.call('XRANGE', track, ARGV[base], ARGV[base], 'COUNT', 1) > 0
-        or #redis.call('ZRANGE', late, ts, ts, 'BYSCORE', 'LIMIT', 0, 1) > 0 then
+    elseif ts == last_ts or stored(track, late, ARGV[base]) then
       duplicates = duplicates + 1
     else
       -- Older than the live position: history only, never moves the vehicle backwards.
-      redis.call('ZADD', late, ts, ARGV[base] .. ',' .. packed)
+      redis.call('ZADD', late, ts, ARGV[base + 1])
       late_added = true
       accepted = accepted + 1
     end
   end
 
   for j = 0, r - 1 do
-    local base = first + n * 7 + j * 2
+    local base = first + n * 2 + j * 2
     redis.call('HINCRBY', rejects, ARGV[base], ARGV[base + 1])
   end
 
@@ -68,7 +99,12 @@ for v = 0, m - 1 do
 
   local published = 0
   local lat, lon = state[3], state[4]
-  if newest ~= nil then
+  if batch_id ~= nil then
+    -- The newest ping is the last in order: it is the new live position.
+    redis.call('XADD', track, 'MINID', '~', floor, batch_id .. '-*', 'b', table.concat(batch, ';'))
+    if math.floor(old_ts / MINUTE) ~= math.floor(last_ts / MINUTE) then
+      redis.call('PEXPIRE', track, ttl + MINUTE)
+    end
     local cell = ARGV[newest + 6]
     lat, lon = ARGV[newest + 1], ARGV[newest + 2]
     redis.call('HSET', live, 'ts', ARGV[newest], 'lat', lat, 'lon', lon,
@@ -78,16 +114,15 @@ for v = 0, m - 1 do
       if old_cell then redis.call('SREM', cell_prefix .. old_cell, vid) end
       redis.call('SADD', cell_prefix .. cell, vid)
     end
-    redis.call('ZADD', lastseen, last_ts, vid)
-    redis.call('PEXPIRE', track, ttl)
-    positions[#positions + 1] = cjson.encode({
-      id = vid, ts = last_ts, lat = tonumber(lat), lon = tonumber(lon),
-      speed = tonumber(ARGV[newest + 3]), heading = tonumber(ARGV[newest + 4]), cell = cell })
+    seen[#seen + 1] = last_ts
+    seen[#seen + 1] = vid
+    positions[#positions + 1] = ARGV[newest + 7]
     published = 1
     -- A fresh ping brings a stale or offline vehicle back online at once (the sweeper in
     -- server/tracking/status.py handles the other transitions).
-    local previous = redis.call('HGET', statuses, vid)
-    if previous ~= 'online' and now - last_ts < stale_ms then
+    local previous = status[v + 1]
+    if previous ~= 'online' and not online[vid] and now - last_ts < stale_ms then
+      online[vid] = true
       redis.call('HSET', statuses, vid, 'online')
       local event = cjson.encode({ type = 'status', vehicle_id = vid, status = 'online',
         previous = previous or cjson.null, at = now })
@@ -101,6 +136,9 @@ for v = 0, m - 1 do
   out[o + 4], out[o + 5], out[o + 6] = tostring(last_ts), lat or '', lon or ''
 end
 
+if #seen > 0 then
+  redis.call('ZADD', lastseen, unpack(seen))
+end
 if #positions > 0 then
   redis.call('PUBLISH', channel, table.concat(positions, '\n'))
 end

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from geo.distance import bearing_deg, haversine_m
 from server.tracking.wire import Ping
@@ -41,8 +42,7 @@ class Limits:
     max_messages_per_s: float = 20.0
 
 
-@dataclass(frozen=True, slots=True)
-class Fix:
+class Fix(NamedTuple):
     """The last accepted position of a vehicle: what the next ping is checked against."""
 
     lat: float
@@ -50,8 +50,19 @@ class Fix:
     ts: int
 
 
-def reject_reason(ping: Ping, last: Fix | None, now_ms: int, limits: Limits) -> str | None:
-    """Why ``ping`` must be rejected, or ``None`` if it may go on."""
+def metres_from(last: Fix | None, ping: Ping) -> float | None:
+    """The distance from ``last`` to a newer ``ping`` (the jump check and the derived speed and
+    heading need it: reckoned once, passed to both); None when there is no newer ping."""
+    if last is None or ping.ts <= last.ts:
+        return None
+    return haversine_m(last.lat, last.lon, ping.lat, ping.lon)
+
+
+def reject_reason(
+    ping: Ping, last: Fix | None, now_ms: int, limits: Limits, metres: float | None = None
+) -> str | None:
+    """Why ``ping`` must be rejected, or ``None`` if it may go on. ``metres``: the distance from
+    ``last`` when the caller has it (:func:`metres_from`)."""
     # Every comparison with NaN is false, and each bound below is finite, so these range checks
     # also refuse NaN and infinities.
     if not (
@@ -69,19 +80,24 @@ def reject_reason(ping: Ping, last: Fix | None, now_ms: int, limits: Limits) -> 
         return "stale"
     if last is not None and ping.ts > last.ts:
         seconds = (ping.ts - last.ts) / 1000.0
-        metres = haversine_m(last.lat, last.lon, ping.lat, ping.lon)
+        if metres is None:
+            metres = haversine_m(last.lat, last.lon, ping.lat, ping.lon)
         # A small allowance for GPS noise on fixes close together in time.
         if metres > limits.max_speed_mps * seconds + 50.0:
             return "impossible_jump"
     return None
 
 
-def derive_motion(ping: Ping, last: Fix | None) -> tuple[float | None, float | None]:
-    """``(speed m/s, heading deg)``: the ping's own, else derived from the last fix."""
+def derive_motion(
+    ping: Ping, last: Fix | None, metres: float | None = None
+) -> tuple[float | None, float | None]:
+    """``(speed m/s, heading deg)``: the ping's own, else derived from the last fix (``metres``
+    away, when the caller has it)."""
     speed, heading = ping.speed, ping.heading
     if last is None or ping.ts <= last.ts or (speed is not None and heading is not None):
         return speed, heading
-    metres = haversine_m(last.lat, last.lon, ping.lat, ping.lon)
+    if metres is None:
+        metres = haversine_m(last.lat, last.lon, ping.lat, ping.lon)
     if speed is None:
         speed = metres / ((ping.ts - last.ts) / 1000.0)
     if heading is None and metres >= 3.0:  # below a few metres the bearing is GPS noise

@@ -15,14 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import msgspec
 import redis.asyncio as aioredis
 
 from geo.cells import cell_of
 from server import keys
 from server.lua import load
 from server.resp import RespConnection, kwargs_of
-from server.scripts import GroupedScript
-from server.tracking.filters import Fix, Limits, derive_motion, reject_reason
+from server.scripts import GroupedScript, Value
+from server.tracking.filters import Fix, Limits, derive_motion, metres_from, reject_reason
+from server.tracking.queries import Position
 from server.tracking.wire import Ping, Rejection
 
 
@@ -34,8 +36,22 @@ class IngestResult:
     fix: Fix | None = None  # the vehicle's live position after this batch
 
 
-def _num(value: float | None) -> float | str:
-    return "" if value is None else round(value, 7)  # packed by hiredis as repr() does
+def _text(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+_Newest = tuple[int, float, float, float | None, float | None, float | None]
+
+
+def _packed(ping: _Newest) -> str:
+    """A ping as the track stores it: ``ts,lat,lon,speed,heading,accuracy`` ('' = unknown)."""
+    ts, lat, lon, speed, heading, accuracy = ping
+    if speed is None or heading is None or accuracy is None:
+        return f"{ts},{lat!r},{lon!r},{_text(speed)},{_text(heading)},{_text(accuracy)}"
+    return f"{ts},{lat!r},{lon!r},{speed!r},{heading!r},{accuracy!r}"
+
+
+_encode = msgspec.json.Encoder().encode
 
 
 LIVE_FIX = ("ts", "lat", "lon")  # the fields of the live hash a Fix is made of
@@ -107,13 +123,15 @@ class Ingestor:
         now_ms = int(self.clock() * 1000)
         result = IngestResult(fix=last)
         reasons: dict[str, int] = {}
-        args: list[str | int | float] = []
+        packed: list[str | int] = []
         seen: set[int] = set()
         current = last
-        kept = 0
-        for index in sorted(range(len(pings)), key=lambda i: pings[i].ts):
+        newest: _Newest | None = None
+        stamps = [ping.ts for ping in pings]
+        for index in sorted(range(len(pings)), key=stamps.__getitem__):
             ping = pings[index]
-            reason = reject_reason(ping, current, now_ms, self.limits)
+            metres = metres_from(current, ping)
+            reason = reject_reason(ping, current, now_ms, self.limits, metres)
             if reason is not None:
                 result.rejected.append(Rejection(i=index, reason=reason))
                 reasons[reason] = reasons.get(reason, 0) + 1
@@ -122,25 +140,40 @@ class Ingestor:
                 result.duplicates += 1
                 continue
             seen.add(ping.ts)
-            speed, heading = derive_motion(ping, current)
-            cell = cell_of(ping.lat, ping.lon, self.resolution)
-            args += [ping.ts, _num(ping.lat), _num(ping.lon), _num(speed), _num(heading),
-                     _num(ping.accuracy), cell]  # fmt: skip
-            kept += 1
+            speed, heading = derive_motion(ping, current, metres)
+            lat, lon = round(ping.lat, 7), round(ping.lon, 7)
+            if speed is not None:
+                speed = round(speed, 7)
+            if heading is not None:
+                heading = round(heading, 7)
+            newest = (ping.ts, lat, lon, speed, heading, ping.accuracy)
+            packed += [ping.ts, _packed(newest)]
             if current is None or ping.ts > current.ts:
                 current = Fix(ping.lat, ping.lon, ping.ts)
         if result.rejected:
             result.rejected.sort(key=lambda r: r.i)
-        if not kept and not reasons:
+        if newest is None and not reasons:
             return result
+        args: list[Value] = [vehicle_id, len(packed) // 2, len(reasons)]
+        args += self._newest(vehicle_id, newest)
+        args += packed
         for reason, count in reasons.items():
             args += [reason, count]
-        reply = await self._script(
-            _script_keys(vehicle_id), [vehicle_id, kept, len(reasons), *args]
-        )
+        reply = await self._script(_script_keys(vehicle_id), args)
         accepted, duplicates, _published, ts, lat, lon = reply
         result.accepted = int(accepted)
         result.duplicates += int(duplicates)
         if lat and lon and int(ts) >= 0:
             result.fix = Fix(float(lat), float(lon), int(ts))
         return result
+
+    def _newest(self, vehicle_id: str, newest: _Newest | None) -> list[Value]:
+        """The script's values for the batch's newest ping (the live position, if it is newer
+        than the stored one): ts lat lon speed heading accuracy cell, and the position as
+        published on ``fleet:pos``."""
+        if newest is None:
+            return ["", "", "", "", "", "", "", ""]
+        ts, lat, lon, speed, heading, accuracy = newest
+        cell = cell_of(lat, lon, self.resolution)
+        line = _encode(Position(vehicle_id, lat, lon, ts, speed, heading, accuracy, cell))
+        return [ts, lat, lon, _text(speed), _text(heading), _text(accuracy), cell, line]

@@ -120,10 +120,10 @@ async def nearby(
     return heapq.nsmallest(limit, scored, key=lambda n: (n.distance_m, n.id))
 
 
-def _track_point(ts: int, packed: bytes) -> TrackPoint:
-    lat, lon, speed, heading, accuracy = packed.split(b",")
+def _track_point(packed: bytes) -> TrackPoint:
+    ts, lat, lon, speed, heading, accuracy = packed.split(b",")
     return TrackPoint(
-        ts=ts,
+        ts=int(ts),
         lat=float(lat),
         lon=float(lon),
         speed=_opt(speed),
@@ -132,19 +132,33 @@ def _track_point(ts: int, packed: bytes) -> TrackPoint:
     )
 
 
+def entry_points(entry_id: bytes, fields: dict[bytes, bytes]) -> list[TrackPoint]:
+    """The pings of one entry of a track stream (see ``server/keys.py``): a batch's in-order
+    pings, ``b`` = ``ts,lat,lon,speed,heading,accuracy`` joined by ``;``, or, as written
+    before batches were one entry, one ping with its ts in the entry ID and ``p`` = the rest."""
+    if b"b" in fields:
+        return [_track_point(packed) for packed in fields[b"b"].split(b";")]
+    return [_track_point(entry_id.split(b"-")[0] + b"," + fields[b"p"])]
+
+
 async def track(
     redis: aioredis.Redis, vehicle_id: str, from_ms: int, to_ms: int, limit: int
 ) -> list[TrackPoint]:
     """The vehicle's pings with ``from_ms ≤ ts ≤ to_ms`` in time order, late arrivals included."""
+    stream = keys.track(vehicle_id)
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.xrange(keys.track(vehicle_id), min=str(from_ms), max=str(to_ms), count=limit)
+        pipe.xrevrange(stream, max=str(from_ms), min="-", count=1)  # may hold pings ≥ from_ms
+        pipe.xrange(stream, min=str(from_ms), max=str(to_ms), count=limit)
         pipe.zrange(keys.late(vehicle_id), from_ms, to_ms, byscore=True, offset=0, num=limit)
-        in_order, late = await pipe.execute()
+        before, in_order, late = await pipe.execute()
+    entries = dict(before)
+    entries.update(in_order)
     points = [
-        _track_point(int(entry_id.split(b"-")[0]), fields[b"p"]) for entry_id, fields in in_order
+        point
+        for entry_id, fields in entries.items()
+        for point in entry_points(entry_id, fields)
+        if from_ms <= point.ts <= to_ms
     ]
-    for member in late:
-        ts, packed = member.split(b",", 1)
-        points.append(_track_point(int(ts), packed))
+    points += [_track_point(member) for member in late]
     points.sort(key=lambda p: p.ts)
     return points[:limit]

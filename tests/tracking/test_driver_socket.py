@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server import keys
+from server.tracking.queries import entry_points
 from tests.conftest import AUTH, scaled
 
 HELSINKI = (60.1699, 24.9384)
@@ -31,6 +32,13 @@ def register(base: str, vehicle_id: str, device_id: str | None = None) -> str:
     assert answer.status_code == 201, answer.text
     token: str = answer.json()["token"]
     return token
+
+
+def stored(redis_url: str, vehicle_id: str) -> list[int]:
+    """The timestamps of the vehicle's pings in its track stream, in order."""
+    with redis.Redis.from_url(redis_url) as r:
+        entries = r.xrange(keys.track(vehicle_id))
+    return [p.ts for entry_id, fields in entries for p in entry_points(entry_id, fields)]
 
 
 def ws_url(base: str, path: str) -> str:
@@ -56,8 +64,8 @@ async def test_batch_is_acked_after_it_is_in_redis(live_server: str, redis_url: 
     async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as ws:
         ack = await send(ws, {"type": "pings", "seq": 7, "pings": pings(start, 5)})
     assert ack == {"type": "ack", "seq": 7, "accepted": 5, "duplicates": 0, "rejected": []}
+    assert stored(redis_url, "van-1") == [start + i * 1000 for i in range(5)]
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert r.xlen(keys.track("van-1")) == 5
     live = r.hgetall(keys.live("van-1"))
     assert int(live["ts"]) == start + 4000
     assert float(live["lat"]) == pytest.approx(HELSINKI[0] + 0.0004)
@@ -75,9 +83,7 @@ async def test_resent_batches_create_no_duplicates(live_server: str, redis_url: 
         again = await send(ws, batch)
     assert again["accepted"] == 0
     assert again["duplicates"] == 10
-    r = redis.Redis.from_url(redis_url)
-    assert r.xlen(keys.track("van-2")) == 10
-    r.close()
+    assert stored(redis_url, "van-2") == [p["ts"] for p in batch["pings"]]
 
 
 async def test_late_pings_go_to_history_but_never_move_the_vehicle_back(
@@ -98,6 +104,62 @@ async def test_late_pings_go_to_history_but_never_move_the_vehicle_back(
     ).json()
     assert [p["ts"] for p in track] == [start, start + 1000, start + 2000, start + 10_000]
     r.close()
+
+
+async def test_a_batch_is_one_track_entry_and_resending_any_part_of_it_stores_nothing_twice(
+    live_server: str, redis_url: str
+) -> None:
+    token = register(live_server, "van-5")
+    start = now_ms() - 60_000
+    first, second = pings(start, 10), pings(start + 20_000, 5)
+    async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as ws:
+        assert (await send(ws, {"type": "pings", "seq": 1, "pings": first}))["accepted"] == 10
+        assert (await send(ws, {"type": "pings", "seq": 2, "pings": second}))["accepted"] == 5
+        # A re-sent mix: pings from the middle of both stored batches, never-seen older pings
+        # between them (history only) and a new one.
+        gap = pings(start + 12_000, 3)
+        newer = pings(start + 30_000, 1)
+        mixed = first[3:7] + second[1:3] + gap + newer
+        ack = await send(ws, {"type": "pings", "seq": 3, "pings": mixed})
+        again = await send(ws, {"type": "pings", "seq": 4, "pings": mixed})
+    assert (ack["accepted"], ack["duplicates"]) == (4, 6)
+    assert (again["accepted"], again["duplicates"]) == (0, 10)
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xlen(keys.track("van-5")) == 3, "one entry per batch of in-order pings"
+        assert r.zcard(keys.late("van-5")) == 3
+    expected = sorted(p["ts"] for p in first + second + gap + newer)
+    assert stored(redis_url, "van-5") == sorted(p["ts"] for p in first + second + newer)
+    # A replay window that starts and ends inside stored batches.
+    window = {"from": start + 4_000, "to": start + 22_000}
+    track = httpx.get(f"{live_server}/vehicles/van-5/track", headers=AUTH, params=window).json()
+    assert [p["ts"] for p in track] == [t for t in expected if 4_000 <= t - start <= 22_000]
+    assert track[0]["lat"] == pytest.approx(first[4]["lat"])
+    limited = httpx.get(
+        f"{live_server}/vehicles/van-5/track", headers=AUTH, params={**window, "limit": 3}
+    ).json()
+    assert [p["ts"] for p in limited] == [start + 4_000, start + 5_000, start + 6_000]
+
+
+async def test_pings_stored_one_per_entry_by_earlier_versions_are_read_and_deduplicated(
+    live_server: str, redis_url: str
+) -> None:
+    token = register(live_server, "van-6")
+    start = now_ms() - 60_000
+    old = pings(start, 3)
+    with redis.Redis.from_url(redis_url) as r:  # the layout written before batches were entries
+        for p in old:
+            r.xadd(keys.track("van-6"), {"p": f"{p['lat']},{p['lon']},,,"}, id=f"{p['ts']}-0")
+        r.hset(keys.live("van-6"), mapping={"ts": old[-1]["ts"], "lat": old[-1]["lat"],
+                                            "lon": old[-1]["lon"]})  # fmt: skip
+    async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 1, "pings": pings(start, 5)})
+    assert (ack["accepted"], ack["duplicates"]) == (2, 3)
+    assert stored(redis_url, "van-6") == [p["ts"] for p in pings(start, 5)]
+    track = httpx.get(
+        f"{live_server}/vehicles/van-6/track", headers=AUTH, params={"from": start + 1}
+    ).json()
+    assert [p["ts"] for p in track] == [p["ts"] for p in pings(start, 5)[1:]]
+    assert track[0]["lat"] == pytest.approx(old[1]["lat"])
 
 
 async def test_bad_input_gets_documented_errors_and_loses_nothing(
@@ -147,8 +209,8 @@ async def test_bad_input_gets_documented_errors_and_loses_nothing(
             await asyncio.wait_for(ws.recv(), scaled(5))
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
+    assert len(stored(redis_url, "van-4")) == 4, "the acked pings are all still there"
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert r.xlen(keys.track("van-4")) == 4, "the acked pings are all still there"
     assert r.hgetall(keys.REJECTS) == {
         "invalid": "1",
         "future": "1",
@@ -173,7 +235,7 @@ async def test_a_token_speaks_only_for_its_own_vehicle(live_server: str, redis_u
     register(live_server, "van-b")
     async with connect(ws_url(live_server, f"/ws/driver?token={token_a}")) as ws:
         await send(ws, {"type": "pings", "seq": 1, "pings": pings(now_ms() - 5000, 2)})
+    assert len(stored(redis_url, "van-a")) == 2
     r = redis.Redis.from_url(redis_url)
-    assert r.xlen(keys.track("van-a")) == 2
     assert r.exists(keys.track("van-b")) == 0
     r.close()
