@@ -45,8 +45,8 @@ from server.events import queue_event
 from server.orders.lifecycle import FINAL
 from server.orders.model import Order
 from server.orders.store import OrderStore
-from server.tracking.queries import Position, positions
-from server.tracking.vehicles import all_vehicles
+from server.tracking.queries import PAGE, Position, positions
+from server.tracking.vehicles import vehicle_ids
 
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
 AT_STOP_M = 30.0  # a vehicle this close to its next stop is at it (GPS noise is ~5 m)
@@ -87,11 +87,10 @@ class EtaRefresher:
     async def refresh(self) -> list[dict[str, Any]]:
         """One pass over every route; the ``eta`` and ``off_route`` events it published."""
         now = self.clock()
-        vehicles = [v.id for v in await all_vehicles(self.redis)]
+        vehicles = await vehicle_ids(self.redis)
         where = {p.id: p for p in await positions(self.redis, vehicles)}
         routes: dict[str, tuple[dict[str, Any], list[tuple[dict[str, Any], Order]]]] = {}
-        for vehicle_id in vehicles:
-            raw = cast("bytes | None", await self.redis.get(keys.route(vehicle_id)))
+        for vehicle_id, raw in zip(vehicles, await self._routes(vehicles), strict=True):
             if raw is not None and vehicle_id in where:
                 route = json.loads(raw)
                 ahead = await self._ahead_of(route)
@@ -119,6 +118,14 @@ class EtaRefresher:
                     await pipe.execute()
                 events.append(left)
         return events
+
+    async def _routes(self, vehicles: list[str]) -> list[bytes | None]:
+        """Each vehicle's current route (JSON), or None: one round trip per ``PAGE``."""
+        out: list[bytes | None] = []
+        for first in range(0, len(vehicles), PAGE):
+            page = vehicles[first : first + PAGE]
+            out += cast("list[bytes | None]", await self.redis.mget([keys.route(v) for v in page]))
+        return out
 
     async def _arrive(
         self, ahead: list[tuple[dict[str, Any], Order]], position: Position

@@ -24,6 +24,10 @@ from server.lease import Lease, run_leased
 
 log = logging.getLogger("fleet.status")
 
+PAGE = 1000  # vehicles read per round trip
+FULL_PASS_S = 60.0  # how often every vehicle is read (those the windowed passes cannot see: a
+# vehicle whose first ping was already stale, say)
+
 
 def vehicle_status(age_s: float, *, stale_after_s: float, offline_after_s: float) -> str:
     """``online`` below ``stale_after_s``, ``stale`` below ``offline_after_s``, else ``offline``.
@@ -54,33 +58,54 @@ class StatusSweeper:
         self.interval_s = interval_s
         self.clock = clock
         self.lease = Lease(redis, keys.STATUS_LEASE, ttl_s=max(3 * interval_s, 2.0))
+        self._last_pass: float | None = None  # the clock at the last pass
+        self._last_full = 0.0
 
     async def sweep(self) -> list[dict[str, object]]:
-        """One pass: the status events it published."""
+        """One pass: the status events it published.
+
+        Only vehicles whose status may have changed since the last pass are read: those last
+        seen before the stale threshold but after the offline threshold of the last pass
+        (vehicles coming online are set so by the ingest script itself). The first pass, and
+        one every ``FULL_PASS_S``, reads every vehicle, a page at a time."""
         now = self.clock()
-        seen = cast(
-            "list[tuple[bytes, float]]",
-            await self.redis.zrange(keys.LASTSEEN, 0, -1, withscores=True),
-        )
-        stored = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.STATUS))
+        full = self._last_pass is None or now - self._last_full >= FULL_PASS_S
+        if full:
+            self._last_full = now
+            seen = await self._everyone()
+        else:
+            assert self._last_pass is not None
+            since = (self._last_pass - self.offline_after_s - 1.0) * 1000
+            seen = cast(
+                "list[tuple[bytes, float]]",
+                await self.redis.zrange(
+                    keys.LASTSEEN, int(since), int((now - self.stale_after_s) * 1000),
+                    byscore=True, withscores=True,
+                ),
+            )  # fmt: skip
+        self._last_pass = now
         events: list[dict[str, object]] = []
-        for raw_id, ts in seen:
-            status = vehicle_status(
-                now - ts / 1000.0,
-                stale_after_s=self.stale_after_s,
-                offline_after_s=self.offline_after_s,
+        for first in range(0, len(seen), PAGE):
+            page = seen[first : first + PAGE]
+            stored = cast(
+                "list[bytes | None]", await self.redis.hmget(keys.STATUS, [v for v, _ in page])
             )
-            previous = stored.get(raw_id)
-            if previous is None or previous.decode() != status:
-                events.append(
-                    {
-                        "type": "status",
-                        "vehicle_id": raw_id.decode(),
-                        "status": status,
-                        "previous": previous.decode() if previous else None,
-                        "at": int(now * 1000),
-                    }
+            for (raw_id, ts), previous in zip(page, stored, strict=True):
+                status = vehicle_status(
+                    now - ts / 1000.0,
+                    stale_after_s=self.stale_after_s,
+                    offline_after_s=self.offline_after_s,
                 )
+                if previous is None or previous.decode() != status:
+                    events.append(
+                        {
+                            "type": "status",
+                            "vehicle_id": raw_id.decode(),
+                            "status": status,
+                            "previous": previous.decode() if previous else None,
+                            "at": int(now * 1000),
+                        }
+                    )
         if events:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
@@ -90,6 +115,21 @@ class StatusSweeper:
                     queue_event(pipe, event)
                 await pipe.execute()
         return events
+
+    async def _everyone(self) -> list[tuple[bytes, float]]:
+        """Every vehicle's last-seen time, read a page at a time (the event loop serves pings
+        between pages)."""
+        seen: list[tuple[bytes, float]] = []
+        while True:
+            page = cast(
+                "list[tuple[bytes, float]]",
+                await self.redis.zrange(
+                    keys.LASTSEEN, len(seen), len(seen) + PAGE - 1, withscores=True
+                ),
+            )
+            seen += page
+            if len(page) < PAGE:
+                return seen
 
     async def run(self) -> None:
         """Sweep every ``interval_s`` while holding the lease, until cancelled."""

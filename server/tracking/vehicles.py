@@ -101,6 +101,11 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
     )
 
 
+async def vehicle_ids(redis: aioredis.Redis) -> list[str]:
+    """Every registered vehicle's id, sorted (no record decoded)."""
+    return sorted(raw.decode() for raw in cast("list[bytes]", await redis.hkeys(keys.VEHICLES)))
+
+
 async def all_vehicles(redis: aioredis.Redis) -> list[Vehicle]:
     raw = cast("dict[bytes, bytes]", await redis.hgetall(keys.VEHICLES))
     return sorted((msgspec.json.decode(v, type=Vehicle) for v in raw.values()), key=lambda v: v.id)

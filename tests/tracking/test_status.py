@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 
 from server import keys
 from server.settings import Settings, SettingsError
-from server.tracking.status import StatusSweeper
+from server.tracking.status import FULL_PASS_S, StatusSweeper
 from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
@@ -35,6 +35,38 @@ async def test_each_transition_is_one_event(redis_url: str) -> None:
     assert {e["vehicle_id"] for e in await sweeper.sweep()} == {"a", "b"}
     assert await client.hgetall(keys.STATUS) == {b"a": b"offline", b"b": b"offline"}
     assert await client.xlen(keys.EVENTS_LOG) == 5
+    await client.aclose()
+
+
+async def test_a_fleet_larger_than_a_page_is_swept_whole_and_each_change_seen_once(
+    redis_url: str,
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    now = [2_000_000.0]
+    sweeper = StatusSweeper(client, stale_after_s=60, offline_after_s=300, clock=lambda: now[0])
+    # 2,500 vehicles last seen 0-2,499 s ago: online, stale and offline ones, over three pages.
+    await client.zadd(keys.LASTSEEN, {f"v{i}": (now[0] - i) * 1000 for i in range(2_500)})
+    first = await sweeper.sweep()
+    assert len(first) == 2_500
+    assert sum(e["status"] == "online" for e in first) == 60
+    assert sum(e["status"] == "stale" for e in first) == 240
+    for _ in range(30):  # a sweep a second: each vehicle crossing a threshold, exactly once
+        now[0] += 1
+        changes = await sweeper.sweep()
+        assert sorted(str(e["vehicle_id"]) for e in changes) == sorted(
+            [f"v{60 - int(now[0]) + 2_000_000}", f"v{300 - int(now[0]) + 2_000_000}"]
+        )
+    statuses = await client.hgetall(keys.STATUS)
+    assert sum(v == b"online" for v in statuses.values()) == 30
+    assert sum(v == b"stale" for v in statuses.values()) == 240
+    # A vehicle that appears already old (its first ping stale) gets its status by the next
+    # pass that reads everyone, at most FULL_PASS_S later.
+    await client.zadd(keys.LASTSEEN, {"late-comer": (now[0] - 1_000) * 1000})
+    now[0] += 1
+    await sweeper.sweep()
+    now[0] += FULL_PASS_S
+    assert any(e["vehicle_id"] == "late-comer" for e in await sweeper.sweep())
+    assert await client.hget(keys.STATUS, "late-comer") == b"offline"
     await client.aclose()
 
 
