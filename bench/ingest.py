@@ -211,6 +211,7 @@ def run(
     workers: int = 2,
     consoles: int = 2,
     drop_fraction: float = 0.1,
+    server_settings: dict[str, str] | None = None,
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="fleet-bench-ingest-") as tmp:
@@ -218,17 +219,19 @@ def run(
         with PrivateRedis(data / "redis-data") as private:
             servers = []
             try:
-                extra = {"FLEET_DRIVER_MAX_MESSAGES_PER_S": str(max(20.0, rate * 4))}
+                extra = {"FLEET_DRIVER_MAX_MESSAGES_PER_S": str(max(20.0, rate * 4)),
+                         **(server_settings or {})}  # fmt: skip
                 for i in range(workers):
                     servers.append(_start_server(private.url, data / f"s{i}", extra))
                 bases = [base for _, base in servers]
                 progress(f"redis {private.url}; {workers} server process(es): {', '.join(bases)}")
                 assert private.process is not None
-                return _run_loop(
+                result = _run_loop(
                     _drive(private.url, private.process.pid, servers, vehicles, rate,
                            pings_per_message, duration_s, warmup_s, consoles, drop_fraction,
                            progress)
                 )  # fmt: skip
+                return {**result, "server_settings": dict(server_settings or {})}
             finally:
                 for process, _ in servers:
                     process.terminate()

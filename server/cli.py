@@ -185,6 +185,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# Set by ``simulate`` and ``bench ingest`` for the servers they start: not for --server-setting.
+_MANAGED = {"FLEET_REDIS_URL", "FLEET_DATA_DIR", "FLEET_HOST", "FLEET_PORT", "FLEET_OSM_FILE",
+            "FLEET_REOPTIMIZE", "FLEET_LOG_LEVEL"}  # fmt: skip
+
+
+def _server_settings(pairs: Sequence[str] | None) -> dict[str, str]:
+    """``--server-setting NAME=VALUE`` flags as variables for the servers a command starts,
+    each checked as ``fleet serve`` would check it."""
+    settings: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        name = name.strip().upper()
+        if not sep or not name:
+            raise StartupError(f"--server-setting {pair!r}: expected NAME=VALUE.")
+        if not name.startswith("FLEET_"):
+            name = "FLEET_" + name
+        if name in _MANAGED:
+            raise StartupError(f"--server-setting {name}: this command sets it itself.")
+        settings[name] = value.strip()
+    load_settings(settings)  # an unknown name or a bad value: a SettingsError naming it
+    return settings
+
+
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from server.regions import osm_file_for
     from simulator.run import simulate
@@ -198,6 +221,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         roads_cache=settings.data_dir / "roads",
         report_path=report,
         baseline=not args.no_baseline,
+        server_settings=_server_settings(args.server_setting),
     )
     return 0
 
@@ -240,6 +264,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from bench import ingest
 
         result = ingest.run(
+            server_settings=_server_settings(args.server_setting),
             vehicles=args.vehicles,
             rate=args.rate,
             pings_per_message=args.per_message,
@@ -310,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
     )
     simulate.add_argument("--data-dir", help="where the road cache is (FLEET_DATA_DIR)")
+    _add_server_setting_flag(simulate, "both servers (re-optimised and baseline)")
     _add_scenario_flags(simulate)
     simulate.set_defaults(run=_cmd_simulate)
 
@@ -358,8 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--workers", type=int, default=2, help="server processes (2)")
     load.add_argument("--consoles", type=int, default=2, help="console subscribers (2)")
     load.add_argument("--drop", type=float, default=0.1, help="share of connections cut (0.1)")
+    _add_server_setting_flag(load, "the server processes")
     bench.set_defaults(run=_cmd_bench)
     return parser
+
+
+def _add_server_setting_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+                             whose: str) -> None:  # fmt: skip
+    parser.add_argument(
+        "--server-setting",
+        action="append",
+        metavar="NAME=VALUE",
+        help=f"a FLEET_* setting for {whose}, e.g. FLEET_PLAN_FREEZE_S=900 (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -154,6 +154,9 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
         f"({scenario['reported']} reported), {scenario['duration_s'] / 60:g} minutes.",
         "",
     ]
+    if scenario.get("server_settings"):
+        pairs = " ".join(f"{k}={v}" for k, v in sorted(scenario["server_settings"].items()))
+        lines[-1:-1] = [f"Server settings (both arms): {pairs}."]
     for r in runs:
         o, t = r["orders"], r["on_time"]
         rate = "n/a" if t["rate"] is None else f"{100 * t['rate']:.1f}%"

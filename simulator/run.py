@@ -70,7 +70,8 @@ def simulate(
     runs = [report.figures(r) for r in results]
     vs = report.compare(runs[0], runs[1] if len(runs) > 1 else None)
     about = {**dataclasses.asdict(scenario), "events": fingerprint(events),
-             "network": roads.network.name}  # fmt: skip
+             "network": roads.network.name,
+             "server_settings": dict(server_settings or {})}  # fmt: skip
     document = {
         "scenario": about,
         "runs": runs,

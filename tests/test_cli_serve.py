@@ -191,3 +191,36 @@ def test_every_subcommand_has_help(command: str) -> None:
     )
     assert result.returncode == 0
     assert result.stdout.startswith(f"usage: fleet {command}")
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("FLEET_PLAN_FREEZE_S", "expected NAME=VALUE"),
+        ("FLEET_PLAN_FREZE_S=900", "FLEET_PLAN_FREZE_S is not a setting"),
+        ("FLEET_PLAN_FREEZE_S=soon", "FLEET_PLAN_FREEZE_S=soon is invalid"),
+        ("FLEET_REOPTIMIZE=off", "FLEET_REOPTIMIZE: this command sets it itself"),
+    ],
+)
+def test_a_bad_server_setting_is_refused_before_anything_starts(flag: str, message: str) -> None:
+    result = subprocess.run(
+        [*FLEET, "simulate", "--scenario", "smoke", "--server-setting", flag],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "scenario" not in result.stdout, "refused before the run began"
+
+
+def test_server_settings_take_short_or_full_names() -> None:
+    from server.cli import _server_settings
+
+    given = ["plan_freeze_s=900", "FLEET_CONSOLE_INTERVAL_S = 0.05"]
+    assert _server_settings(given) == {
+        "FLEET_PLAN_FREEZE_S": "900",
+        "FLEET_CONSOLE_INTERVAL_S": "0.05",
+    }
+    assert _server_settings(None) == {}
