@@ -259,7 +259,7 @@ class Settings:
         ),
     )
     console_interval_s: float = field(
-        default=0.1,
+        default=0.05,
         metadata=_meta(_parse_float(0.01), "console position frames at most this often (seconds)"),
     )
     console_send_timeout_s: float = field(
