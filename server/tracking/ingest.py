@@ -46,9 +46,7 @@ _Newest = tuple[int, float, float, float | None, float | None, float | None]
 def _packed(ping: _Newest) -> str:
     """A ping as the track stores it: ``ts,lat,lon,speed,heading,accuracy`` ('' = unknown)."""
     ts, lat, lon, speed, heading, accuracy = ping
-    if speed is None or heading is None or accuracy is None:
-        return f"{ts},{lat!r},{lon!r},{_text(speed)},{_text(heading)},{_text(accuracy)}"
-    return f"{ts},{lat!r},{lon!r},{speed!r},{heading!r},{accuracy!r}"
+    return f"{ts},{lat!r},{lon!r},{_text(speed)},{_text(heading)},{_text(accuracy)}"
 
 
 _encode = msgspec.json.Encoder().encode
