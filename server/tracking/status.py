@@ -68,14 +68,12 @@ class StatusSweeper:
         seen before the stale threshold but after the offline threshold of the last pass
         (vehicles coming online are set so by the ingest script itself). The first pass, and
         one every ``FULL_PASS_S``, reads every vehicle, a page at a time."""
-        now = self.clock()
-        full = self._last_pass is None or now - self._last_full >= FULL_PASS_S
-        if full:
+        now, last = self.clock(), self._last_pass
+        if last is None or now - self._last_full >= FULL_PASS_S:
             self._last_full = now
             seen = await self._everyone()
         else:
-            assert self._last_pass is not None
-            since = (self._last_pass - self.offline_after_s - 1.0) * 1000
+            since = (last - self.offline_after_s - 1.0) * 1000
             seen = cast(
                 "list[tuple[bytes, float]]",
                 await self.redis.zrange(
