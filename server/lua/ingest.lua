@@ -52,6 +52,19 @@ local function stored(track, late, ts)
   return #redis.call('ZRANGE', late, ts, ts, 'BYSCORE', 'LIMIT', 0, 1) > 0
 end
 
+-- The newest ping in the track (-1 if none): what the live hash says, when it has been lost.
+local function newest_stored(track)
+  local entry = redis.call('XREVRANGE', track, '+', '-', 'COUNT', 1)[1]
+  if entry == nil then return -1 end
+  local fields = entry[2]
+  for f = 1, #fields, 2 do
+    if fields[f] == 'b' then
+      return tonumber(string.match(fields[f + 1], '(%d+),[^;]*$'))
+    end
+  end
+  return tonumber(string.match(entry[1], '^%d+'))
+end
+
 local out, positions, seen, online = {}, {}, {}, {}
 local at = 9 -- ARGV index of the current vehicle's value count
 
@@ -64,7 +77,7 @@ for v = 0, m - 1 do
   at = at + 1 + k
 
   local state = redis.call('HMGET', live, 'ts', 'cell', 'lat', 'lon')
-  local last_ts = tonumber(state[1]) or -1
+  local last_ts = tonumber(state[1]) or newest_stored(track)
   local old_ts, old_cell = last_ts, state[2]
   local accepted, duplicates, late_added = 0, 0, false
   local batch, batch_id = {}, nil

@@ -162,6 +162,24 @@ async def test_pings_stored_one_per_entry_by_earlier_versions_are_read_and_dedup
     assert track[0]["lat"] == pytest.approx(old[1]["lat"])
 
 
+async def test_a_lost_live_position_is_taken_from_the_track(
+    live_server: str, redis_url: str
+) -> None:
+    token = register(live_server, "van-7")
+    start = now_ms() - 60_000
+    url = ws_url(live_server, f"/ws/driver?token={token}")
+    async with connect(url) as ws:
+        assert (await send(ws, {"type": "pings", "seq": 1, "pings": pings(start, 5)}))[
+            "accepted"
+        ] == 5
+    with redis.Redis.from_url(redis_url) as r:
+        r.delete(keys.live("van-7"))  # evicted, or deleted by hand
+    async with connect(url) as ws:
+        again = await send(ws, {"type": "pings", "seq": 2, "pings": pings(start, 6)})
+    assert (again["accepted"], again["duplicates"]) == (1, 5)
+    assert stored(redis_url, "van-7") == [p["ts"] for p in pings(start, 6)]
+
+
 async def test_bad_input_gets_documented_errors_and_loses_nothing(
     live_server: str, redis_url: str
 ) -> None:
