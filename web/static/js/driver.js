@@ -105,7 +105,9 @@ function connect() {
     conn.textContent = "offline · buffering";
     conn.className = "badge warn";
     d.retry = Math.min((d.retry || 0) + 1, 5);
-    setTimeout(connect, 500 * 2 ** d.retry);
+    // Jittered, so a fleet cut off at once (a network blip, a server restart) comes back spread
+    // out rather than in step: 0.5-1.5 s, then doubling up to 8-24 s.
+    setTimeout(connect, 500 * 2 ** d.retry * (0.5 + Math.random()));
   };
   socket.onmessage = (e) => onMessage(JSON.parse(e.data));
 }
