@@ -9,7 +9,7 @@ what was not acked.
 
 Reports sustained acked pings/s, ping → console latency p50/p95/p99, ack latency, server CPU µs per
 ping, server memory per connection, and whether every acked ping is in Redis exactly once. In the
-same run, the baseline: the same per-ping Redis writes sent as raw pipelined commands.
+same run, the baseline: the same Redis writes (per message) sent as raw pipelined commands.
 """
 
 from __future__ import annotations
