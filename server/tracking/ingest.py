@@ -24,7 +24,7 @@ from server.lua import load
 from server.resp import RespConnection, kwargs_of
 from server.scripts import GroupedScript, Value
 from server.tracking.filters import Fix, Limits, derive_motion, metres_from, reject_reason
-from server.tracking.queries import Position
+from server.tracking.queries import Position, track_point
 from server.tracking.wire import Ping, Rejection
 
 
@@ -46,29 +46,12 @@ def _fixed(value: float | None, spec: str) -> str:
     return "" if value is None else spec % value
 
 
-_Newest = tuple[int, float, float, float | None, float | None, float | None]
-
-
-def _packed(ping: _Newest) -> str:
+def _packed(ping: Ping, speed: float | None, heading: float | None) -> str:
     """A ping as the track stores it: ``ts,lat,lon,speed,heading,accuracy`` ('' = unknown)."""
-    ts, lat, lon, speed, heading, accuracy = ping
     return _PACKED % (
-        ts, lat, lon, _fixed(speed, "%.3f"), _fixed(heading, "%.1f"), _fixed(accuracy, "%.1f")
+        ping.ts, ping.lat, ping.lon, _fixed(speed, "%.3f"), _fixed(heading, "%.1f"),
+        _fixed(ping.accuracy, "%.1f"),
     )  # fmt: skip
-
-
-def _rounded(ping: _Newest) -> _Newest:
-    """The ping's values as :func:`_packed` stores them, as numbers (the live position)."""
-    ts, lat, lon, speed, heading, accuracy = ping
-    return (
-        ts, round(lat, 7), round(lon, 7), None if speed is None else round(speed, 3),
-        None if heading is None else round(heading, 1),
-        None if accuracy is None else round(accuracy, 1),
-    )  # fmt: skip
-
-
-def _text(value: float | None) -> str:
-    return "" if value is None else repr(value)
 
 
 _encode = msgspec.json.Encoder().encode
@@ -146,7 +129,7 @@ class Ingestor:
         packed: list[str | int] = []
         seen: set[int] = set()
         current = last
-        newest: _Newest | None = None
+        newest: str | None = None  # the newest ping, packed
         stamps = [ping.ts for ping in pings]
         for index in sorted(range(len(pings)), key=stamps.__getitem__):
             ping = pings[index]
@@ -161,8 +144,8 @@ class Ingestor:
                 continue
             seen.add(ping.ts)
             speed, heading = derive_motion(ping, current, metres)
-            newest = (ping.ts, ping.lat, ping.lon, speed, heading, ping.accuracy)
-            packed += [ping.ts, _packed(newest)]
+            newest = _packed(ping, speed, heading)
+            packed += [ping.ts, newest]
             if current is None or ping.ts > current.ts:
                 current = Fix(ping.lat, ping.lon, ping.ts)
         if result.rejected:
@@ -182,13 +165,15 @@ class Ingestor:
             result.fix = Fix(float(lat), float(lon), int(ts))
         return result
 
-    def _newest(self, vehicle_id: str, newest: _Newest | None) -> list[Value]:
+    def _newest(self, vehicle_id: str, newest: str | None) -> list[Value]:
         """The script's values for the batch's newest ping (the live position, if it is newer
-        than the stored one): ts lat lon speed heading accuracy cell, and the position as
-        published on ``fleet:pos``."""
+        than the stored one): ts lat lon speed heading accuracy as the track stores them, its
+        cell, and the position as published on ``fleet:pos``."""
         if newest is None:
             return ["", "", "", "", "", "", "", ""]
-        ts, lat, lon, speed, heading, accuracy = _rounded(newest)
-        cell = cell_of(lat, lon, self.resolution)
-        line = _encode(Position(vehicle_id, lat, lon, ts, speed, heading, accuracy, cell))
-        return [ts, lat, lon, _text(speed), _text(heading), _text(accuracy), cell, line]
+        p = track_point(newest.encode())
+        cell = cell_of(p.lat, p.lon, self.resolution)
+        line = _encode(
+            Position(vehicle_id, p.lat, p.lon, p.ts, p.speed, p.heading, p.accuracy, cell)
+        )
+        return [*newest.split(","), cell, line]

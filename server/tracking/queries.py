@@ -128,7 +128,8 @@ async def nearby(
     return heapq.nsmallest(limit, scored, key=lambda n: (n.distance_m, n.id))
 
 
-def _track_point(packed: bytes) -> TrackPoint:
+def track_point(packed: bytes) -> TrackPoint:
+    """A ping as the track stores it (``ts,lat,lon,speed,heading,accuracy``, '' = unknown)."""
     ts, lat, lon, speed, heading, accuracy = packed.split(b",")
     return TrackPoint(
         ts=int(ts),
@@ -145,8 +146,8 @@ def entry_points(entry_id: bytes, fields: dict[bytes, bytes]) -> list[TrackPoint
     pings, ``b`` = ``ts,lat,lon,speed,heading,accuracy`` joined by ``;``, or, as written
     before batches were one entry, one ping with its ts in the entry ID and ``p`` = the rest."""
     if b"b" in fields:
-        return [_track_point(packed) for packed in fields[b"b"].split(b";")]
-    return [_track_point(entry_id.split(b"-")[0] + b"," + fields[b"p"])]
+        return [track_point(packed) for packed in fields[b"b"].split(b";")]
+    return [track_point(entry_id.split(b"-")[0] + b"," + fields[b"p"])]
 
 
 async def track(
@@ -167,6 +168,6 @@ async def track(
         for point in entry_points(entry_id, fields)
         if from_ms <= point.ts <= to_ms
     ]
-    points += [_track_point(member) for member in late]
+    points += [track_point(member) for member in late]
     points.sort(key=lambda p: p.ts)
     return points[:limit]
