@@ -129,6 +129,32 @@ def figures(result: RunResult) -> dict[str, Any]:
     }
 
 
+def trace(result: RunResult) -> dict[str, Any]:
+    """Everything one run's figures are computed from, to check them or look closer: each
+    order as the scenario asked for it, each stop as it was really served, and each route and
+    ETA update the dispatcher's view showed (times in scenario seconds)."""
+    return {
+        "label": result.label,
+        "orders": {
+            order_id: {"ref": o.id, "at_s": o.at_s, "window_s": [o.window_start_s, o.window_end_s],
+                       "express": o.express, "pickup": o.pickup, "dropoff": o.dropoff,
+                       "final_status": result.final_status.get(order_id)}
+            for order_id, o in result.orders.items()
+        },
+        "stops": [
+            {"order_id": r.order_id, "kind": r.kind, "vehicle_id": r.vehicle_id,
+             "arrived_s": round(r.arrived_s, 1), "service_start_s": round(r.service_start_s, 1),
+             "outcome": r.outcome}
+            for r in result.records
+        ],
+        "routes_seen": [
+            {"t_s": round(t, 1), "vehicle_id": v, "type": kind,
+             "stops": [[o, k, round(eta, 1)] for o, k, eta in stops]}
+            for t, v, kind, stops in result.observed.routes
+        ],
+    }  # fmt: skip
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 

@@ -79,13 +79,18 @@ def simulate(
         "wall_s": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     report.write(report_path, document)
+    traced = report_path.with_name(f"{report_path.stem}-trace.json")
+    traced.write_text(json.dumps({"scenario": about, "runs": [report.trace(r) for r in results]}))
     text = report.summary_text(about, runs, vs)
     summary = report_path.with_suffix(".txt")
     summary.write_text(text)
     charts = report.charts(results, report_path.parent, report_path.stem)
     say("")
     say(text.rstrip())
-    say(f"report: {report_path}; summary: {summary}; charts: {', '.join(map(str, charts))}")
+    say(
+        f"report: {report_path}; summary: {summary}; trace: {traced}; "
+        f"charts: {', '.join(map(str, charts))}"
+    )
     say(json.dumps({"scenario": scenario.name, "runs": runs, "vs_baseline": vs}))
     return document
 

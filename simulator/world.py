@@ -46,6 +46,9 @@ class Observed:
     planned_at: set[int] = field(default_factory=set)  # one per planning round that changed routes
     route_versions: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    routes: list[tuple[float, str, str, list[tuple[str, str, float]]]] = field(
+        default_factory=list
+    )  # [(scenario time seen, vehicle, "route" or "eta", [(order id, kind, ETA), …] in order)]
 
 
 @dataclass(slots=True)
@@ -297,9 +300,12 @@ class World:
             self.observed.route_versions += 1
             self.observed.planned_at.add(int(published))
         t_s = (now_ms - t0_ms) / 1000
+        seen = []
         for stop in event.get("stops", []):
             eta = float(stop["eta"])
             if eta < published - 1:
                 self.observed.negative_etas += 1
             samples = self.observed.etas.setdefault((stop["order_id"], stop["kind"]), [])
             samples.append((t_s, (eta - t0_ms) / 1000))
+            seen.append((stop["order_id"], stop["kind"], samples[-1][1]))
+        self.observed.routes.append((t_s, str(event.get("vehicle_id", "")), kind, seen))

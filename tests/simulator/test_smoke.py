@@ -46,3 +46,11 @@ def test_smoke_scenario_report_is_consistent(
     for chart in ("smoke-eta-error.png", "smoke-on-time.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(lines[-1])["scenario"] == "smoke"
+    trace = json.loads((tmp_path / "smoke-trace.json").read_text())
+    assert [r["label"] for r in trace["runs"]] == ["re-optimised", "baseline"]
+    for run, traced in zip(document["runs"], trace["runs"], strict=True):
+        finals = [o["final_status"] for o in traced["orders"].values()]
+        assert finals.count("delivered") == run["orders"]["delivered"]
+        assert {s["order_id"] for s in traced["stops"]} <= set(traced["orders"])
+        assert len({t["t_s"] for t in traced["routes_seen"] if t["type"] == "route"}) >= 1
+        assert all(t["vehicle_id"].startswith("sim-") for t in traced["routes_seen"])
