@@ -19,7 +19,6 @@ import contextlib
 import gc
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,7 +32,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from redis.exceptions import RedisError
 
 from geo.roads import Roads
-from server import __version__, keys
+from server import __version__, clock, keys
 from server.auth import RoleCache
 from server.background import stop_task
 from server.dispatching.etas import EtaRefresher
@@ -90,6 +89,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
 
     @asynccontextmanager
     async def redis_lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Simulated time when FLEET_CLOCK_RATE is above 1 (server.clock), for this process.
+        previous_clock = clock.configure(settings.clock_rate, settings.clock_anchor)
         # A bounded pool that makes callers wait for a free connection instead of failing:
         # thousands of sockets share a few dozen Redis connections.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -144,11 +145,11 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         planner = None
         if roads is not None:
             with contextlib.suppress(RedisError, OSError):
-                await reload_traffic(client, roads, time.time())
+                await reload_traffic(client, roads, clock.now())
 
             def on_traffic(raw: bytes) -> None:
                 if b'"type": "traffic"' in raw:
-                    task = asyncio.create_task(reload_traffic(client, roads, time.time()))
+                    task = asyncio.create_task(reload_traffic(client, roads, clock.now()))
                     reloads.add(task)
                     task.add_done_callback(reloads.discard)
 
@@ -223,6 +224,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 planner.close()
             await client.aclose()
             await pool.aclose()
+            clock.use(previous_clock)
 
     def from_state(name: str) -> Provide:
         def provide(state: State) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -10,6 +9,8 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from server import clock
 
 
 class Lease:
@@ -43,4 +44,4 @@ async def run_leased(
                 await job()
         except (RedisError, OSError) as exc:
             log.warning("%s failed: %s", getattr(job, "__qualname__", "a leased job"), exc)
-        await asyncio.sleep(interval_s)
+        await clock.sleep(interval_s)

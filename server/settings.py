@@ -53,6 +53,22 @@ def _parse_float(lo: float, lo_open: bool = False) -> Callable[[str], float]:
     return parse
 
 
+def _parse_optional_float(lo: float) -> Callable[[str], float | None]:
+    finite = _parse_float(lo)
+
+    def parse(raw: str) -> float | None:
+        return finite(raw) if raw.strip() else None
+
+    return parse
+
+
+def _parse_clock_rate(raw: str) -> float:
+    value = _parse_float(1.0)(raw)
+    if value == float("inf"):
+        raise ValueError("must be a finite number of at least 1")
+    return value
+
+
 def _parse_redis_url(raw: str) -> str | None:
     raw = raw.strip()
     if not raw:
@@ -288,6 +304,21 @@ class Settings:
             _parse_float(0.0), "… or when the vehicle is at most this many metres away (0 = never)"
         ),
     )
+    clock_rate: float = field(
+        default=1.0,
+        metadata=_meta(
+            _parse_clock_rate,
+            "simulated time runs this many times faster than real time (1 = real time)",
+        ),
+    )
+    clock_anchor: float | None = field(
+        default=None,
+        metadata=_meta(
+            _parse_optional_float(0.0),
+            "the real Unix time at which simulated and real time agree; required when"
+            " FLEET_CLOCK_RATE is above 1, the same in every process sharing the Redis",
+        ),
+    )
     log_level: str = field(
         default="info",
         metadata=_meta(_parse_choice("debug", "info", "warning", "error"), "log verbosity"),
@@ -298,6 +329,11 @@ class Settings:
             raise SettingsError(
                 f"FLEET_OFFLINE_AFTER_S={self.offline_after_s:g} is invalid: it must be larger "
                 f"than FLEET_STALE_AFTER_S={self.stale_after_s:g}."
+            )
+        if self.clock_rate != 1.0 and self.clock_anchor is None:
+            raise SettingsError(
+                f"FLEET_CLOCK_RATE={self.clock_rate:g} needs FLEET_CLOCK_ANCHOR: the real Unix "
+                "time at which simulated and real time agree, the same for every process."
             )
 
     @classmethod

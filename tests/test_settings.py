@@ -44,12 +44,25 @@ def test_variables_are_parsed_and_typed() -> None:
         ("FLEET_LOG_LEVEL", "loud"),
         ("FLEET_SNAP_MAX_DISTANCE_M", "-5"),
         ("FLEET_REDIS_TIMEOUT_S", "0"),
+        ("FLEET_CLOCK_RATE", "0.5"),
+        ("FLEET_CLOCK_RATE", "fast"),
+        ("FLEET_CLOCK_RATE", "inf"),
+        ("FLEET_CLOCK_ANCHOR", "-1"),
     ],
 )
 def test_an_invalid_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings({name: value})
     assert str(info.value).startswith(f"{name}={value} is invalid: ")
+
+
+def test_a_clock_faster_than_real_time_needs_its_anchor() -> None:
+    assert load_settings({}).clock_rate == 1.0
+    with pytest.raises(SettingsError) as info:
+        load_settings({"FLEET_CLOCK_RATE": "4"})
+    assert str(info.value).startswith("FLEET_CLOCK_RATE=4 needs FLEET_CLOCK_ANCHOR: ")
+    settings = load_settings({"FLEET_CLOCK_RATE": "4", "FLEET_CLOCK_ANCHOR": "1764259200.5"})
+    assert (settings.clock_rate, settings.clock_anchor) == (4.0, 1764259200.5)
 
 
 def test_an_unknown_variable_is_refused_but_test_variables_are_ignored() -> None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -39,6 +38,7 @@ from geo.distance import haversine_m
 from geo.errors import GeoError
 from geo.polyline import decode
 from geo.roads import Roads
+from server import clock as server_clock
 from server import keys
 from server.errors import ApiError
 from server.events import queue_event
@@ -71,7 +71,7 @@ class EtaRefresher:
         *,
         threshold_s: float = 30.0,
         arrive_radius_m: float = AT_STOP_M,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.orders = orders

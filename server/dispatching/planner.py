@@ -46,6 +46,7 @@ from dispatch.solver import extend, solve
 from geo.errors import GeoError
 from geo.polyline import decode, encode
 from geo.roads import Roads
+from server import clock as server_clock
 from server import keys
 from server.dispatching.etas import OFF_ROUTE_M
 from server.events import queue_event
@@ -139,7 +140,7 @@ class Planner:
         margin: float = 0.02,
         freeze_s: float = 600.0,
         promise_slack_s: float | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.orders = orders
@@ -212,8 +213,10 @@ class Planner:
         while True:
             idle = fresh = False
             try:
-                await asyncio.wait_for(self._wake.wait(), self.improve_after_s)
-                await asyncio.sleep(self.debounce_s)  # let close triggers gather
+                await asyncio.wait_for(
+                    self._wake.wait(), server_clock.real_seconds(self.improve_after_s)
+                )
+                await server_clock.sleep(self.debounce_s)  # let close triggers gather
                 self._wake.clear()
                 self._stale_rounds = 0
                 self._fresh_done = False

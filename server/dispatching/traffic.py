@@ -8,12 +8,10 @@ passes it: each process refreshes its weights every ``refresh_s``.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
 import secrets
-import time
 from typing import Annotated, Any, cast
 
 import msgspec
@@ -27,7 +25,7 @@ from redis.exceptions import RedisError
 from geo.errors import GeoError, NoRoute, OutsideServiceArea, TrafficEventError
 from geo.roads import Roads
 from geo.traffic import TrafficEvent
-from server import keys
+from server import clock, keys
 from server.auth import staff_only
 from server.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
 
@@ -88,9 +86,9 @@ async def reload_traffic(redis: aioredis.Redis, roads: Roads, now: float) -> Non
 async def keep_traffic_current(redis: aioredis.Redis, roads: Roads, *, refresh_s: float) -> None:
     """Reload and re-weight every ``refresh_s`` (events that start or end on their own)."""
     while True:
-        await asyncio.sleep(refresh_s)
+        await clock.sleep(refresh_s)
         try:
-            await reload_traffic(redis, roads, time.time())
+            await reload_traffic(redis, roads, clock.now())
         except (OSError, GeoError, RedisError) as exc:
             log.warning("traffic refresh failed: %s", exc)
 
@@ -117,7 +115,7 @@ class TrafficController(Controller):
         self, data: JSONBody[TrafficEventIn], redis: NamedDependency[aioredis.Redis], state: State
     ) -> dict[str, Any]:
         roads = _roads(state)
-        now = time.time()
+        now = clock.now()
         event_id = data.id or "te-" + secrets.token_hex(4)
         event = to_event(data, event_id, now)
         touched = len(roads.traffic.arcs_of(event))
@@ -142,7 +140,7 @@ class TrafficController(Controller):
     ) -> None:
         if not await redis.hdel(keys.TRAFFIC, event_id):
             raise NotFound(f"no traffic event {event_id}")
-        await reload_traffic(redis, _roads(state), time.time())
+        await reload_traffic(redis, _roads(state), clock.now())
         await _announce(redis, event_id, "end")
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
 
+from server import clock as server_clock
 from server import keys
 from server.events import queue_event
 from server.lease import Lease, run_leased
@@ -32,7 +32,7 @@ class NodeAlerts:
         limits: NodeLimits,
         *,
         interval_s: float = 30.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.limits = limits

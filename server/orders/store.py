@@ -10,7 +10,6 @@ import builtins
 import datetime as dt
 import json
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -18,7 +17,7 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from server import keys
+from server import clock, keys
 from server.auth import token_hash
 from server.errors import ApiError, NotFound
 from server.events import queue_event
@@ -64,7 +63,7 @@ class OrderStore:
                 if earlier is not None:
                     return await self._created_answer(earlier.decode()), False
         token = secrets.token_urlsafe(24)  # 192 random bits
-        now = int(time.time() * 1000)
+        now = clock.now_ms()
         doc = msgspec.to_builtins(data)
         pii = {
             "customer": doc.pop("customer"),
@@ -134,7 +133,7 @@ class OrderStore:
                         check_transition(current, target)
                     except TransitionError as exc:
                         raise Conflict(str(exc), details={"status": current}) from None
-                    now = int(time.time() * 1000)
+                    now = clock.now_ms()
                     nodes = json.loads(nodes_raw)
                     nodes.setdefault(target, now)
                     pipe.multi()  # type: ignore[no-untyped-call]
@@ -166,7 +165,7 @@ class OrderStore:
         order = await self.get(order_id)
         if order.status not in ("received", "processed"):
             raise Conflict(f"an order that is {order.status} can no longer be reassigned")
-        now = int(time.time() * 1000)
+        now = clock.now_ms()
         async with self.redis.pipeline(transaction=True) as pipe:
             if vehicle_id is None:
                 pipe.hdel(keys.ORDER_PINS, order_id)

@@ -35,7 +35,7 @@ from litestar import WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
-from server import keys
+from server import clock, keys
 from server.auth import is_staff
 from server.resp import RespSubscriber, kwargs_of
 from server.sockets import receive_frame
@@ -196,7 +196,7 @@ class Hub:
                 await asyncio.wait_for(send(frame.decode()), self.send_timeout_s)
             if subscriber.frames:
                 subscriber.wake.set()  # the rest next round
-            await asyncio.sleep(self.interval_s)
+            await clock.sleep(self.interval_s)
 
 
 async def snapshot(redis: aioredis.Redis, bbox: BBox) -> list[bytes]:

@@ -11,7 +11,6 @@ positions published as one message, one JSON object per line.
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -19,6 +18,7 @@ import msgspec
 import redis.asyncio as aioredis
 
 from geo.cells import cell_of
+from server import clock as server_clock
 from server import keys
 from server.lua import load
 from server.resp import RespConnection, kwargs_of
@@ -83,7 +83,7 @@ class Ingestor:
         resolution: int,
         limits: Limits,
         stale_after_s: float = 60.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.resolution = resolution

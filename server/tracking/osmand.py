@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,6 +29,7 @@ import msgspec
 from litestar import Request, Response, route
 from litestar.di import NamedDependency
 
+from server import clock
 from server.errors import BadRequest
 from server.tracking.geofences import GeofenceTracker
 from server.tracking.ingest import Ingestor
@@ -143,7 +143,7 @@ async def osmand(
     ingestor: NamedDependency[Ingestor],
     fences: NamedDependency[GeofenceTracker],
 ) -> Response[Any]:
-    now_s = time.time()
+    now_s = clock.now()
     params: dict[str, Any] = dict(request.query_params)
     try:
         if request.method == "POST" and request.content_type[0] == "application/json":

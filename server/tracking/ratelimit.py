@@ -1,14 +1,18 @@
-"""A token bucket: at most ``rate`` messages a second on average, bursts up to ``burst``."""
+"""A token bucket: at most ``rate`` messages a second on average, bursts up to ``burst``.
+
+Seconds on the server's clock (:mod:`server.clock`): a simulated driver app sending faster than
+real time is held to its rate per simulated second."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+
+from server import clock as server_clock
 
 
 class TokenBucket:
     def __init__(
-        self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic
+        self, rate: float, burst: float, *, clock: Callable[[], float] = server_clock.monotonic
     ) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
         self.tokens = burst

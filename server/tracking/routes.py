@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import msgspec
@@ -11,7 +10,7 @@ from litestar import Controller, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
-from server import keys
+from server import clock, keys
 from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.settings import Settings
@@ -95,7 +94,7 @@ class VehiclesController(Controller):
     ) -> list[queries.TrackPoint]:
         if not await redis.hexists(keys.VEHICLES, vehicle_id):
             raise NotFound(f"no vehicle {vehicle_id}")
-        to = to_ms if to_ms is not None else int(time.time() * 1000) + 60_000
+        to = to_ms if to_ms is not None else clock.now_ms() + 60_000
         start = from_ms if from_ms is not None else to - 3_600_000
         if start > to:
             raise BadRequest("from must not be after to", details={"field": "from"})

@@ -12,12 +12,12 @@ the new one and publishes a ``status`` event on ``fleet:events`` (also kept in t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import cast
 
 import redis.asyncio as aioredis
 
+from server import clock as server_clock
 from server import keys
 from server.events import queue_event
 from server.lease import Lease, run_leased
@@ -50,7 +50,7 @@ class StatusSweeper:
         stale_after_s: float,
         offline_after_s: float,
         interval_s: float = 1.0,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.stale_after_s = stale_after_s

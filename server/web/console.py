@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import Counter
 from typing import Annotated, Any, cast
 
@@ -25,7 +24,7 @@ from litestar.params import FromPath, QueryParameter
 
 from geo.cells import cell_corners, parent_of
 from geo.roads import Roads
-from server import keys
+from server import clock, keys
 from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.orders.lifecycle import FINAL, STATUSES
@@ -79,7 +78,7 @@ class ConsoleDataController(Controller):
                     "route": route,
                 }
             )
-        return {"vehicles": vehicles, "at": int(time.time() * 1000)}
+        return {"vehicles": vehicles, "at": clock.now_ms()}
 
     @get("/kpis", summary="On-time rate, open orders, active vehicles, utilisation")
     async def kpis(

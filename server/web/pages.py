@@ -11,7 +11,6 @@ browsers never send to a server) and calls the API with it.
 from __future__ import annotations
 
 import importlib.resources
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from litestar.response import Redirect
 from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
+from server import clock
 from server.errors import NotFound
 from server.orders.store import OrderStore
 from server.settings import Settings
@@ -74,7 +74,7 @@ class PagesController(Controller):
         self, token: FromPath[str], orders: NamedDependency[OrderStore]
     ) -> Response[bytes]:
         try:
-            await order_for_link(orders, token, int(time.time() * 1000))
+            await order_for_link(orders, token, clock.now_ms())
         except NotFound:
             return _page("expired.html", status_code=404)
         return _page("track.html")

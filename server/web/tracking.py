@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -33,7 +32,7 @@ from litestar.params import FromPath
 
 from geo.cells import cell_corners, cell_of
 from geo.distance import haversine_m
-from server import keys
+from server import clock, keys
 from server.errors import NotFound
 from server.orders.lifecycle import FINAL
 from server.orders.model import AuditEntry, Order
@@ -129,7 +128,7 @@ async def order_for_link(orders: OrderStore, token: str, now_ms: int) -> Order:
 async def view_for(
     redis: aioredis.Redis, orders: OrderStore, settings: Settings, token: str
 ) -> tuple[Order, dict[str, Any]]:
-    now_ms = int(time.time() * 1000)
+    now_ms = clock.now_ms()
     order = await order_for_link(orders, token, now_ms)
     route = position = None
     if order.vehicle_id:
@@ -236,12 +235,14 @@ async def tracking_socket(
                         sent = view
                     waiter = asyncio.create_task(flag.wait())
                     await asyncio.wait(
-                        {waiter, reader}, timeout=REFRESH_S, return_when="FIRST_COMPLETED"
+                        {waiter, reader},
+                        timeout=clock.real_seconds(REFRESH_S),
+                        return_when="FIRST_COMPLETED",
                     )
                     waiter.cancel()
                     if reader.done():
                         break
-                    await asyncio.sleep(MIN_INTERVAL_S)  # changes close together: one update
+                    await clock.sleep(MIN_INTERVAL_S)  # changes close together: one update
                     flag.clear()  # before reading: a change from now on wakes us again
                     try:
                         order, view = await view_for(redis, orders, settings, token)
