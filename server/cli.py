@@ -188,11 +188,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # Set by ``simulate`` and ``bench ingest`` for the servers they start: not for --server-setting.
 _MANAGED = {"FLEET_REDIS_URL", "FLEET_DATA_DIR", "FLEET_HOST", "FLEET_PORT", "FLEET_OSM_FILE",
             "FLEET_REOPTIMIZE", "FLEET_LOG_LEVEL"}  # fmt: skip
+_CLOCK = {"FLEET_CLOCK_RATE", "FLEET_CLOCK_ANCHOR"}  # real time, or simulate's --speed
 
 
-def _server_settings(pairs: Sequence[str] | None) -> dict[str, str]:
+def _server_settings(pairs: Sequence[str] | None, *, clock_hint: str = "") -> dict[str, str]:
     """``--server-setting NAME=VALUE`` flags as variables for the servers a command starts,
-    each checked as ``fleet serve`` would check it."""
+    each checked as ``fleet serve`` would check it. The servers' clock is the command's:
+    ``clock_hint`` says how to set it, if it can be."""
     settings: dict[str, str] = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
@@ -203,9 +205,26 @@ def _server_settings(pairs: Sequence[str] | None) -> dict[str, str]:
             name = "FLEET_" + name
         if name in _MANAGED:
             raise StartupError(f"--server-setting {name}: this command sets it itself.")
+        if name in _CLOCK:
+            raise StartupError(
+                f"--server-setting {name}: this command sets the servers' clock itself{clock_hint}."
+            )
         settings[name] = value.strip()
     load_settings(settings)  # an unknown name or a bad value: a SettingsError naming it
     return settings
+
+
+def _speed(raw: str | None) -> float:
+    """``--speed``: a number of at least 1 (1 = real time)."""
+    if raw is None:
+        return 1.0
+    try:
+        speed = float(raw)
+    except ValueError:
+        speed = float("nan")
+    if not 1 <= speed < float("inf"):
+        raise StartupError(f"--speed {raw} is invalid: must be a number of at least 1.")
+    return speed
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -214,6 +233,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     settings = _settings_from(args)
     scenario = _scenario_from(args, args.scenario)
+    server_settings = _server_settings(args.server_setting, clock_hint=" (with --speed)")
+    speed = _speed(args.speed)
     report = Path(args.report or f"var/reports/{scenario.name}-{scenario.seed}.json")
     simulate(
         scenario,
@@ -221,7 +242,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         roads_cache=settings.data_dir / "roads",
         report_path=report,
         baseline=not args.no_baseline,
-        server_settings=_server_settings(args.server_setting),
+        server_settings=server_settings,
+        speed=speed,
     )
     return 0
 
@@ -331,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--report", help="the JSON report (default var/reports/NAME-SEED.json)")
     simulate.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
+    simulate.add_argument(
+        "--speed",
+        help="run N times faster than real time (servers and simulator on one simulated clock;"
+        " default 1 = real time)",
+    )
     simulate.add_argument(
         "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
     )

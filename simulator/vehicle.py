@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ class SimVehicle:
     clock: Callable[[], float]  # scenario seconds
     t0_ms: int  # wall-clock Unix ms at scenario time 0
     rng: random.Random
+    sleep: Callable[[float], Awaitable[None]]  # scenario seconds (the world's clock)
     lat: float = 0.0
     lon: float = 0.0
     heading: float = 0.0
@@ -213,7 +214,7 @@ class SimVehicle:
         """Keep a connection open, send buffered pings and stop events, take routes."""
         while not stop.is_set():
             if self.clock() < self.offline_until:
-                await asyncio.sleep(0.5)
+                await self.sleep(0.5)
                 continue
             try:
                 async with connect(
@@ -224,7 +225,7 @@ class SimVehicle:
                 pass
             if not stop.is_set():
                 self.stats.reconnects += 1
-                await asyncio.sleep(1.0)
+                await self.sleep(1.0)
 
     async def _session(self, ws: ClientConnection, stop: asyncio.Event) -> None:
         acks: dict[int, asyncio.Future[dict[str, Any]]] = {}

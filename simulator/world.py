@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from geo.roads import Roads
 from geo.traffic import TrafficEvent
+from server.clock import REAL, Clock
 from simulator.driving import ArcLookup
 from simulator.scenario import Events, PlannedOrder
 from simulator.truth import GroundTruth
@@ -83,6 +84,7 @@ class World:
         reoptimize: bool,
         label: str,
         progress: Callable[[str], None] = lambda _: None,
+        clock: Clock = REAL,
     ) -> None:
         self.events = events
         self.roads = roads
@@ -92,6 +94,7 @@ class World:
         self.reoptimize = reoptimize
         self.label = label
         self.progress = progress
+        self.time = clock  # shared with the server: simulated time when faster than real
         self.truth = GroundTruth(
             roads.network,
             seed=events.scenario.seed,
@@ -111,7 +114,8 @@ class World:
         self.first_tracking_link = asyncio.Event()
 
     def clock(self) -> float:
-        return time.time() - self.t0
+        """Scenario seconds: since the run started, on the shared clock."""
+        return self.time.now() - self.t0
 
     def stop(self) -> None:
         self._stop.set()
@@ -121,7 +125,7 @@ class World:
         duration = s.duration_s if duration_s is None else duration_s
         headers = {"Authorization": f"Bearer {self.staff_token}"}
         async with httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=30) as api:
-            self.t0 = time.time()
+            self.t0 = self.time.now()
             t0_ms = int(self.t0 * 1000)
             hubs = sorted({o.pickup for o in self.events.orders}) or [
                 v.start for v in self.events.vehicles
@@ -137,7 +141,8 @@ class World:
                                ws_url=f"{self.ws_url}/ws/driver?token={answer.json()['token']}",
                                roads=self.roads, lookup=self.lookup, truth=self.truth, scenario=s,
                                orders=self.orders, hubs=list(hubs), clock=self.clock,
-                               t0_ms=t0_ms, rng=random.Random(f"{s.seed}-{plan.id}"))
+                               sleep=self.time.sleep, t0_ms=t0_ms,
+                               rng=random.Random(f"{s.seed}-{plan.id}"))
                 )  # fmt: skip
             tasks = [asyncio.create_task(v.run(self._stop)) for v in self.vans]
             tasks.append(asyncio.create_task(self._observe(t0_ms)))
@@ -215,7 +220,7 @@ class World:
             if t >= next_report:
                 self.progress(self._progress_line(t, duration))
                 next_report = t + max(10.0, min(300.0, duration / 12))
-            await asyncio.sleep(max(0.0, TICK_S - (self.clock() - t)))
+            await self.time.sleep(max(0.0, TICK_S - (self.clock() - t)))
 
     def _reroute(self) -> None:
         """Every van driving works its way out again on the new weights (as a navigation app
@@ -283,10 +288,11 @@ class World:
             await asyncio.sleep(0.5)
 
     def _seen(self, message: dict[str, Any], t0_ms: int) -> None:
-        now_ms = time.time() * 1000
+        now_ms = self.time.now() * 1000
         if message.get("type") == "positions":
-            for v in message.get("vehicles", []):
-                self.observed.latencies_ms.append(now_ms - float(v["ts"]))
+            real_ms = time.time() * 1000  # latency in real time: a ping's ts is the instant
+            for v in message.get("vehicles", []):  # of its fix, on the shared clock
+                self.observed.latencies_ms.append(real_ms - 1000 * self.time.real(v["ts"] / 1000))
             return
         if message.get("type") != "event":
             return

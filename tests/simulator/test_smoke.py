@@ -1,17 +1,20 @@
 """The smoke scenario end to end: two real servers (re-optimised and baseline), simulated vans
-over the driver socket, a report whose figures add up."""
+over the driver socket, a report whose figures add up; in real time and three times faster."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from simulator.run import simulate
 from simulator.scenario import SCENARIOS
 
 
+@pytest.mark.parametrize("speed", [1.0, 3.0])
 def test_smoke_scenario_report_is_consistent(
-    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path
+    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path, speed: float
 ) -> None:
     lines: list[str] = []
     report_path = tmp_path / "smoke.json"
@@ -20,10 +23,14 @@ def test_smoke_scenario_report_is_consistent(
         osm_file=helsinki_pbf,
         roads_cache=helsinki_cache,
         report_path=report_path,
+        speed=speed,
         say=lines.append,
     )
     assert json.loads(report_path.read_text()) == document
     assert [r["label"] for r in document["runs"]] == ["re-optimised", "baseline"]
+    assert (document["scenario"]["speed"], document["scenario"]["latency_clock"]) == (speed, "real")
+    # 40 simulated seconds: about 40 / speed real ones (with the servers' start and the end).
+    assert document["wall_s"] < 40 / speed + 60
     for run in document["runs"]:
         orders = run["orders"]
         assert orders["created"] == SCENARIOS["smoke"].orders
@@ -39,10 +46,12 @@ def test_smoke_scenario_report_is_consistent(
         assert run["km_driven"] > 0.1, "the vans drove"
         assert run["pings"] > 50
         assert run["ping_to_console_ms"]["n"] > 0
+        assert 0 <= run["ping_to_console_ms"]["p50"] < 1000, "real milliseconds"
         assert run["replans"] >= 1
     summary = report_path.with_suffix(".txt").read_text()
     assert "re-optimised: on time" in summary
     assert "baseline: on time" in summary
+    assert ("Clock: 3x real time" in summary) == (speed == 3)
     for chart in ("smoke-eta-error.png", "smoke-on-time.png"):
         assert (tmp_path / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads(lines[-1])["scenario"] == "smoke"
