@@ -132,7 +132,8 @@ def figures(result: RunResult) -> dict[str, Any]:
 def trace(result: RunResult) -> dict[str, Any]:
     """Everything one run's figures are computed from, to check them or look closer: each
     order as the scenario asked for it, each stop as it was really served, and each route and
-    ETA update the dispatcher's view showed (times in scenario seconds)."""
+    ETA update the dispatcher's view showed, with where its van really was (times in scenario
+    seconds)."""
     return {
         "label": result.label,
         "orders": {
@@ -148,9 +149,9 @@ def trace(result: RunResult) -> dict[str, Any]:
             for r in result.records
         ],
         "routes_seen": [
-            {"t_s": round(t, 1), "vehicle_id": v, "type": kind,
-             "stops": [[o, k, round(eta, 1)] for o, k, eta in stops]}
-            for t, v, kind, stops in result.observed.routes
+            {"t_s": round(r.t_s, 1), "vehicle_id": r.vehicle_id, "type": r.kind,
+             "stops": [[o, k, round(eta, 1)] for o, k, eta in r.stops], "van": r.van}
+            for r in result.observed.routes
         ],
     }  # fmt: skip
 

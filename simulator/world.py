@@ -37,6 +37,17 @@ TICK_S = 1.0
 CREATE_ATTEMPTS = 3  # tries of one order's creation (transport or server errors)
 
 
+@dataclass(frozen=True, slots=True)
+class SeenRoute:
+    """A route or ETA update as the dispatcher's view showed it, and where its van really was."""
+
+    t_s: float  # scenario time it was seen
+    vehicle_id: str
+    kind: str  # "route" or "eta"
+    stops: list[tuple[str, str, float]]  # (order id, kind, ETA as scenario time), in order
+    van: tuple[float, float] | None  # the van's true (lat, lon) then (None: not a simulated van)
+
+
 @dataclass(slots=True)
 class Observed:
     """What the dispatcher's view showed during the run."""
@@ -47,9 +58,7 @@ class Observed:
     planned_at: set[int] = field(default_factory=set)  # one per planning round that changed routes
     route_versions: int = 0
     latencies_ms: list[float] = field(default_factory=list)
-    routes: list[tuple[float, str, str, list[tuple[str, str, float]]]] = field(
-        default_factory=list
-    )  # [(scenario time seen, vehicle, "route" or "eta", [(order id, kind, ETA), …] in order)]
+    routes: list[SeenRoute] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -314,4 +323,6 @@ class World:
             samples = self.observed.etas.setdefault((stop["order_id"], stop["kind"]), [])
             samples.append((t_s, (eta - t0_ms) / 1000))
             seen.append((stop["order_id"], stop["kind"], samples[-1][1]))
-        self.observed.routes.append((t_s, str(event.get("vehicle_id", "")), kind, seen))
+        vehicle_id = str(event.get("vehicle_id", ""))
+        van = next(((v.lat, v.lon) for v in self.vans if v.plan.id == vehicle_id), None)
+        self.observed.routes.append(SeenRoute(t_s, vehicle_id, kind, seen, van))
