@@ -13,8 +13,9 @@ has arrived there: the order moves to ``arrived`` (audited ``by`` the vehicle, "
 without waiting for the driver to say so; a driver's own ``arrived`` after it is acknowledged.
 
 Travel times are the road model's times the learned pace (:class:`dispatch.pace.AreaPace`): on
-each pass, every vehicle that moved since the last one gives a sample (the model's time for
-that stretch against the time it really took; the median, detours and stops left out), for the
+each pass, every vehicle that drove towards its next stop since the last one gives a sample
+(the model's time for that stretch against the time it really took; the median, detours and
+stops left out, and idle vehicles, which park where they like), for the
 whole city and for the H3 cell (resolution ``PACE_RESOLUTION``) it was driven in, so hidden
 congestion shows up in the ETAs within minutes, and where it is. A leg's factor is the mean of
 its two ends' areas' (:func:`dispatch.pace.leg_factors`; the city-wide factor where an area has
@@ -95,10 +96,10 @@ class EtaRefresher:
                 route = json.loads(raw)
                 ahead = await self._ahead_of(route)
                 routes[vehicle_id] = (route, await self._arrive(ahead, where[vehicle_id]))
-        stopped = {v for v, (_, a) in routes.items() if self._stopped(v, a)}
+        driving = {v for v, (_, a) in routes.items() if self._driving(v, a, where[v])}
         # A road-model route per vehicle that moved: thousands of them would hold the event
         # loop (pings, sockets, a shutdown) for seconds; in a thread it keeps its turns.
-        await asyncio.to_thread(self._learn, where, now, stopped)
+        await asyncio.to_thread(self._learn, where, now, driving)
         city, areas = self.pace.values(now)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.PACE, str(city))
@@ -168,20 +169,31 @@ class EtaRefresher:
         return {"type": "off_route", "vehicle_id": route["vehicle_id"],
                 "distance_m": round(distance), "at": int(now * 1000)}  # fmt: skip
 
-    def _stopped(self, vehicle_id: str, ahead: list[tuple[dict[str, Any], Order]]) -> bool:
-        """Whether the vehicle stood at a stop since the last pass (a stop done since, or it
-        is at one now): then the time it took says nothing about the traffic."""
+    def _driving(
+        self, vehicle_id: str, ahead: list[tuple[dict[str, Any], Order]], position: Position
+    ) -> bool:
+        """Whether the vehicle has been driving to its next stop since the last pass, so the
+        time it took says something about the traffic. Not when it stood at a stop in between
+        (a stop done since, or it is at one now: arrived, or within ``AT_STOP_M`` of its next
+        stop, a pickup say, whose service is under way), nor when it has no stop ahead: an idle
+        van parks where its driver likes (back at the depot, on a break), and its standing
+        there would count as driving."""
         keys_now = {(stop["order_id"], stop["kind"]) for stop, _ in ahead}
         before = self._ahead.get(vehicle_id)
         self._ahead[vehicle_id] = keys_now
-        return bool(before and before - keys_now) or any(o.status == "arrived" for _, o in ahead)
+        if not ahead or (before and before - keys_now):
+            return False
+        if any(o.status == "arrived" for _, o in ahead):
+            return False
+        stop = ahead[0][0]
+        return haversine_m(position.lat, position.lon, stop["lat"], stop["lon"]) > AT_STOP_M
 
-    def _learn(self, where: dict[str, Position], now: float, stopped: set[str]) -> None:
-        """A pace sample from each vehicle that drove at least 40 m since the last pass,
-        without standing at a stop in between (the service time would count as driving)."""
+    def _learn(self, where: dict[str, Position], now: float, driving: set[str]) -> None:
+        """A pace sample from each vehicle ``driving`` to a stop (see :meth:`_driving`) that
+        moved at least 40 m since the last pass."""
         for vehicle_id, p in where.items():
             last = self._last.get(vehicle_id)
-            if last is None or p.ts <= last.ts or vehicle_id in stopped:
+            if last is None or p.ts <= last.ts or vehicle_id not in driving:
                 self._last[vehicle_id] = p
                 continue
             actual_s = (p.ts - last.ts) / 1000

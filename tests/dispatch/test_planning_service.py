@@ -448,6 +448,39 @@ async def test_the_learned_pace_leaves_out_time_spent_at_stops(
     await client.aclose()
 
 
+async def test_the_learned_pace_leaves_out_idle_vans_and_vans_standing_at_a_pickup(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
+    client, orders = order_store(redis_url, tmp_path)
+    refresher = EtaRefresher(client, orders, andorra)
+    # Three fixes about 170 m apart along the main road, 30 s between them.
+    fixes = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]
+    start = int(time.time() * 1000) - 60_000
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+
+        async def at(k: int) -> None:
+            lat, lon = fixes[k]
+            fix = {"lat": lat, "lon": lon, "ts": start + 30_000 * k}
+            ack = await reply_to(driver, {"type": "pings", "seq": 1 + k, "pings": [fix]})
+            assert ack["type"] == "ack"
+
+        await at(0)
+        await refresher.refresh()
+        await at(1)
+        await refresher.refresh()
+        assert len(refresher.pace) == 0, "an idle van (no stop ahead) teaches nothing"
+        body = {**order(*DROPS[0]), "pickup": {"lat": fixes[2][0], "lon": fixes[2][1]}}
+        assert httpx.post(f"{base}/orders", headers=AUTH, json=body).is_success
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+        await refresher.refresh()
+        await at(2)  # it reached its pickup, and its service there has begun
+        await refresher.refresh()
+        assert len(refresher.pace) == 0, "the stretch ends standing at its next stop"
+    await client.aclose()
+
+
 async def test_routes_carry_their_road_path_and_leaving_it_wakes_the_planner(
     server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
 ) -> None:
