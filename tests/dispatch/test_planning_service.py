@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +413,22 @@ async def test_idle_rounds_improve_the_plan_and_give_way_to_a_new_event(
     assert len(route["stops"]) == 3
 
 
+FIXES = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]  # about 170 m apart along a road
+
+
+def fixes_along_the_main_road(driver: ClientConnection) -> Callable[[int], Awaitable[None]]:
+    """``at(k)``: the driver pings from ``FIXES[k]``, 30 s after ``FIXES[k - 1]`` (acked)."""
+    start = int(time.time() * 1000) - 60_000
+
+    async def at(k: int) -> None:
+        lat, lon = FIXES[k]
+        fix = {"lat": lat, "lon": lon, "ts": start + 30_000 * k}
+        ack = await reply_to(driver, {"type": "pings", "seq": 1 + k, "pings": [fix]})
+        assert ack["type"] == "ack"
+
+    return at
+
+
 async def test_the_learned_pace_leaves_out_time_spent_at_stops(
     server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
 ) -> None:
@@ -420,16 +436,8 @@ async def test_the_learned_pace_leaves_out_time_spent_at_stops(
     token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
     client, orders = order_store(redis_url, tmp_path)
     refresher = EtaRefresher(client, orders, andorra)
-    # Three fixes about 170 m apart along the main road, 30 s between them.
-    fixes = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]
-    start = int(time.time() * 1000) - 60_000
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-
-        async def at(k: int) -> None:
-            lat, lon = fixes[k]
-            fix = {"lat": lat, "lon": lon, "ts": start + 30_000 * k}
-            ack = await reply_to(driver, {"type": "pings", "seq": 1 + k, "pings": [fix]})
-            assert ack["type"] == "ack"
+        at = fixes_along_the_main_road(driver)
 
         await at(0)
         first, _ = (
@@ -455,23 +463,15 @@ async def test_the_learned_pace_leaves_out_idle_vans_and_vans_standing_at_a_pick
     token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
     client, orders = order_store(redis_url, tmp_path)
     refresher = EtaRefresher(client, orders, andorra)
-    # Three fixes about 170 m apart along the main road, 30 s between them.
-    fixes = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]
-    start = int(time.time() * 1000) - 60_000
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-
-        async def at(k: int) -> None:
-            lat, lon = fixes[k]
-            fix = {"lat": lat, "lon": lon, "ts": start + 30_000 * k}
-            ack = await reply_to(driver, {"type": "pings", "seq": 1 + k, "pings": [fix]})
-            assert ack["type"] == "ack"
+        at = fixes_along_the_main_road(driver)
 
         await at(0)
         await refresher.refresh()
         await at(1)
         await refresher.refresh()
         assert len(refresher.pace) == 0, "an idle van (no stop ahead) teaches nothing"
-        body = {**order(*DROPS[0]), "pickup": {"lat": fixes[2][0], "lon": fixes[2][1]}}
+        body = {**order(*DROPS[0]), "pickup": {"lat": FIXES[2][0], "lon": FIXES[2][1]}}
         assert httpx.post(f"{base}/orders", headers=AUTH, json=body).is_success
         assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
         await refresher.refresh()
