@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geo.engine import CLOSED, TravelTimeEngine
-from geo.errors import GeoError, NoRoute
+from geo.errors import GeoError, NoRoute, OutsideServiceArea
 from geo.geometry import LocalFrame
 from geo.network import RoadNetwork, cache_path, load_or_import
 from geo.polyline import encode, geojson_line
@@ -28,6 +28,8 @@ from geo.snap import Snapped, SnappedPoint, Snapper
 from geo.traffic import Traffic, TrafficEvent
 
 LatLon = tuple[float, float]
+FIX_RADIUS_M = 25.0  # a GPS fix may be on any road this close (noise ~5 m, carriageways 10-20 m)
+_SNAPPED = ("arc", "offset_m", "fraction", "distance_m", "lat", "lon", "inside")
 LEG_CACHE = 5_000  # road-path legs kept (each some tens of points)
 LEG_STATES = 4  # sets of weights whose legs are kept (the traffic now and just before)
 IntArray = npt.NDArray[np.int64]
@@ -248,6 +250,35 @@ class Roads:
         i, j = i[ok], j[ok]
         total[i, j] = np.minimum(total[i, j], gap[ok] * w[ok] * 0.001)
         return total
+
+    def from_fixes_s(
+        self,
+        fixes: Sequence[LatLon],
+        destinations: Sequence[SnappedPoint] | Snapped,
+        *,
+        radius_m: float = FIX_RADIUS_M,
+    ) -> npt.NDArray[np.float64]:
+        """Travel times in seconds from vehicles' GPS fixes to each destination (a row per
+        fix): from each, the fastest from any road within ``radius_m`` of it
+        (:meth:`~geo.snap.Snapper.near`). Snapped to the nearest road only, a fix a few metres
+        off (GPS noise) that lands on the other carriageway of a dual road, or on a one-way
+        street beside the vehicle's own, sends it round the block: minutes where it is seconds
+        away. A vehicle on its way is far likelier on the road that leads there. One matrix
+        call for all; :class:`~geo.errors.OutsideServiceArea` when a fix is too far from any
+        road."""
+        near = [self.snapper.near(lat, lon, radius_m) for lat, lon in fixes]
+        for (lat, lon), n in zip(fixes, near, strict=True):
+            if not n.inside[0]:
+                limit = self.snapper.max_distance_m
+                raise OutsideServiceArea(lat, lon, float(n.distance_m[0]), limit)
+        n_dest = len(destinations.arc) if isinstance(destinations, Snapped) else len(destinations)
+        if not near:
+            return np.zeros((0, n_dest))
+        every = Snapped(*(np.concatenate([getattr(n, f) for n in near]) for f in _SNAPPED))
+        times = self.matrix_s(every, destinations)
+        starts = np.cumsum([0] + [len(n.arc) for n in near[:-1]])
+        fastest: npt.NDArray[np.float64] = np.minimum.reduceat(times, starts, axis=0)
+        return fastest
 
     def path_through(self, points: Sequence[LatLon]) -> list[LatLon]:
         """The road path from the first point through the others in turn (a straight segment

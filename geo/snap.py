@@ -121,6 +121,35 @@ class Snapper:
             inside=distance <= self.max_distance_m,
         )
 
+    def near(self, lat: float, lon: float, radius_m: float, limit: int = 6) -> Snapped:
+        """The position snapped onto each arc within ``radius_m`` of it (at most ``limit``,
+        nearest first; the nearest always, whatever its distance): a GPS fix between two roads
+        (the two carriageways of a dual road, a one-way street beside a two-way one) could be
+        on any of them. Among the candidates of :meth:`snap` only (``candidates`` samples)."""
+        px, py = self.frame.to_xy(np.array([lat], dtype=np.float64), np.array([lon]))
+        k = min(self.k, self._owner.shape[0])
+        _, idx = self._tree.query(np.column_stack([px, py]), k=k)
+        arcs = np.unique(self._owner[np.asarray(idx).reshape(-1)])
+        ax, ay, bx, by = self.ax[arcs], self.ay[arcs], self.bx[arcs], self.by[arcs]
+        dx, dy = bx - ax, by - ay
+        length2 = np.maximum(dx * dx + dy * dy, 1e-12)
+        t = np.clip(((px[0] - ax) * dx + (py[0] - ay) * dy) / length2, 0.0, 1.0)
+        qx, qy = ax + t * dx, ay + t * dy
+        dist = np.hypot(px[0] - qx, py[0] - qy)
+        order = np.argsort(dist, kind="stable")
+        keep = order[(dist[order] <= radius_m) | (np.arange(order.shape[0]) == 0)][:limit]
+        out_lat, out_lon = self.frame.to_latlon(qx[keep], qy[keep])
+        arc = arcs[keep].astype(np.int64)
+        return Snapped(
+            arc=arc,
+            offset_m=t[keep] * self.network.length_m[arc],
+            fraction=t[keep],
+            distance_m=dist[keep],
+            lat=out_lat,
+            lon=out_lon,
+            inside=dist[keep] <= self.max_distance_m,
+        )
+
     def snap_one(self, lat: float, lon: float) -> SnappedPoint:
         """Snap one position; :class:`~geo.errors.OutsideServiceArea` beyond the limit."""
         s = self.snap(np.array([lat]), np.array([lon]))

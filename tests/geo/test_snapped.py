@@ -135,3 +135,28 @@ def test_a_path_through_points_and_the_distance_to_it(tiny: Roads) -> None:
     assert east == pytest.approx(55.8, abs=1.0)
     assert tiny.distance_to_path_m(60.0030, 24.0, path) == pytest.approx(178, abs=5), "past the end"
     assert tiny.distance_to_path_m(60.0, 24.0, []) == float("inf")
+
+
+def test_a_fix_between_two_roads_leaves_by_the_faster_one(tiny: Roads) -> None:
+    # 11 m east of the one-way 2→3 (north) and 17 m north of the two-way 4-2: snapped to the
+    # nearest road only, the van would have to go 3→4→2 to get back south to 1-2.
+    fix = (60.00115, 24.0002)
+    south = [tiny.snap(60.0005, 24.0)]
+    nearest = tiny.snap(*fix)
+    assert tiny.twin[nearest.arc] == -1, "the nearest road is the one-way one"
+    round_the_block = float(tiny.matrix_s([nearest], south)[0, 0])
+    near = tiny.snapper.near(*fix, radius_m=25.0)
+    assert len(near.arc) >= 2, "the one-way road and the two-way one (both ways)"
+    assert near.distance_m[0] == pytest.approx(nearest.distance_m)
+    assert list(near.distance_m) == sorted(near.distance_m)
+    assert near.distance_m.max() <= 25.0
+    on_1_2 = (60.0004, 24.00001)  # on 1-2 already, far from the other roads
+    both = tiny.from_fixes_s([fix, on_1_2], [*south, nearest])
+    assert both.shape == (2, 2)
+    assert both[0, 0] == float(tiny.matrix_s(near, south).min())
+    assert both[0, 0] < round_the_block / 2
+    alone = tiny.matrix_s(tiny.snapper.near(*on_1_2, radius_m=25.0), [*south, nearest])
+    assert list(both[1]) == list(alone.min(axis=0)), "each fix its own candidates"
+    alone = tiny.from_fixes_s([fix], south, radius_m=0.0)
+    assert float(alone[0, 0]) == round_the_block
+    assert tiny.from_fixes_s([], south).shape == (0, 1)
