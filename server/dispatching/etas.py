@@ -233,9 +233,11 @@ class EtaRefresher:
         try:
             points = [self.roads.snap(position.lat, position.lon)]
             points += [self.roads.snap(s["lat"], s["lon"]) for s, _ in ahead]
+            legs = self.roads.matrix_s(points, points)
+            # from the fix, the first leg by whichever road near it leads there soonest
+            legs[0, 1] = self.roads.from_fixes_s([(position.lat, position.lon)], points[1:2])[0, 0]
         except GeoError:
             return None
-        legs = self.roads.matrix_s(points, points)
         factor = leg_factors(point_factors([(p.lat, p.lon) for p in points], *pace))
         clock, moved, late, slipped = now, False, [], []
         # A van at its next stop is there: its fix snapped onto the other side of a one-way

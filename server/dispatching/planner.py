@@ -283,6 +283,12 @@ class Planner:
             batch = self.roads.snap_many([p[0] for p in places], [p[1] for p in places])
             snapped = list(zip(batch.lat.tolist(), batch.lon.tolist(), strict=True))
             seconds = self.roads.matrix_s(batch, batch)
+            # A vehicle's fix may sit between roads: it leaves by whichever leads on soonest.
+            fixes = [i for i in range(len(fleet)) if batch.inside[i]]
+            if fixes:
+                seconds[fixes] = np.minimum(
+                    seconds[fixes], self.roads.from_fixes_s([places[i] for i in fixes], batch)
+                )
         seconds = seconds * await self._pace()
         traffic = frozenset(
             e for e, event in self.roads.traffic.events.items() if event.active(now)
