@@ -51,6 +51,7 @@ from server.tracking.vehicles import vehicle_ids
 
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
 AT_STOP_M = 30.0  # a vehicle this close to its next stop is at it (GPS noise is ~5 m)
+DETOUR = 1.6  # a stretch's road way this many times its straight line: a fix on the wrong road
 PACE_RESOLUTION = 9  # H3 cells of ~0.1 km² (edge ~170 m): a congestion hot spot covers many
 
 
@@ -190,18 +191,23 @@ class EtaRefresher:
 
     def _learn(self, where: dict[str, Position], now: float, driving: set[str]) -> None:
         """A pace sample from each vehicle ``driving`` to a stop (see :meth:`_driving`) that
-        moved at least 40 m since the last pass."""
+        moved at least 40 m since the last pass. Not when the road model's way between the two
+        fixes is much longer than the straight line (``DETOUR``): a fix snapped onto the wrong
+        road makes the model's time a trip round the block, and the ratio far too small."""
         for vehicle_id, p in where.items():
             last = self._last.get(vehicle_id)
             if last is None or p.ts <= last.ts or vehicle_id not in driving:
                 self._last[vehicle_id] = p
                 continue
             actual_s = (p.ts - last.ts) / 1000
-            if actual_s > 120 or haversine_m(last.lat, last.lon, p.lat, p.lon) < 40:
+            straight_m = haversine_m(last.lat, last.lon, p.lat, p.lon)
+            if actual_s > 120 or straight_m < 40:
                 self._last[vehicle_id] = p
                 continue
             try:
-                expected_s = self.roads.route((last.lat, last.lon), (p.lat, p.lon)).time_s
+                way = self.roads.route((last.lat, last.lon), (p.lat, p.lon))
+                detour = way.distance_m > DETOUR * straight_m + 2 * AT_STOP_M
+                expected_s = 0.0 if detour else way.time_s
             except GeoError:
                 expected_s = 0.0
             area = cell_of((last.lat + p.lat) / 2, (last.lon + p.lon) / 2, PACE_RESOLUTION)
