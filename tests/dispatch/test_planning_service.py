@@ -413,7 +413,9 @@ async def test_idle_rounds_improve_the_plan_and_give_way_to_a_new_event(
     assert len(route["stops"]) == 3
 
 
-FIXES = [VANS["van-1"], VANS["van-2"], (42.5048, 1.5219)]  # about 170 m apart along a road
+# About 170 m apart on the main road, south then back north: the road model's way between each
+# two is about as long as the straight line (from van-1's spot it is a one-way detour).
+FIXES = [(42.5063, 1.5215), (42.5048, 1.5219), (42.5064, 1.5218)]
 
 
 def fixes_along_the_main_road(driver: ClientConnection) -> Callable[[int], Awaitable[None]]:
