@@ -29,7 +29,6 @@ from geo.traffic import Traffic, TrafficEvent
 
 LatLon = tuple[float, float]
 FIX_RADIUS_M = 25.0  # a GPS fix may be on any road this close (noise ~5 m, carriageways 10-20 m)
-_SNAPPED = ("arc", "offset_m", "fraction", "distance_m", "lat", "lon", "inside")
 LEG_CACHE = 5_000  # road-path legs kept (each some tens of points)
 LEG_STATES = 4  # sets of weights whose legs are kept (the traffic now and just before)
 IntArray = npt.NDArray[np.int64]
@@ -266,17 +265,20 @@ class Roads:
         away. A vehicle on its way is far likelier on the road that leads there. One matrix
         call for all; :class:`~geo.errors.OutsideServiceArea` when a fix is too far from any
         road."""
-        near = [self.snapper.near(lat, lon, radius_m) for lat, lon in fixes]
-        for (lat, lon), n in zip(fixes, near, strict=True):
-            if not n.inside[0]:
-                limit = self.snapper.max_distance_m
-                raise OutsideServiceArea(lat, lon, float(n.distance_m[0]), limit)
         n_dest = len(destinations.arc) if isinstance(destinations, Snapped) else len(destinations)
-        if not near:
+        if not fixes:
             return np.zeros((0, n_dest))
-        every = Snapped(*(np.concatenate([getattr(n, f) for n in near]) for f in _SNAPPED))
-        times = self.matrix_s(every, destinations)
-        starts = np.cumsum([0] + [len(n.arc) for n in near[:-1]])
+        lat = np.array([f[0] for f in fixes], dtype=np.float64)
+        lon = np.array([f[1] for f in fixes], dtype=np.float64)
+        near, row = self.snapper.near(lat, lon, radius_m)
+        starts = np.searchsorted(row, np.arange(len(fixes)))  # each fix's first (the nearest)
+        if not near.inside[starts].all():
+            i = int(np.argmin(near.inside[starts]))
+            limit = self.snapper.max_distance_m
+            raise OutsideServiceArea(
+                fixes[i][0], fixes[i][1], float(near.distance_m[starts[i]]), limit
+            )
+        times = self.matrix_s(near, destinations)
         fastest: npt.NDArray[np.float64] = np.minimum.reduceat(times, starts, axis=0)
         return fastest
 

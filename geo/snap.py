@@ -90,8 +90,12 @@ class Snapper:
         self._owner = owner
         self._tree = cKDTree(np.column_stack([sx, sy]))
 
-    def snap(self, lat: FloatArray, lon: FloatArray) -> Snapped:
-        """Snap a batch; positions beyond the limit are flagged in ``inside``, not raised."""
+    def _candidates(
+        self, lat: FloatArray, lon: FloatArray
+    ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray, FloatArray]:
+        """For each position, its candidate arcs (``k`` nearest samples' owners, an arc may
+        come more than once) with the projection on each: ``(arcs, t, qx, qy, distance)``,
+        each of shape ``(n, k)``."""
         px, py = self.frame.to_xy(
             np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
         )
@@ -104,13 +108,13 @@ class Snapper:
         length2 = np.maximum(dx * dx + dy * dy, 1e-12)
         t = np.clip(((px[:, None] - ax) * dx + (py[:, None] - ay) * dy) / length2, 0.0, 1.0)
         qx, qy = ax + t * dx, ay + t * dy
-        dist = np.hypot(px[:, None] - qx, py[:, None] - qy)
-        best = np.argmin(dist, axis=1)
-        rows = np.arange(px.shape[0])
-        arc = arcs[rows, best]
-        fraction = t[rows, best]
-        out_lat, out_lon = self.frame.to_latlon(qx[rows, best], qy[rows, best])
-        distance = dist[rows, best]
+        return arcs, t, qx, qy, np.hypot(px[:, None] - qx, py[:, None] - qy)
+
+    def _snapped(
+        self, arc: IntArray, fraction: FloatArray, qx: FloatArray, qy: FloatArray,
+        distance: FloatArray,
+    ) -> Snapped:  # fmt: skip
+        out_lat, out_lon = self.frame.to_latlon(qx, qy)
         return Snapped(
             arc=arc.astype(np.int64),
             offset_m=fraction * self.network.length_m[arc],
@@ -121,34 +125,35 @@ class Snapper:
             inside=distance <= self.max_distance_m,
         )
 
-    def near(self, lat: float, lon: float, radius_m: float, limit: int = 6) -> Snapped:
-        """The position snapped onto each arc within ``radius_m`` of it (at most ``limit``,
-        nearest first; the nearest always, whatever its distance): a GPS fix between two roads
-        (the two carriageways of a dual road, a one-way street beside a two-way one) could be
-        on any of them. Among the candidates of :meth:`snap` only (``candidates`` samples)."""
-        px, py = self.frame.to_xy(np.array([lat], dtype=np.float64), np.array([lon]))
-        k = min(self.k, self._owner.shape[0])
-        _, idx = self._tree.query(np.column_stack([px, py]), k=k)
-        arcs = np.unique(self._owner[np.asarray(idx).reshape(-1)])
-        ax, ay, bx, by = self.ax[arcs], self.ay[arcs], self.bx[arcs], self.by[arcs]
-        dx, dy = bx - ax, by - ay
-        length2 = np.maximum(dx * dx + dy * dy, 1e-12)
-        t = np.clip(((px[0] - ax) * dx + (py[0] - ay) * dy) / length2, 0.0, 1.0)
-        qx, qy = ax + t * dx, ay + t * dy
-        dist = np.hypot(px[0] - qx, py[0] - qy)
-        order = np.argsort(dist, kind="stable")
-        keep = order[(dist[order] <= radius_m) | (np.arange(order.shape[0]) == 0)][:limit]
-        out_lat, out_lon = self.frame.to_latlon(qx[keep], qy[keep])
-        arc = arcs[keep].astype(np.int64)
-        return Snapped(
-            arc=arc,
-            offset_m=t[keep] * self.network.length_m[arc],
-            fraction=t[keep],
-            distance_m=dist[keep],
-            lat=out_lat,
-            lon=out_lon,
-            inside=dist[keep] <= self.max_distance_m,
+    def snap(self, lat: FloatArray, lon: FloatArray) -> Snapped:
+        """Snap a batch; positions beyond the limit are flagged in ``inside``, not raised."""
+        arcs, t, qx, qy, dist = self._candidates(lat, lon)
+        best = np.argmin(dist, axis=1)
+        rows = np.arange(arcs.shape[0])
+        return self._snapped(
+            arcs[rows, best], t[rows, best], qx[rows, best], qy[rows, best], dist[rows, best]
         )
+
+    def near(
+        self, lat: FloatArray, lon: FloatArray, radius_m: float, limit: int = 6
+    ) -> tuple[Snapped, IntArray]:
+        """Each position snapped onto every arc within ``radius_m`` of it (at most ``limit``
+        each, nearest first; the nearest always, whatever its distance), all in one batch, and
+        for each of the batch the index of its position: a GPS fix between two roads (the two
+        carriageways of a dual road, a one-way street beside a two-way one) could be on any of
+        them. Among the candidates of :meth:`snap` only (``candidates`` samples)."""
+        found = self._candidates(lat, lon)
+        order = np.argsort(found[4], axis=1, kind="stable")
+        arcs = np.take_along_axis(found[0], order, axis=1)
+        t, qx, qy, dist = (np.take_along_axis(a, order, axis=1) for a in found[1:])
+        n, k = arcs.shape
+        repeated = np.zeros((n, k), dtype=np.bool_)
+        for j in range(1, k):  # an arc met again further down its row (k is about 12)
+            repeated[:, j] = (arcs[:, :j] == arcs[:, j : j + 1]).any(axis=1)
+        keep = ~repeated & ((dist <= radius_m) | (np.arange(k) == 0))
+        keep &= np.cumsum(keep, axis=1) <= limit
+        rows = np.nonzero(keep)[0]
+        return self._snapped(arcs[keep], t[keep], qx[keep], qy[keep], dist[keep]), rows
 
     def snap_one(self, lat: float, lon: float) -> SnappedPoint:
         """Snap one position; :class:`~geo.errors.OutsideServiceArea` beyond the limit."""

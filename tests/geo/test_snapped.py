@@ -145,7 +145,10 @@ def test_a_fix_between_two_roads_leaves_by_the_faster_one(tiny: Roads) -> None:
     nearest = tiny.snap(*fix)
     assert tiny.twin[nearest.arc] == -1, "the nearest road is the one-way one"
     round_the_block = float(tiny.matrix_s([nearest], south)[0, 0])
-    near = tiny.snapper.near(*fix, radius_m=25.0)
+    near, rows = tiny.snapper.near(np.array([fix[0]]), np.array([fix[1]]), radius_m=25.0)
+    assert list(rows) == [0] * len(near.arc)
+    first, _ = tiny.snapper.near(np.array([fix[0]]), np.array([fix[1]]), 25.0, limit=1)
+    assert list(first.arc) == [nearest.arc]
     assert len(near.arc) >= 2, "the one-way road and the two-way one (both ways)"
     assert near.distance_m[0] == pytest.approx(nearest.distance_m)
     assert list(near.distance_m) == sorted(near.distance_m)
@@ -155,7 +158,8 @@ def test_a_fix_between_two_roads_leaves_by_the_faster_one(tiny: Roads) -> None:
     assert both.shape == (2, 2)
     assert both[0, 0] == float(tiny.matrix_s(near, south).min())
     assert both[0, 0] < round_the_block / 2
-    alone = tiny.matrix_s(tiny.snapper.near(*on_1_2, radius_m=25.0), [*south, nearest])
+    near_1_2, _ = tiny.snapper.near(np.array([on_1_2[0]]), np.array([on_1_2[1]]), radius_m=25.0)
+    alone = tiny.matrix_s(near_1_2, [*south, nearest])
     assert list(both[1]) == list(alone.min(axis=0)), "each fix its own candidates"
     alone = tiny.from_fixes_s([fix], south, radius_m=0.0)
     assert float(alone[0, 0]) == round_the_block
