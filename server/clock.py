@@ -57,8 +57,7 @@ class Clock:
 
     def now(self) -> float:
         """Unix seconds, simulated."""
-        t = time.time()
-        return t if self.rate == 1.0 else self.anchor + (t - self.anchor) * self.rate
+        return self.simulated(time.time())
 
     def now_ms(self) -> int:
         """Unix milliseconds, simulated."""

@@ -431,13 +431,21 @@ def fixes_along_the_main_road(driver: ClientConnection) -> Callable[[int], Await
     return at
 
 
-async def test_the_learned_pace_leaves_out_time_spent_at_stops(
+def pacer(
     server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
-) -> None:
+) -> tuple[str, str, aioredis.Redis, EtaRefresher]:
+    """A server with one vehicle "pacer": its URL, the driver token, a Redis client and an ETA
+    refresher of its own on the server's Redis (the tests drive its passes)."""
     base = server_factory(roads=andorra)
     token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
     client, orders = order_store(redis_url, tmp_path)
-    refresher = EtaRefresher(client, orders, andorra)
+    return base, token, client, EtaRefresher(client, orders, andorra)
+
+
+async def test_the_learned_pace_leaves_out_time_spent_at_stops(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base, token, client, refresher = pacer(server_factory, andorra, redis_url, tmp_path)
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         at = fixes_along_the_main_road(driver)
 
@@ -461,10 +469,7 @@ async def test_the_learned_pace_leaves_out_time_spent_at_stops(
 async def test_the_learned_pace_leaves_out_idle_vans_and_vans_standing_at_a_pickup(
     server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
 ) -> None:
-    base = server_factory(roads=andorra)
-    token = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "pacer"}).json()["token"]
-    client, orders = order_store(redis_url, tmp_path)
-    refresher = EtaRefresher(client, orders, andorra)
+    base, token, client, refresher = pacer(server_factory, andorra, redis_url, tmp_path)
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         at = fixes_along_the_main_road(driver)
 
