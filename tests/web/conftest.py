@@ -182,9 +182,12 @@ class Driver:
             connect(base.replace("http", "ws", 1) + f"/ws/driver?token={self.token}")
         )
 
-    def ping(self, lat: float, lon: float, *, ago_s: float = 0.0) -> None:
+    def ping(
+        self, lat: float, lon: float, *, ago_s: float = 0.0, now_s: float | None = None
+    ) -> None:
+        """One ping from ``ago_s`` before ``now_s`` (the server's time: real time unless told)."""
         self.seq += 1
-        ts = int((time.time() - ago_s) * 1000)
+        ts = int(((time.time() if now_s is None else now_s) - ago_s) * 1000)
         message = {"type": "pings", "seq": self.seq, "pings": [{"lat": lat, "lon": lon, "ts": ts}]}
         self.ws.send(json.dumps(message))
         deadline = time.monotonic() + scaled(10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from server.clock import Clock
 from tests.conftest import AUTH
 from tests.web.conftest import (
     PHONE,
@@ -174,3 +176,23 @@ def test_a_traffic_event_drawn_in_the_console_leads_to_a_new_route_version(
     assert after is not None
     assert after["version"] == before["version"] + 1
     page.screenshot(path=artifacts / "console-traffic-desktop.png")
+
+
+def test_the_console_counts_time_on_the_servers_clock(
+    fleet_server: Callable[..., str],
+    drivers: Callable[..., Any],
+    new_page: Callable[..., Any],
+) -> None:
+    """A server whose clock is five hours ahead of the browser's (a simulation at twice real
+    time, anchored five hours ago): a vehicle that pinged two of the server's minutes ago says
+    so, where the browser's own clock would put that ping in the future ("0 s ago")."""
+    ahead = Clock(rate=2.0, anchor=time.time() - 5 * 3600)
+    base = fleet_server(clock_rate=ahead.rate, clock_anchor=ahead.anchor)
+    drivers(base, "van-1").ping(*VANS["van-1"], ago_s=120, now_s=ahead.now())
+    page = open_console(new_page, base)
+    item = page.locator("#vehicle-list [data-vehicle='van-1']")
+    wait_for(lambda: "ping 2 min ago" in item.inner_text(), "'ping 2 min ago' in the list")
+    skew_ms = page.evaluate(
+        "async () => (await import('/static/js/common.js')).serverNow() - Date.now()"
+    )
+    assert abs(skew_ms - (ahead.now() - time.time()) * 1000) < 5_000

@@ -60,17 +60,30 @@ export function toast(html, { bad = false, ms = 5000 } = {}) {
 
 export const escapeHtml = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 
+// ---- the server's clock ----
+// "2 min ago" and "in 5 min" are counted from the server's time, which /web/config tells: the
+// browser's computer may be off by minutes, and a simulation (`fleet simulate --speed N`) runs
+// its servers' clock N times faster than real time. Until the config is read: the browser's.
+let serverClock = null; // { at: server ms, local: Date.now() then, rate }
+export function setServerClock(c) {
+  if (c && Number.isFinite(c.now_ms) && Number.isFinite(c.rate) && c.rate > 0) {
+    serverClock = { at: c.now_ms, local: Date.now(), rate: c.rate };
+  }
+}
+export const serverNow = () =>
+  serverClock ? serverClock.at + (Date.now() - serverClock.local) * serverClock.rate : Date.now();
+
 // ---- time formatting ----
 export const clock = (ms) => (ms ? new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : "—");
 export const clockDate = (ms) => (ms ? new Date(ms).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }) : "—");
-export function ago(ms, now = Date.now()) {
+export function ago(ms, now = serverNow()) {
   if (!ms) return "never";
   const s = Math.max(0, Math.round((now - ms) / 1000));
   if (s < 60) return `${s} s ago`;
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   return `${Math.round(s / 3600)} h ago`;
 }
-export function inMinutes(ms, now = Date.now()) {
+export function inMinutes(ms, now = serverNow()) {
   const m = Math.round((ms - now) / 60000);
   if (m <= 0) return "now";
   if (m < 60) return `in ${m} min`;
@@ -81,7 +94,9 @@ export const pct = (x) => (x === null || x === undefined ? "—" : `${Math.round
 // ---- map ----
 export async function loadConfig() {
   try {
-    return await api("/web/config");
+    const config = await api("/web/config");
+    setServerClock(config.clock);
+    return config;
   } catch {
     return { tile_url: "", bbox: null };
   }

@@ -1,6 +1,6 @@
 // The dispatcher console: live vehicles, routes, orders, traffic events, alerts and KPIs.
 /* global L */
-import { $, $$, el, api, ApiError, wsUrl, toast, escapeHtml, clock, clockDate, ago, inMinutes, pct, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
+import { $, $$, el, api, ApiError, wsUrl, toast, escapeHtml, clock, clockDate, ago, inMinutes, pct, loadConfig, serverNow, createMap, divIcon, tokenFromFragment } from "./common.js";
 import { VehicleLayer, STATUS_COLOURS } from "./vehicle-layer.js";
 
 const TOKEN_KEY = "fleet.dispatcher-token";
@@ -596,7 +596,7 @@ function onMapClick(e) {
 }
 
 function openOrderForm(latlng) {
-  const now = new Date();
+  const now = new Date(serverNow());
   const form = el("form", { class: "popup-form", id: "order-form" },
     el("h3", {}, "New delivery"),
     el("div", { class: "faint mono" }, `${latlng.lat.toFixed(5)}, ${latlng.lng.toFixed(5)}`),
@@ -671,7 +671,7 @@ $("#traffic-form").addEventListener("submit", async (e) => {
   const body = { polygon: ring, label: String(d.get("label") || "") };
   if (d.get("kind") === "closed") body.closed = true;
   else body.factor = Number(d.get("kind"));
-  if (d.get("minutes")) body.end = new Date(Date.now() + Number(d.get("minutes")) * 60e3).toISOString();
+  if (d.get("minutes")) body.end = new Date(serverNow() + Number(d.get("minutes")) * 60e3).toISOString();
   try {
     const r = await call("/traffic-events", { method: "POST", body });
     toast(`Traffic event <b>${escapeHtml(r.id)}</b> affects ${r.arcs} road segments; routes are being re-planned.`);
