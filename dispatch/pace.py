@@ -5,7 +5,9 @@ usually slower in ways nobody reports. Each time a vehicle moves between two pos
 server can compare the time it took with the time the model gives for the same stretch. A stop
 in between makes a ratio too large; GPS noise that snaps a fix onto the wrong side of a one-way
 street makes the model's time a detour and the ratio far too small. Ratios outside
-[1/4, 4] are dropped as such accidents, and the median of the recent rest — not a mean, and not
+[1/4, 10] are dropped as such accidents (a jam that crawls at 5 km/h on a 50 km/h street is
+10: hidden incidents are several times slower than the model, and are what the pace is for),
+and the median of the recent rest — not a mean, and not
 weighted by the model's time, which would let every detour dominate — is the factor to multiply
 model times by.
 
@@ -53,7 +55,7 @@ class Pace:
         if expected_s <= 0 or actual_s <= 0:
             return False
         ratio = actual_s / expected_s
-        if 0.25 <= ratio <= 4.0:
+        if 0.25 <= ratio <= 10.0:
             self._samples.append((at_s, ratio))
             return True
         return False

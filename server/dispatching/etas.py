@@ -191,9 +191,11 @@ class EtaRefresher:
 
     def _learn(self, where: dict[str, Position], now: float, driving: set[str]) -> None:
         """A pace sample from each vehicle ``driving`` to a stop (see :meth:`_driving`) that
-        moved at least 40 m since the last pass. Not when the road model's way between the two
-        fixes is much longer than the straight line (``DETOUR``): a fix snapped onto the wrong
-        road makes the model's time a trip round the block, and the ratio far too small."""
+        has moved at least 40 m since its last sample: a van crawling through a jam gives one
+        every few passes, rather than none (a stretch over 120 s starts afresh). Not when the
+        road model's way between the two fixes is much longer than the straight line
+        (``DETOUR``): a fix snapped onto the wrong road makes the model's time a trip round the
+        block, and the ratio far too small."""
         for vehicle_id, p in where.items():
             last = self._last.get(vehicle_id)
             if last is None or p.ts <= last.ts or vehicle_id not in driving:
@@ -201,9 +203,11 @@ class EtaRefresher:
                 continue
             actual_s = (p.ts - last.ts) / 1000
             straight_m = haversine_m(last.lat, last.lon, p.lat, p.lon)
-            if actual_s > 120 or straight_m < 40:
+            if actual_s > 120:
                 self._last[vehicle_id] = p
                 continue
+            if straight_m < 40:
+                continue  # too short for GPS noise: the stretch goes on from the same fix
             try:
                 way = self.roads.route((last.lat, last.lon), (p.lat, p.lon))
                 detour = way.distance_m > DETOUR * straight_m + 2 * AT_STOP_M
