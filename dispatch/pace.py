@@ -7,9 +7,8 @@ in between makes a ratio too large; GPS noise that snaps a fix onto the wrong si
 street makes the model's time a detour and the ratio far too small. Ratios outside
 [1/4, 10] are dropped as such accidents (a jam that crawls at 5 km/h on a 50 km/h street is
 10: hidden incidents are several times slower than the model, and are what the pace is for),
-and the median of the recent rest — not a mean, and not
-weighted by the model's time, which would let every detour dominate — is the factor to multiply
-model times by.
+and the median of the recent rest — not a mean, and not weighted by the model's time, which
+would let every detour dominate — is the factor to multiply model times by.
 
 >>> pace = Pace(window_s=600, min_samples=3)
 >>> pace.value(0.0)
