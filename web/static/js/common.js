@@ -65,7 +65,7 @@ export const escapeHtml = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "
 // browser's computer may be off by minutes, and a simulation (`fleet simulate --speed N`) runs
 // its servers' clock N times faster than real time. Until the config is read: the browser's.
 let serverClock = null; // { at: server ms, local: Date.now() then, rate }
-export function setServerClock(c) {
+function setServerClock(c) {
   if (c && Number.isFinite(c.now_ms) && Number.isFinite(c.rate) && c.rate > 0) {
     serverClock = { at: c.now_ms, local: Date.now(), rate: c.rate };
   }
