@@ -6,17 +6,25 @@ at least *h* before the service really started (arrival, or the window's opening
 early and waited, which is what the server's ETAs mean). An order is on time when the
 attempt started by the end of its window; the rate is over the orders that were due (window
 ended before the run did) or attempted.
+
+Each scored ETA is also split by what happened to its route after it was shown: **kept** when
+the van that showed it served it, and served in between exactly the stops the route showed
+ahead of it, in that order; **changed** otherwise (stops put in ahead, taken out, reordered, or
+the order moved to another van). A kept ETA's error is the travel-time model's (traffic,
+service, waiting); a changed one's is the plan's as well, which no travel-time model can see
+coming.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simulator.vehicle import StopRecord
-from simulator.world import RunResult
+from simulator.world import RunResult, SeenRoute
 
 HORIZONS_S = (300, 900, 1800)
 OPEN = ("processed", "departed", "picked_up", "arrived")
@@ -38,17 +46,55 @@ def _attempts(result: RunResult) -> dict[str, StopRecord]:
     return first
 
 
-def eta_errors(result: RunResult) -> dict[int, list[float]]:
-    """Signed ETA errors (seconds, positive = later than promised) per horizon."""
-    errors: dict[int, list[float]] = {h: [] for h in HORIZONS_S}
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One drop-off ETA scored at one horizon."""
+
+    error_s: float  # actual service start minus the ETA (positive: later than promised)
+    kept: bool  # the route ahead of it was served as shown (see the module's docstring)
+
+
+def eta_scores(result: RunResult) -> dict[int, list[Scored]]:
+    """Every first drop-off attempt's ETA scored per horizon, with whether its route was kept."""
+    shown: dict[str, list[tuple[SeenRoute, int]]] = {}  # order → (update, its position there)
+    for route in result.observed.routes:
+        for i, (order_id, kind, _) in enumerate(route.stops):
+            if kind == "dropoff":
+                shown.setdefault(order_id, []).append((route, i))
+    served: dict[str, list[StopRecord]] = {}  # vehicle → its stops in service order
+    for r in sorted(result.records, key=lambda r: r.service_start_s):
+        served.setdefault(r.vehicle_id, []).append(r)
+    scores: dict[int, list[Scored]] = {h: [] for h in HORIZONS_S}
     for order_id, attempt in _attempts(result).items():
-        samples = result.observed.etas.get((order_id, "dropoff"), [])
+        samples = shown.get(order_id, [])
         actual = attempt.service_start_s
         for h in HORIZONS_S:
-            known = [eta for t, eta in samples if t <= actual - h]
+            known = [s for s in samples if s[0].t_s <= actual - h]
             if known:
-                errors[h].append(actual - known[-1])
-    return errors
+                route, i = known[-1]
+                kept = _kept(route, i, attempt, served.get(attempt.vehicle_id, []))
+                scores[h].append(Scored(actual - route.stops[i][2], kept))
+    return scores
+
+
+def _kept(route: SeenRoute, i: int, attempt: StopRecord, served: list[StopRecord]) -> bool:
+    """Whether ``attempt``'s van showed it at ``route.stops[i]`` and served in between exactly
+    the stops shown ahead of it (a stop whose service had started when shown is behind it)."""
+    if route.vehicle_id != attempt.vehicle_id:
+        return False
+    started = {(r.order_id, r.kind) for r in served if r.service_start_s <= route.t_s}
+    ahead = [(o, k) for o, k, _ in route.stops[:i] if (o, k) not in started]
+    between = [
+        (r.order_id, r.kind)
+        for r in served
+        if route.t_s < r.service_start_s < attempt.service_start_s
+    ]
+    return between == ahead
+
+
+def eta_errors(result: RunResult) -> dict[int, list[float]]:
+    """Signed ETA errors (seconds, positive = later than promised) per horizon."""
+    return {h: [s.error_s for s in scored] for h, scored in eta_scores(result).items()}
 
 
 def on_time(result: RunResult) -> tuple[int, int, list[tuple[float, float]]]:
@@ -77,15 +123,13 @@ def on_time(result: RunResult) -> tuple[int, int, list[tuple[float, float]]]:
 
 def figures(result: RunResult) -> dict[str, Any]:
     """Every figure of one run, as plain JSON data."""
-    errors = eta_errors(result)
-    eta = {}
-    for h, values in errors.items():
-        absolute = [abs(v) for v in values]
+    eta: dict[str, Any] = {}
+    for h, scored in eta_scores(result).items():
         eta[f"{h // 60}min"] = {
-            "n": len(values),
-            "mae_s": round(sum(absolute) / len(absolute), 1) if absolute else None,
-            "p90_s": _round(_percentile(absolute, 0.9)),
-            "bias_s": round(sum(values) / len(values), 1) if values else None,
+            **_error_figures([s.error_s for s in scored]),
+            "p90_s": _round(_percentile([abs(s.error_s) for s in scored], 0.9)),
+            "kept": _error_figures([s.error_s for s in scored if s.kept]),
+            "changed": _error_figures([s.error_s for s in scored if not s.kept]),
         }
     on, counted, _ = on_time(result)
     statuses = list(result.final_status.values())
@@ -156,6 +200,16 @@ def trace(result: RunResult) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _error_figures(values: list[float]) -> dict[str, Any]:
+    """``n``, mean absolute error and bias of signed errors (None when there are none)."""
+    n = len(values)
+    return {
+        "n": n,
+        "mae_s": round(sum(abs(v) for v in values) / n, 1) if n else None,
+        "bias_s": round(sum(values) / n, 1) if n else None,
+    }
+
+
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
@@ -199,6 +253,10 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
                     f"    ETA error {h:>5} before arrival: MAE {e['mae_s']} s, P90 {e['p90_s']} s,"
                     f" bias {e['bias_s']} s (n={e['n']})"
                 )
+                lines.append(
+                    f"        route ahead kept as shown: {_mae(e['kept'])}; changed: "
+                    f"{_mae(e['changed'])}"
+                )
         for failure in o["create_failures"]:
             lines.append(f"    order not created: {failure}")
         p = r["ping_to_console_ms"]
@@ -216,6 +274,12 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
         if "on_time_points_gained" in vs:
             lines.append(f"  on-time rate {vs['on_time_points_gained']:+.1f} points")
     return "\n".join(lines) + "\n"
+
+
+def _mae(figures: dict[str, Any]) -> str:
+    if not figures["n"]:
+        return "none"
+    return f"MAE {figures['mae_s']} s, bias {figures['bias_s']} s (n={figures['n']})"
 
 
 def _pct(value: float | None) -> str:

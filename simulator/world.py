@@ -52,8 +52,6 @@ class SeenRoute:
 class Observed:
     """What the dispatcher's view showed during the run."""
 
-    etas: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
-    # (order id, kind) → [(scenario time published, ETA as scenario time)]
     negative_etas: int = 0
     planned_at: set[int] = field(default_factory=set)  # one per planning round that changed routes
     route_versions: int = 0
@@ -320,9 +318,7 @@ class World:
             eta = float(stop["eta"])
             if eta < published - 1:
                 self.observed.negative_etas += 1
-            samples = self.observed.etas.setdefault((stop["order_id"], stop["kind"]), [])
-            samples.append((t_s, (eta - t0_ms) / 1000))
-            seen.append((stop["order_id"], stop["kind"], samples[-1][1]))
+            seen.append((stop["order_id"], stop["kind"], (eta - t0_ms) / 1000))
         vehicle_id = str(event.get("vehicle_id", ""))
         van = next(((v.lat, v.lon) for v in self.vans if v.plan.id == vehicle_id), None)
         self.observed.routes.append(SeenRoute(t_s, vehicle_id, kind, seen, van))

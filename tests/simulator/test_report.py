@@ -1,0 +1,90 @@
+"""The judge's ETA scores: each ETA at the right horizon, split by whether its route was kept."""
+
+from __future__ import annotations
+
+from simulator.report import HORIZONS_S, eta_scores, figures, summary_text
+from simulator.scenario import PlannedOrder
+from simulator.vehicle import StopRecord, VehicleStats
+from simulator.world import Observed, RunResult, SeenRoute
+
+
+def order(ref: str) -> PlannedOrder:
+    return PlannedOrder(ref, 0.0, (60.17, 24.94), (60.16, 24.93), 0.0, 3000.0, False, False, 1,
+                        None)  # fmt: skip
+
+
+def stop(order_id: str, kind: str, van: str, at: float, outcome: str = "") -> StopRecord:
+    outcome = outcome or ("picked_up" if kind == "pickup" else "delivered")
+    return StopRecord(order_id, kind, van, at, at, outcome)
+
+
+def run(routes: list[SeenRoute], records: list[StopRecord]) -> RunResult:
+    ids = {r.order_id for r in records}
+    return RunResult(
+        label="re-optimised", reoptimize=True, duration_s=3000.0, t0_ms=0,
+        orders={i: order(i) for i in ids}, tracking={}, records=records,
+        final_status={i: "delivered" for i in ids},
+        vehicles={"v1": VehicleStats(), "v2": VehicleStats()},
+        observed=Observed(routes=routes), broken=[],
+    )  # fmt: skip
+
+
+def test_an_eta_is_scored_with_the_last_update_shown_at_least_the_horizon_before() -> None:
+    routes = [
+        SeenRoute(0.0, "v1", "route", [("a", "pickup", 100.0), ("a", "dropoff", 1000.0)], None),
+        SeenRoute(400.0, "v1", "eta", [("a", "dropoff", 1150.0)], None),
+        SeenRoute(1000.0, "v1", "eta", [("a", "dropoff", 1190.0)], None),
+    ]
+    result = run(routes, [stop("a", "pickup", "v1", 120.0), stop("a", "dropoff", "v1", 1200.0)])
+    scores = eta_scores(result)
+    # 5 min before 1200 is 900: the update of 400 s is the last shown by then; 15 min before
+    # is 300: the route of 0 s; nothing was shown 30 min before.
+    assert [s.error_s for s in scores[300]] == [50.0]
+    assert [s.error_s for s in scores[900]] == [200.0]
+    assert scores[1800] == []
+    assert all(s.kept for h in HORIZONS_S for s in scores[h])
+
+
+def test_a_route_that_changed_after_the_eta_is_told_apart_from_one_kept() -> None:
+    shown = [("a", "dropoff", 600.0), ("b", "dropoff", 900.0), ("c", "dropoff", 1000.0),
+             ("d", "dropoff", 1100.0)]  # fmt: skip
+    routes = [
+        SeenRoute(0.0, "v1", "route", shown, None),
+        SeenRoute(0.0, "v2", "route", [("e", "dropoff", 1000.0)], None),
+    ]
+    records = [
+        # v1 is serving a's drop-off when the route is shown (it stays first in the update)
+        stop("a", "dropoff", "v1", -20.0),
+        stop("b", "dropoff", "v1", 960.0),  # as shown: kept, 60 s late
+        stop("x", "pickup", "v1", 1000.0),  # a new order put in ahead of c and d
+        stop("c", "dropoff", "v1", 1300.0),
+        stop("d", "dropoff", "v2", 1400.0),  # moved to the other van
+        stop("e", "dropoff", "v2", 1010.0),  # kept on v2
+    ]
+
+    def scored() -> list[tuple[float, bool]]:  # b, e, c, d: in the order they were served
+        return [(s.error_s, s.kept) for s in eta_scores(run(routes, records))[900]]
+
+    assert scored() == [(60.0, True), (10.0, True), (300.0, False), (300.0, False)]
+    # The same, with the new order put in behind c: c's route ahead was kept, d's was not.
+    records[2] = stop("x", "pickup", "v1", 1310.0)
+    assert scored() == [(60.0, True), (10.0, True), (300.0, True), (300.0, False)]
+
+
+def test_the_report_gives_the_split_and_says_it() -> None:
+    routes = [SeenRoute(0.0, "v1", "route", [("a", "dropoff", 1000.0), ("b", "dropoff", 1100.0)],
+                        None)]  # fmt: skip
+    records = [
+        stop("a", "dropoff", "v1", 1030.0),
+        stop("x", "pickup", "v1", 1050.0),  # a new order put in between a and b
+        stop("b", "dropoff", "v1", 1090.0),
+    ]
+    figs = figures(run(routes, records))
+    e15 = figs["eta_error"]["15min"]
+    assert (e15["n"], e15["mae_s"], e15["bias_s"]) == (2, 20.0, 10.0)
+    assert e15["kept"] == {"n": 1, "mae_s": 30.0, "bias_s": 30.0}
+    assert e15["changed"] == {"n": 1, "mae_s": 10.0, "bias_s": -10.0}
+    scenario = {"name": "t", "seed": 1, "vehicles": 2, "orders": 2, "incidents": 0,
+                "reported": 0, "duration_s": 3000.0}  # fmt: skip
+    text = summary_text(scenario, [figs], {})
+    assert "route ahead kept as shown: MAE 30.0 s, bias 30.0 s (n=1); changed: MAE 10.0 s" in text
