@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from server.auth import issue_token
 from server.errors import StartupError
@@ -47,6 +47,16 @@ def _add_scenario_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orders", type=int, help="orders over the run (scenario's default)")
     parser.add_argument("--duration", type=float, help="seconds to run (scenario's default)")
     parser.add_argument("--seed", type=int, help="random seed (scenario's default)")
+    parser.add_argument(
+        "--gps-sigma", type=float, metavar="METRES",
+        help="GPS noise: the standard deviation of each fix's error (scenario's default, 5 m)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--failure-rate", action="append", metavar="SHARE|REASON=SHARE",
+        help="share of first drop-off attempts that fail: a number (the reasons alike), or "
+        "REASON=SHARE, repeatable, for customer_absent, refused, address_wrong, other "
+        "(scenario's default, 0.03)",
+    )  # fmt: skip
 
 
 def _settings_from(args: argparse.Namespace) -> Settings:
@@ -163,7 +173,37 @@ def _scenario_from(args: argparse.Namespace, name: str, *, with_duration: bool =
     for key, value in changes.items():
         if value <= 0 and key != "seed":
             raise StartupError(f"--{key.removesuffix('_s')} must be positive.")
-    return dataclasses.replace(scenario, **changes) if changes else scenario
+    if args.gps_sigma is not None:
+        changes["gps_sigma_m"] = args.gps_sigma
+    if args.failure_rate:
+        changes.update(_failure_rates(args.failure_rate))
+    try:
+        return dataclasses.replace(scenario, **changes) if changes else scenario
+    except ValueError as exc:
+        raise StartupError(f"Bad scenario option: {exc}.") from None
+
+
+def _failure_rates(specs: list[str]) -> dict[str, Any]:
+    """``--failure-rate`` values: one share for all reasons, or ``REASON=SHARE`` pairs."""
+    if len(specs) == 1 and "=" not in specs[0]:
+        return {"failure_rate": _share(specs[0], "--failure-rate")}
+    pairs = []
+    for spec in specs:
+        reason, sep, share = spec.partition("=")
+        if not sep:
+            raise StartupError(
+                f"--failure-rate {spec!r}: give one share for all reasons, or REASON=SHARE "
+                "for each reason (not both)."
+            )
+        pairs.append((reason.strip(), _share(share, f"--failure-rate {spec}")))
+    return {"failure_reasons": tuple(pairs)}
+
+
+def _share(text: str, flag: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise StartupError(f"{flag}: {text!r} is not a number.") from None
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -235,6 +235,16 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
         f"({scenario['reported']} reported), {scenario['duration_s'] / 60:g} minutes.",
         "",
     ]
+    if "gps_sigma_m" in scenario:
+        reasons = scenario.get("failure_reasons") or []
+        failing = (
+            ", ".join(f"{100 * share:g}% {reason}" for reason, share in reasons)
+            if reasons
+            else f"{100 * scenario['failure_rate']:g}%"
+        )
+        lines[-1:-1] = [
+            f"GPS noise {scenario['gps_sigma_m']:g} m; first drop-off attempts failing: {failing}."
+        ]
     if scenario.get("server_settings"):
         pairs = " ".join(f"{k}={v}" for k, v in sorted(scenario["server_settings"].items()))
         lines[-1:-1] = [f"Server settings (both arms): {pairs}."]

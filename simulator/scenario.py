@@ -38,7 +38,8 @@ class Scenario:
     express_share: float = 0.2
     cold_share: float = 0.1
     cold_vehicles_share: float = 0.2
-    failure_rate: float = 0.03
+    failure_rate: float = 0.03  # share of first drop-off attempts that fail, reasons alike
+    failure_reasons: tuple[tuple[str, float], ...] = ()  # (reason, share): instead of the above
     gps_sigma_m: float = 5.0
     outlier_rate: float = 0.003  # per ping: a fix hundreds of metres off
     dropouts_per_hour: float = 2.0  # per vehicle: connectivity lost for 10-40 s
@@ -51,6 +52,21 @@ class Scenario:
     congestion: float = 0.85  # the city-wide real speed level below free flow
     area_m: float | None = None  # everything within this radius of one point (None: anywhere)
     seed: int = 7
+
+    def __post_init__(self) -> None:
+        for reason, share in self.failure_reasons:
+            if reason not in FAILURE_REASONS:
+                raise ValueError(
+                    f"unknown failure reason {reason!r}: one of {', '.join(FAILURE_REASONS)}"
+                )
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"the share failing as {reason} must be between 0 and 1")
+        if sum(share for _, share in self.failure_reasons) > 1.0:
+            raise ValueError("the failure shares add up to more than 1")
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError("the failure rate must be between 0 and 1")
+        if not self.gps_sigma_m >= 0.0:
+            raise ValueError("the GPS noise must be 0 m or more")
 
     def with_seed(self, seed: int) -> Scenario:
         return dataclasses.replace(self, seed=seed)
@@ -152,9 +168,7 @@ def generate(scenario: Scenario, network: RoadNetwork) -> Events:
         else:
             start = at + rng.uniform(0, s.normal_lead_s)
             end = start + s.normal_window_s
-        failure = None
-        if rng.random() < s.failure_rate:
-            failure = FAILURE_REASONS[rng.randrange(len(FAILURE_REASONS))]
+        failure = _failure(s, rng)
         orders.append(
             PlannedOrder(f"o-{k + 1:04d}", at, pickup, dropoff, start, end, express, cold,
                          rng.randint(1, 3), failure)
@@ -168,6 +182,21 @@ def generate(scenario: Scenario, network: RoadNetwork) -> Events:
                      start, start + rng.uniform(0.25, 0.5) * s.duration_s, k < s.reported)
         )  # fmt: skip
     return Events(s, vehicles, tuple(orders), tuple(incidents))
+
+
+def _failure(s: Scenario, rng: random.Random) -> str | None:
+    """Why this drop-off's first attempt will fail, or None. With the reasons alike, the draws
+    are those scenarios have always made, so a seed gives the same events as before."""
+    if not s.failure_reasons:
+        if rng.random() < s.failure_rate:
+            return FAILURE_REASONS[rng.randrange(len(FAILURE_REASONS))]
+        return None
+    draw, below = rng.random(), 0.0
+    for reason, share in s.failure_reasons:
+        below += share
+        if draw < below:
+            return reason
+    return None
 
 
 def fingerprint(events: Events) -> str:

@@ -203,8 +203,13 @@ def test_every_subcommand_has_help(command: str) -> None:
     ],
 )
 def test_a_bad_server_setting_is_refused_before_anything_starts(flag: str, message: str) -> None:
+    _simulate_refused(["--server-setting", flag], message)
+
+
+def _simulate_refused(flags: list[str], message: str) -> None:
+    """``fleet simulate`` with ``flags`` stops with ``message`` before its run begins."""
     result = subprocess.run(
-        [*FLEET, "simulate", "--scenario", "smoke", "--server-setting", flag],
+        [*FLEET, "simulate", "--scenario", "smoke", *flags],
         env=_env(),
         capture_output=True,
         text=True,
@@ -224,3 +229,35 @@ def test_server_settings_take_short_or_full_names() -> None:
         "FLEET_CONSOLE_INTERVAL_S": "0.05",
     }
     assert _server_settings(None) == {}
+
+
+def test_scenario_options_set_gps_noise_and_failures_by_reason() -> None:
+    from server.cli import _scenario_from, build_parser
+
+    def scenario(*flags: str) -> object:
+        args = build_parser().parse_args(["simulate", "--scenario", "rush", *flags])
+        return _scenario_from(args, "rush")
+
+    s = scenario("--gps-sigma", "12", "--failure-rate", "refused=0.1", "--failure-rate",
+                 "customer_absent=0.05")  # fmt: skip
+    assert (s.gps_sigma_m, s.failure_reasons) == (  # type: ignore[attr-defined]
+        12.0,
+        (("refused", 0.1), ("customer_absent", 0.05)),
+    )
+    s = scenario("--failure-rate", "0.2")
+    assert (s.failure_rate, s.failure_reasons) == (0.2, ())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--failure-rate", "0.1", "--failure-rate", "refused=0.1"], "(not both)"),
+        (["--failure-rate", "often"], "'often' is not a number"),
+        (["--failure-rate", "late=0.1"], "unknown failure reason 'late'"),
+        (["--gps-sigma", "-3"], "the GPS noise must be 0 m or more"),
+    ],
+)
+def test_a_bad_scenario_option_is_refused_before_anything_starts(
+    flags: list[str], message: str
+) -> None:
+    _simulate_refused(flags, message)

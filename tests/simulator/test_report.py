@@ -85,6 +85,8 @@ def test_the_report_gives_the_split_and_says_it() -> None:
     assert e15["kept"] == {"n": 1, "mae_s": 30.0, "bias_s": 30.0}
     assert e15["changed"] == {"n": 1, "mae_s": 10.0, "bias_s": -10.0}
     scenario = {"name": "t", "seed": 1, "vehicles": 2, "orders": 2, "incidents": 0,
-                "reported": 0, "duration_s": 3000.0}  # fmt: skip
+                "reported": 0, "duration_s": 3000.0, "gps_sigma_m": 12.0, "failure_rate": 0.03,
+                "failure_reasons": [["refused", 0.1], ["other", 0.05]]}  # fmt: skip
     text = summary_text(scenario, [figs], {})
+    assert "GPS noise 12 m; first drop-off attempts failing: 10% refused, 5% other." in text
     assert "route ahead kept as shown: MAE 30.0 s, bias 30.0 s (n=1); changed: MAE 10.0 s" in text

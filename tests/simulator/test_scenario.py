@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from dispatch.problem import Problem, Task, Vehicle
 from dispatch.solver import extend
@@ -91,3 +92,31 @@ def test_a_van_drives_the_leg_at_the_true_speed(helsinki: Roads) -> None:
     end = helsinki.snap(*order.dropoff)
     assert abs(lat - end.lat) < 1e-6
     assert abs(lon - end.lon) < 1e-6
+
+
+def test_failures_by_reason_and_the_default_draws_unchanged(helsinki: Roads) -> None:
+    rush = SCENARIOS["rush"]
+    # The rush scenario's events on the built-in map, as every published run of seed 7 had
+    # them (docs/BENCHMARKS.md): rates by reason must not change what a seed gives by default.
+    assert fingerprint(generate(rush, helsinki.network)) == "68f6db98eea0271d"
+    mixed = dataclasses.replace(rush, failure_reasons=(("refused", 0.3), ("other", 0.1)))
+    reasons = [o.failure for o in generate(mixed, helsinki.network).orders]
+    assert set(reasons) == {None, "refused", "other"}
+    assert 0.2 < reasons.count("refused") / len(reasons) < 0.4
+    assert 0.03 < reasons.count("other") / len(reasons) < 0.2
+    none = dataclasses.replace(rush, failure_rate=0.0)
+    assert all(o.failure is None for o in generate(none, helsinki.network).orders)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"failure_reasons": (("lost", 0.1),)}, "unknown failure reason 'lost'"),
+        ({"failure_reasons": (("refused", 0.7), ("other", 0.5))}, "add up to more than 1"),
+        ({"failure_rate": 1.5}, "between 0 and 1"),
+        ({"gps_sigma_m": -1.0}, "0 m or more"),
+    ],
+)
+def test_a_scenario_refuses_impossible_rates(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(SCENARIOS["rush"], **change)  # type: ignore[arg-type]
