@@ -12,7 +12,8 @@ the van that showed it served it, and served in between exactly the stops the ro
 ahead of it, in that order; **changed** otherwise (stops put in ahead, taken out, reordered, or
 the order moved to another van). A kept ETA's error is the travel-time model's (traffic,
 service, waiting); a changed one's is the plan's as well, which no travel-time model can see
-coming.
+coming. Kept routes are also replayed on the true traffic (:mod:`simulator.oracle`), which says
+how much of their error was the server's to lose.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from simulator.vehicle import StopRecord
 from simulator.world import RunResult, SeenRoute
+
+if TYPE_CHECKING:
+    from simulator.oracle import Replayed
 
 HORIZONS_S = (300, 900, 1800)
 OPEN = ("processed", "departed", "picked_up", "arrived")
@@ -52,6 +56,10 @@ class Scored:
 
     error_s: float  # actual service start minus the ETA (positive: later than promised)
     kept: bool  # the route ahead of it was served as shown (see the module's docstring)
+    order_id: str
+    actual_s: float  # when the drop-off's service really started
+    shown: SeenRoute  # the update the ETA was in
+    index: int  # the drop-off's position in it
 
 
 def eta_scores(result: RunResult) -> dict[int, list[Scored]]:
@@ -73,7 +81,9 @@ def eta_scores(result: RunResult) -> dict[int, list[Scored]]:
             if known:
                 route, i = known[-1]
                 kept = _kept(route, i, attempt, served.get(attempt.vehicle_id, []))
-                scores[h].append(Scored(actual - route.stops[i][2], kept))
+                scores[h].append(
+                    Scored(actual - route.stops[i][2], kept, order_id, actual, route, i)
+                )
     return scores
 
 
@@ -121,14 +131,23 @@ def on_time(result: RunResult) -> tuple[int, int, list[tuple[float, float]]]:
     return on, counted, curve
 
 
-def figures(result: RunResult) -> dict[str, Any]:
-    """Every figure of one run, as plain JSON data."""
+def figures(result: RunResult, replayed: dict[int, list[Replayed]] | None = None) -> dict[str, Any]:
+    """Every figure of one run, as plain JSON data; with ``replayed``
+    (:meth:`simulator.oracle.Yardstick.replay`), the kept routes' yardstick too."""
     eta: dict[str, Any] = {}
     for h, scored in eta_scores(result).items():
+        kept = _error_figures([s.error_s for s in scored if s.kept])
+        if replayed is not None:
+            again = replayed.get(h, [])
+            kept["replayed"] = {
+                "server": _error_figures([r.error_s for r in again]),
+                "known_now": _error_figures([r.known_now_s for r in again]),
+                "known_ahead": _error_figures([r.known_ahead_s for r in again]),
+            }
         eta[f"{h // 60}min"] = {
             **_error_figures([s.error_s for s in scored]),
             "p90_s": _round(_percentile([abs(s.error_s) for s in scored], 0.9)),
-            "kept": _error_figures([s.error_s for s in scored if s.kept]),
+            "kept": kept,
             "changed": _error_figures([s.error_s for s in scored if not s.kept]),
         }
     on, counted, _ = on_time(result)
@@ -267,6 +286,14 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
                     f"        route ahead kept as shown: {_mae(e['kept'])}; changed: "
                     f"{_mae(e['changed'])}"
                 )
+                again = e["kept"].get("replayed")
+                if again and again["server"]["n"]:
+                    lines.append(
+                        f"        kept routes replayed on the true traffic "
+                        f"(n={again['server']['n']}): server MAE {again['server']['mae_s']} s;"
+                        f" traffic known when shown {again['known_now']['mae_s']} s; known"
+                        f" ahead {again['known_ahead']['mae_s']} s"
+                    )
         for failure in o["create_failures"]:
             lines.append(f"    order not created: {failure}")
         p = r["ping_to_console_ms"]

@@ -16,6 +16,7 @@ from typing import Any
 from geo.roads import Roads
 from server.clock import REAL, Clock
 from simulator import report
+from simulator.oracle import Yardstick
 from simulator.scenario import Scenario, fingerprint, generate
 from simulator.servers import ServerProcess
 from simulator.world import RunResult, World
@@ -82,9 +83,12 @@ def simulate(
             return list(await asyncio.gather(*(w.run() for w in worlds)))
 
         results = asyncio.run(both())
-    runs = [report.figures(r) for r in results]
+    say("replaying the kept routes on the true traffic (the report's yardstick)")
+    yardstick = Yardstick(Roads.open(osm_file, roads_cache, progress=lambda _: None), events)
+    runs = [report.figures(r, yardstick.replay(r, report.eta_scores(r))) for r in results]
     vs = report.compare(runs[0], runs[1] if len(runs) > 1 else None)
     about = {**dataclasses.asdict(scenario), "events": fingerprint(events),
+             "failure_reasons": [list(pair) for pair in scenario.failure_reasons],  # as JSON has it
              "network": roads.network.name,
              "server_settings": dict(server_settings or {}),
              "speed": speed, "latency_clock": "real"}  # fmt: skip

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from geo.distance import haversine_m
 from geo.network import RoadNetwork
-from simulator.truth import Incident
+from simulator.truth import GroundTruth, Incident
 
 FAILURE_REASONS = ("customer_absent", "refused", "address_wrong", "other")
 
@@ -197,6 +197,12 @@ def _failure(s: Scenario, rng: random.Random) -> str | None:
         if draw < below:
             return reason
     return None
+
+
+def ground_truth(events: Events, network: RoadNetwork) -> GroundTruth:
+    """The real speeds of ``events``' run on ``network`` (the same for every arm of a run)."""
+    s = events.scenario
+    return GroundTruth(network, seed=s.seed, level=s.congestion, incidents=events.incidents)
 
 
 def fingerprint(events: Events) -> str:

@@ -28,8 +28,7 @@ from geo.roads import Roads
 from geo.traffic import TrafficEvent
 from server.clock import REAL, Clock
 from simulator.driving import ArcLookup
-from simulator.scenario import Events, PlannedOrder
-from simulator.truth import GroundTruth
+from simulator.scenario import Events, PlannedOrder, ground_truth
 from simulator.vehicle import SimVehicle, StopRecord, VehicleStats
 
 _decode = msgspec.json.Decoder().decode
@@ -102,12 +101,7 @@ class World:
         self.label = label
         self.progress = progress
         self.time = clock  # shared with the server: simulated time when faster than real
-        self.truth = GroundTruth(
-            roads.network,
-            seed=events.scenario.seed,
-            level=events.scenario.congestion,
-            incidents=events.incidents,
-        )
+        self.truth = ground_truth(events, roads.network)
         self.lookup = ArcLookup(roads)
         self.rng = random.Random(events.scenario.seed + 1)
         self.t0 = 0.0

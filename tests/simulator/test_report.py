@@ -1,9 +1,17 @@
-"""The judge's ETA scores: each ETA at the right horizon, split by whether its route was kept."""
+"""The judge's ETA scores: each ETA at the right horizon, split by whether its route was kept,
+and the kept routes replayed on the true traffic."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+from geo.roads import Roads
+from simulator.driving import ArcLookup, Drive
+from simulator.oracle import Yardstick
 from simulator.report import HORIZONS_S, eta_scores, figures, summary_text
-from simulator.scenario import PlannedOrder
+from simulator.scenario import SCENARIOS, PlannedOrder, generate, ground_truth
+from simulator.truth import Incident
 from simulator.vehicle import StopRecord, VehicleStats
 from simulator.world import Observed, RunResult, SeenRoute
 
@@ -90,3 +98,44 @@ def test_the_report_gives_the_split_and_says_it() -> None:
     text = summary_text(scenario, [figs], {})
     assert "GPS noise 12 m; first drop-off attempts failing: 10% refused, 5% other." in text
     assert "route ahead kept as shown: MAE 30.0 s, bias 30.0 s (n=1); changed: MAE 10.0 s" in text
+
+
+def test_the_yardstick_replays_a_kept_route_on_the_true_traffic(
+    helsinki: Roads, helsinki_pbf: Path, helsinki_cache: Path
+) -> None:
+    rush = generate(SCENARIOS["rush"], helsinki.network)
+    order, van = rush.orders[0], rush.vehicles[0].start
+    shown_at = 100.0
+    # A jam nobody reports, around the drop-off, from a minute after the ETA was shown.
+    jam = Incident("jam", *order.dropoff, radius_m=250.0, factor=0.2, start_s=shown_at + 60,
+                   end_s=5000.0, reported=False)  # fmt: skip
+    events = dataclasses.replace(rush, incidents=(jam,))
+    truth, lookup = ground_truth(events, helsinki.network), ArcLookup(helsinki)
+
+    def drive(start: tuple[float, float], goal: tuple[float, float], t: float) -> float:
+        """When a van leaving ``start`` at ``t`` gets to ``goal`` (the simulator's 1 s ticks)."""
+        leg = Drive.plan(helsinki, lookup, start, goal)
+        while not leg.done:
+            leg.advance(1.0, t, truth)
+            t += 1.0
+        return t
+
+    picked = drive(van, order.pickup, shown_at)
+    dropped = drive(order.pickup, order.dropoff, picked + rush.scenario.pickup_service_s)
+    begins = max(dropped, order.window_start_s)
+    stops = [("o", "pickup", picked - 5), ("o", "dropoff", begins - 40)]
+    shown = SeenRoute(shown_at, "v1", "route", stops, van)
+    result = run([shown], [stop("o", "pickup", "v1", picked), stop("o", "dropoff", "v1", begins)])
+    result.orders["o"] = order
+    yardstick = Yardstick(Roads.open(helsinki_pbf, helsinki_cache, progress=print), events)
+    assert begins - shown_at >= 300, "scored at the 5-minute horizon"
+    replayed = yardstick.replay(result, eta_scores(result))[300]
+    assert len(replayed) == 1
+    again = replayed[0]
+    assert again.error_s == 40.0
+    # Knowing the traffic as it came, the replay gets the van's times back (to its ticks)...
+    assert abs(again.known_ahead_s) <= 3.0
+    # ...knowing it only as it was when shown, it misses the jam that came after.
+    assert again.known_now_s > 60.0
+    figs = figures(result, yardstick.replay(result, eta_scores(result)))
+    assert figs["eta_error"]["5min"]["kept"]["replayed"]["known_ahead"]["n"] == 1

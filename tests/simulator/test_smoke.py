@@ -48,6 +48,10 @@ def test_smoke_scenario_report_is_consistent(
         assert run["ping_to_console_ms"]["n"] > 0
         assert 0 <= run["ping_to_console_ms"]["p50"] < 1000, "real milliseconds"
         assert run["replans"] >= 1
+        for e in run["eta_error"].values():  # every scored ETA is kept or changed, and the
+            kept, replayed = e["kept"], e["kept"]["replayed"]  # kept ones were replayed
+            assert kept["n"] + e["changed"]["n"] == e["n"]
+            assert replayed["server"]["n"] == replayed["known_ahead"]["n"] <= kept["n"]
     summary = report_path.with_suffix(".txt").read_text()
     assert "re-optimised: on time" in summary
     assert "baseline: on time" in summary
