@@ -29,6 +29,7 @@ from geo.traffic import Traffic, TrafficEvent
 
 LatLon = tuple[float, float]
 FIX_RADIUS_M = 25.0  # a GPS fix may be on any road this close (noise ~5 m, carriageways 10-20 m)
+AT_JUNCTION_M = 1.0  # a snapped point this close to a junction is at it (see Roads.ends)
 LEG_CACHE = 5_000  # road-path legs kept (each some tens of points)
 LEG_STATES = 4  # sets of weights whose legs are kept (the traffic now and just before)
 IntArray = npt.NDArray[np.int64]
@@ -175,23 +176,28 @@ class Roads:
         """The two junctions by which snapped points are left (``leaving``) or reached, as
         ``(node, ms, metres)`` arrays of shape ``(n, 2)``: column 0 along the point's own arc,
         column 1 along the opposite arc of a two-way road. ``ms`` is ``inf`` where that way is
-        unusable (a one-way road, or a closed arc)."""
+        unusable (a one-way road, or a closed arc). A point within :data:`AT_JUNCTION_M` of a
+        junction is at it, one-way road or not: a van standing where one one-way street meets
+        the next can be snapped to either, and must not be sent round the block."""
         net, w = self.network, self.engine.weights_ms
         twin = self.twin[arc]
         own_open = w[arc] < CLOSED
         twin_open = (twin >= 0) & (w[np.maximum(twin, 0)] < CLOSED)
         own_w = np.where(own_open, w[arc], 0).astype(np.float64)
-        twin_w = np.where(twin_open, w[np.maximum(twin, 0)], 0).astype(np.float64)
+        back_w = np.where(twin_open, w[np.maximum(twin, 0)], own_w).astype(np.float64)
         length, rest = net.length_m[arc], 1.0 - fraction
         if leaving:  # ahead to the head, or back (along the twin) to the tail
             nodes = np.column_stack([net.head[arc], net.tail[arc]])
-            ms = np.column_stack([own_w * rest, twin_w * fraction])
+            ms = np.column_stack([own_w * rest, back_w * fraction])
             metres = np.column_stack([length * rest, length * fraction])
+            at_back = length * fraction <= AT_JUNCTION_M
         else:  # from the tail along the arc, or from the head along the twin
             nodes = np.column_stack([net.tail[arc], net.head[arc]])
-            ms = np.column_stack([own_w * fraction, twin_w * rest])
+            ms = np.column_stack([own_w * fraction, back_w * rest])
             metres = np.column_stack([length * fraction, length * rest])
-        ms[~np.column_stack([own_open, twin_open])] = np.inf
+            at_back = length * rest <= AT_JUNCTION_M
+        back_open = twin_open | (own_open & at_back)
+        ms[~np.column_stack([own_open, back_open])] = np.inf
         return nodes.astype(np.int64), ms, metres
 
     def _single_ends(self, p: SnappedPoint, *, leaving: bool) -> list[tuple[int, float, float]]:

@@ -164,3 +164,24 @@ def test_a_fix_between_two_roads_leaves_by_the_faster_one(tiny: Roads) -> None:
     alone = tiny.from_fixes_s([fix], south, radius_m=0.0)
     assert float(alone[0, 0]) == round_the_block
     assert tiny.from_fixes_s([], south).shape == (0, 1)
+
+
+def test_a_point_at_a_junction_of_one_way_roads_is_not_sent_round_the_block(tiny: Roads) -> None:
+    # Junction 3 ends the one-way 2→3 and starts the one-way 3→4. A van standing on it can be
+    # snapped to either; from "the start of 3→4" to "the end of 2→3" is no distance at all,
+    # not 3→4→2→3 round the block.
+    net = tiny.network
+    j3 = int(np.argmin(np.abs(net.node_lat - 60.002)))
+    into = int(np.flatnonzero(net.head == j3)[0])  # 2→3
+    out = int(np.flatnonzero(net.tail == j3)[0])  # 3→4
+    assert tiny.twin[into] == tiny.twin[out] == -1, "both one-way"
+    lat, lon = float(net.node_lat[j3]), float(net.node_lon[j3])
+    end_of_into = SnappedPoint(into, float(net.length_m[into]), 1.0, 0.0, lat, lon)
+    start_of_out = SnappedPoint(out, 0.0, 0.0, 0.0, lat, lon)
+    route = tiny.route_between(start_of_out, end_of_into)
+    assert route.distance_m == 0.0
+    assert route.time_s == 0.0
+    assert tiny.matrix_s([start_of_out], [end_of_into])[0, 0] == 0.0
+    # A metre and more from the junction, a one-way road still runs one way only.
+    off = SnappedPoint(out, 2.0, 2.0 / float(net.length_m[out]), 0.0, lat, lon)
+    assert tiny.route_between(off, end_of_into).distance_m > float(net.length_m[out])
