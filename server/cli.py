@@ -59,6 +59,14 @@ def _add_scenario_flags(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _add_speed_flag(parser: argparse.ArgumentParser, example: str) -> None:
+    parser.add_argument(
+        "--speed",
+        help="run N times faster than real time (server and simulated fleet on one simulated "
+        f"clock; default 1 = real time): {example}",
+    )
+
+
 def _settings_from(args: argparse.Namespace) -> Settings:
     names = {f.name for f in dataclasses.fields(Settings)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
@@ -221,6 +229,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         duration_s=args.duration,
+        speed=_speed(args.speed),
     )
     return 0
 
@@ -380,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_server_flags(demo)
     _add_scenario_flags(demo)
+    _add_speed_flag(demo, "a shift in minutes: --speed 10 plays an hour in six")
     demo.set_defaults(run=_cmd_demo)
 
     simulate = sub.add_parser(
@@ -393,11 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--report", help="the JSON report (default var/reports/NAME-SEED.json)")
     simulate.add_argument("--no-baseline", action="store_true", help="skip the baseline run")
-    simulate.add_argument(
-        "--speed",
-        help="run N times faster than real time (servers and simulator on one simulated clock;"
-        " default 1 = real time)",
-    )
+    _add_speed_flag(simulate, "--speed 3 plays the rush scenario's 30 minutes in 10")
     simulate.add_argument(
         "--osm", dest="osm_file", help="road network extract (.osm.pbf) (FLEET_OSM_FILE)"
     )

@@ -26,6 +26,15 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def shared_clock(speed: float) -> tuple[Clock, dict[str, str]]:
+    """The simulated clock ``speed`` times faster than real time (``REAL`` at 1) and the
+    settings that give a server the same one (``ValueError`` below 1)."""
+    clock = REAL if speed == 1 else Clock(rate=speed, anchor=time.time())
+    if clock is REAL:
+        return clock, {}
+    return clock, {"FLEET_CLOCK_RATE": repr(speed), "FLEET_CLOCK_ANCHOR": repr(clock.anchor)}
+
+
 def simulate(
     scenario: Scenario,
     *,
@@ -43,12 +52,7 @@ def simulate(
     ``speed`` above 1 runs the servers and the simulated world on one simulated clock that
     many times faster than real time (``server.clock``: one anchor, passed to the servers as
     ``FLEET_CLOCK_RATE`` and ``FLEET_CLOCK_ANCHOR``); ping → console latency stays in real ms."""
-    clock = REAL if speed == 1 else Clock(rate=speed, anchor=time.time())  # ValueError below 1
-    clock_settings = (
-        {}
-        if clock is REAL
-        else {"FLEET_CLOCK_RATE": repr(speed), "FLEET_CLOCK_ANCHOR": repr(clock.anchor)}
-    )
+    clock, clock_settings = shared_clock(speed)
     roads = Roads.open(osm_file, roads_cache, progress=say)
     events = generate(scenario, roads.network)
     say(
@@ -127,19 +131,23 @@ def demo(
     host: str,
     port: int,
     duration_s: float | None,
+    speed: float = 1.0,
     say: Callable[[str], None] = _say,
 ) -> None:
-    """Serve on ``host:port`` with a simulated fleet until ``duration_s`` or Ctrl-C."""
+    """Serve on ``host:port`` with a simulated fleet until ``duration_s`` (simulated seconds)
+    or Ctrl-C; ``speed`` above 1 runs the server and the fleet that many times faster than
+    real time, as :func:`simulate` does."""
+    clock, clock_settings = shared_clock(speed)
     roads = Roads.open(osm_file, roads_cache)
     events = generate(scenario, roads.network)
     with (
         tempfile.TemporaryDirectory(prefix="fleet-demo-") as tmp,
         ServerProcess(Path(tmp), osm_file=osm_file, roads_cache=roads_cache, host=host,
-                      port=port, log=Path(tmp) / "server.log") as server,
+                      port=port, settings=clock_settings, log=Path(tmp) / "server.log") as server,
     ):  # fmt: skip
         staff = server.token("dispatcher", "fleet demo")
         world = World(events, roads, base_url=server.base_url, staff_token=staff,
-                      reoptimize=True, label="demo", progress=say)  # fmt: skip
+                      reoptimize=True, label="demo", progress=say, clock=clock)  # fmt: skip
         base = server.base_url
 
         async def run() -> None:
@@ -164,8 +172,9 @@ def demo(
             say(f"  driver:   {base}/driver#token={phone['token']}  (your phone as a vehicle)")
             say(f"  API doc:  {base}/schema/swagger   (dispatcher token: {staff})")
             every = scenario.arrivals_until * scenario.duration_s / max(1, scenario.orders)
+            faster = f" of simulated time, {speed:g}x faster than real time" if speed != 1 else ""
             say(f"  {scenario.vehicles} simulated vans on {roads.network.name}; an order about "
-                f"every {every:.0f} s")  # fmt: skip
+                f"every {every:.0f} s{faster}")  # fmt: skip
             waiting = asyncio.create_task(world.first_tracking_link.wait())
             await asyncio.wait([waiting, task], timeout=120, return_when=asyncio.FIRST_COMPLETED)
             waiting.cancel()
