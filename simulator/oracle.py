@@ -22,9 +22,8 @@ from dataclasses import dataclass
 
 from geo.errors import GeoError
 from geo.roads import Roads
-from geo.traffic import TrafficEvent
 from simulator.driving import ArcLookup, Drive
-from simulator.report import Scored
+from simulator.report import Scored, stops_by_vehicle
 from simulator.scenario import Events, PlannedOrder, ground_truth
 from simulator.vehicle import StopRecord
 from simulator.world import TICK_S, RunResult
@@ -54,9 +53,7 @@ class Yardstick:
         self, result: RunResult, scores: dict[int, list[Scored]]
     ) -> dict[int, list[Replayed]]:
         """Every kept score of ``result`` that can be replayed (a simulated van's), per horizon."""
-        served: dict[str, list[StopRecord]] = {}
-        for r in sorted(result.records, key=lambda r: r.service_start_s):
-            served.setdefault(r.vehicle_id, []).append(r)
+        served = stops_by_vehicle(result)
         out: dict[int, list[Replayed]] = {}
         for h, scored in scores.items():
             out[h] = []
@@ -122,10 +119,7 @@ class Yardstick:
         for incident in self.reported:
             on = incident.start_s <= t_s < incident.end_s
             if on and incident.id not in self._active:
-                event = TrafficEvent(id=incident.id, factor=incident.factor,
-                                     polygon=incident.polygon(), start_s=incident.start_s,
-                                     end_s=incident.end_s)  # fmt: skip
-                self.roads.add_event(event, t_s)
+                self.roads.add_event(incident.traffic_event(), t_s)
                 self._active.add(incident.id)
             elif not on and incident.id in self._active:
                 self.roads.end_event(incident.id, t_s)

@@ -69,9 +69,7 @@ def eta_scores(result: RunResult) -> dict[int, list[Scored]]:
         for i, (order_id, kind, _) in enumerate(route.stops):
             if kind == "dropoff":
                 shown.setdefault(order_id, []).append((route, i))
-    served: dict[str, list[StopRecord]] = {}  # vehicle → its stops in service order
-    for r in sorted(result.records, key=lambda r: r.service_start_s):
-        served.setdefault(r.vehicle_id, []).append(r)
+    served = stops_by_vehicle(result)
     scores: dict[int, list[Scored]] = {h: [] for h in HORIZONS_S}
     for order_id, attempt in _attempts(result).items():
         samples = shown.get(order_id, [])
@@ -85,6 +83,14 @@ def eta_scores(result: RunResult) -> dict[int, list[Scored]]:
                     Scored(actual - route.stops[i][2], kept, order_id, actual, route, i)
                 )
     return scores
+
+
+def stops_by_vehicle(result: RunResult) -> dict[str, list[StopRecord]]:
+    """Each vehicle's stops, in the order their service started."""
+    served: dict[str, list[StopRecord]] = {}
+    for r in sorted(result.records, key=lambda r: r.service_start_s):
+        served.setdefault(r.vehicle_id, []).append(r)
+    return served
 
 
 def _kept(route: SeenRoute, i: int, attempt: StopRecord, served: list[StopRecord]) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geo.network import RoadNetwork
+from geo.traffic import TrafficEvent
 
 EARTH_M = 6_371_008.8
 FloatArray = npt.NDArray[np.float64]
@@ -39,6 +40,11 @@ class Incident:
     def polygon(self, sides: int = 12) -> list[tuple[float, float]]:
         """The incident's area as a ``[(lon, lat), …]`` ring, as the traffic API takes it."""
         return ring(self.lat, self.lon, self.radius_m, sides)
+
+    def traffic_event(self) -> TrafficEvent:
+        """The incident as a navigation map takes it once reported (factor, area, start, end)."""
+        return TrafficEvent(id=self.id, factor=self.factor, polygon=self.polygon(),
+                            start_s=self.start_s, end_s=self.end_s)  # fmt: skip
 
 
 def ring(lat: float, lon: float, radius_m: float, sides: int = 12) -> list[tuple[float, float]]:

@@ -25,7 +25,6 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from geo.roads import Roads
-from geo.traffic import TrafficEvent
 from server.clock import REAL, Clock
 from simulator.driving import ArcLookup
 from simulator.scenario import Events, PlannedOrder, ground_truth
@@ -195,10 +194,7 @@ class World:
                 with contextlib.suppress(httpx.HTTPError):
                     await api.post("/traffic-events", json=body)
                 # The drivers' navigation hears of it too, as the routes the server draws do.
-                event = TrafficEvent(id=incident.id, factor=incident.factor,
-                                     polygon=incident.polygon(), start_s=incident.start_s,
-                                     end_s=incident.end_s)  # fmt: skip
-                self.roads.add_event(event, t)
+                self.roads.add_event(incident.traffic_event(), t)
                 navigated.append((incident.end_s, incident.id))
                 self._reroute()
             for end_s, incident_id in [n for n in navigated if n[0] <= t]:
