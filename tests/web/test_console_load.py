@@ -16,7 +16,10 @@ from tests.web.conftest import Swarm, open_console, wait_for
 
 VEHICLES = int(os.environ.get("FLEET_TEST_CONSOLE_VEHICLES", "2000"))
 INTERVAL_S = 5.0  # each simulated vehicle pings this often
-FRAME_BUDGET_MS = 50.0
+FRAME_BUDGET_MS = 50.0  # three display intervals at 60 Hz: at least 20 frames a second
+# Animation-frame timestamps sit on the display's 16.67 ms grid, read through a timer coarsened to
+# 0.1 ms: three intervals measure 50.0 or 50.1 ms. The jitter is the timer's, not the page's.
+TIMER_JITTER_MS = 0.5
 
 MEASURE = """async (seconds) => {
   const s = fleetConsole;
@@ -91,7 +94,7 @@ def test_the_console_stays_smooth_with_2000_vehicles_and_sends_only_the_viewport
     (artifacts.parent / "console-load.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps(figures, indent=2))
     assert whole["in_view"] >= VEHICLES
-    assert whole["frame_ms_p95"] <= FRAME_BUDGET_MS, figures
+    assert whole["frame_ms_p95"] <= FRAME_BUDGET_MS + TIMER_JITTER_MS, figures
     moving = VEHICLES / INTERVAL_S / 2
     assert whole["positions_per_s"] > moving, "the vehicles were moving during the measurement"
     assert inside, "only vehicles inside the viewport are kept"

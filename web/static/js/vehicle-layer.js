@@ -104,16 +104,25 @@ export const VehicleLayer = L.Layer.extend({
     const r = zoom >= 15 ? 8 : zoom >= 13 ? 6.5 : 5;
     const p = [0, 0];
     let selected = null;
-    // Each vehicle is one drawImage of a pre-drawn sprite (colour × heading in 10° steps):
-    // software canvases (no GPU) blit small images far faster than they fill and stroke paths.
+    // Each vehicle is one drawImage of a pre-drawn sprite (colour × heading in 10° steps), at its
+    // natural size in device pixels: software canvases (no GPU) blit small images far faster
+    // than they fill and stroke paths, and an unscaled blit is the cheapest of all.
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    const sets = new Map(); // colour → its 37 sprites at this size, looked up once per colour
+    const margin = r * 2;
     for (const v of this.vehicles.values()) {
       this.project(v.lat, v.lon, p);
       const x = p[0], y = p[1];
-      if (x < -r * 2 || y < -r * 2 || x > w + r * 2 || y > h + r * 2) continue;
-      const sprite = this.sprite(this.colourOf(v), v.heading, r, ratio);
-      ctx.drawImage(sprite, Math.round(x - sprite.half), Math.round(y - sprite.half), sprite.css, sprite.css);
+      if (x < -margin || y < -margin || x > w + margin || y > h + margin) continue;
+      const colour = this.colourOf(v);
+      let set = sets.get(colour);
+      if (!set) sets.set(colour, (set = this.spriteSet(colour, r, ratio)));
+      const heading = v.heading;
+      const sprite = set[typeof heading === "number" ? (((Math.round(heading / 10) % 36) + 36) % 36) : 36];
+      ctx.drawImage(sprite, Math.round((x - sprite.half) * ratio), Math.round((y - sprite.half) * ratio));
       if (v.id === this.selected) selected = [x, y];
     }
+    ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
     if (selected) {
       ctx.beginPath();
       ctx.arc(selected[0], selected[1], r * 2.2, 0, TAU);
@@ -125,13 +134,22 @@ export const VehicleLayer = L.Layer.extend({
     if (this.drawMs.length > 200) this.drawMs.shift();
   },
 
-  /** A small canvas with one vehicle symbol, drawn once and reused. */
-  sprite(colour, heading, r, ratio) {
-    const bucket = heading === null || heading === undefined ? -1 : Math.round(heading / 10) % 36;
-    const key = `${colour}|${bucket}|${r}|${ratio}`;
-    let sprite = this.sprites.get(key);
-    if (sprite) return sprite;
-    const css = Math.ceil(r * 3 + 4);
+  /** One colour's sprites at one size: index = heading / 10° (0–35), 36 = no heading. */
+  spriteSet(colour, r, ratio) {
+    const key = `${colour}|${r}|${ratio}`;
+    let set = this.sprites.get(key);
+    if (!set) {
+      set = [];
+      for (let bucket = 0; bucket < 36; bucket++) set.push(this.sprite(colour, bucket, r, ratio));
+      set.push(this.sprite(colour, -1, r, ratio));
+      this.sprites.set(key, set);
+    }
+    return set;
+  },
+
+  /** A small canvas with one vehicle symbol (heading bucket, -1 = none), drawn once. */
+  sprite(colour, bucket, r, ratio) {
+    const css = Math.ceil(r * 2.5 + 3); // the arrow reaches 1.25 r from the centre, plus its outline
     const canvas = document.createElement("canvas");
     canvas.width = canvas.height = css * ratio;
     const ctx = canvas.getContext("2d");
@@ -155,9 +173,7 @@ export const VehicleLayer = L.Layer.extend({
     ctx.fillStyle = colour;
     ctx.stroke();
     ctx.fill();
-    canvas.css = css;
     canvas.half = c;
-    this.sprites.set(key, canvas);
     return canvas;
   },
 
