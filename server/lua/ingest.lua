@@ -13,7 +13,8 @@
 --         vehicle id, number of pings n, number of reject reasons r,
 --         the newest ping's ts lat lon speed heading accuracy cell ('' = unknown) and its
 --         position as published (a JSON object),
---         n x 2 values, in timestamp order: ts, the ping packed as 'ts,lat,lon,speed,heading,accuracy',
+--         the n pings in timestamp order (no two alike), each packed as
+--         'ts,lat,lon,speed,heading,accuracy', joined by ';' (one value),
 --         r x 2 values: reason count
 -- Returns, per vehicle, 6 values: accepted, duplicates, published (0/1), live ts, live lat,
 -- live lon. Publishes one message on the positions channel: the moved vehicles' positions, one
@@ -73,35 +74,48 @@ for v = 0, m - 1 do
   local k = tonumber(ARGV[at])
   local vid, n, r = ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   local newest = at + 4 -- ARGV index of the newest ping's ts
-  local first = at + 12 -- ARGV index of this vehicle's first ping
+  local joined = ARGV[at + 12] -- the pings
+  local first_reason = at + 13
   at = at + 1 + k
 
   local state = redis.call('HMGET', live, 'ts', 'cell', 'lat', 'lon')
   local last_ts = tonumber(state[1]) or newest_stored(track)
   local old_ts, old_cell = last_ts, state[2]
   local accepted, duplicates, late_added = 0, 0, false
-  local batch, batch_id = {}, nil
+  local batch, batch_id = nil, nil
 
-  for i = 0, n - 1 do
-    local base = first + i * 2
-    local ts = tonumber(ARGV[base])
-    if ts > last_ts then
-      batch[#batch + 1] = ARGV[base + 1]
-      batch_id = batch_id or ARGV[base]
-      last_ts = ts
-      accepted = accepted + 1
-    elseif ts == last_ts or stored(track, late, ARGV[base]) then
-      duplicates = duplicates + 1
+  if n > 0 then
+    local first_id = string.match(joined, '^%d+')
+    if tonumber(first_id) > last_ts then
+      -- The common case: every ping is newer than the live position. They come in order, so
+      -- they are the track's next entry as they are, without a look at each.
+      batch, batch_id, accepted = joined, first_id, n
+      last_ts = tonumber(ARGV[newest])
     else
-      -- Older than the live position: history only, never moves the vehicle backwards.
-      redis.call('ZADD', late, ts, ARGV[base + 1])
-      late_added = true
-      accepted = accepted + 1
+      local newer = {}
+      for packed in string.gmatch(joined, '[^;]+') do
+        local id = string.match(packed, '^%d+')
+        local ts = tonumber(id)
+        if ts > last_ts then
+          newer[#newer + 1] = packed
+          batch_id = batch_id or id
+          last_ts = ts
+          accepted = accepted + 1
+        elseif ts == last_ts or stored(track, late, id) then
+          duplicates = duplicates + 1
+        else
+          -- Older than the live position: history only, never moves the vehicle backwards.
+          redis.call('ZADD', late, ts, packed)
+          late_added = true
+          accepted = accepted + 1
+        end
+      end
+      batch = table.concat(newer, ';')
     end
   end
 
   for j = 0, r - 1 do
-    local base = first + n * 2 + j * 2
+    local base = first_reason + j * 2
     redis.call('HINCRBY', rejects, ARGV[base], ARGV[base + 1])
   end
 
@@ -114,7 +128,7 @@ for v = 0, m - 1 do
   local lat, lon = state[3], state[4]
   if batch_id ~= nil then
     -- The newest ping is the last in order: it is the new live position.
-    redis.call('XADD', track, 'MINID', '~', floor, batch_id .. '-*', 'b', table.concat(batch, ';'))
+    redis.call('XADD', track, 'MINID', '~', floor, batch_id .. '-*', 'b', batch)
     if math.floor(old_ts / MINUTE) ~= math.floor(last_ts / MINUTE) then
       redis.call('PEXPIRE', track, ttl + MINUTE)
     end

@@ -50,7 +50,7 @@ class Fix(NamedTuple):
     ts: int
 
 
-def metres_from(last: Fix | None, ping: Ping) -> float | None:
+def metres_from(last: Fix | Ping | None, ping: Ping) -> float | None:
     """The distance from ``last`` to a newer ``ping`` (the jump check and the derived speed and
     heading need it: reckoned once, passed to both); None when there is no newer ping."""
     if last is None or ping.ts <= last.ts:
@@ -59,7 +59,11 @@ def metres_from(last: Fix | None, ping: Ping) -> float | None:
 
 
 def reject_reason(
-    ping: Ping, last: Fix | None, now_ms: int, limits: Limits, metres: float | None = None
+    ping: Ping,
+    last: Fix | Ping | None,
+    now_ms: int,
+    limits: Limits,
+    metres: float | None = None,
 ) -> str | None:
     """Why ``ping`` must be rejected, or ``None`` if it may go on. ``metres``: the distance from
     ``last`` when the caller has it (:func:`metres_from`)."""
@@ -89,7 +93,7 @@ def reject_reason(
 
 
 def derive_motion(
-    ping: Ping, last: Fix | None, metres: float | None = None
+    ping: Ping, last: Fix | Ping | None, metres: float | None = None
 ) -> tuple[float | None, float | None]:
     """``(speed m/s, heading deg)``: the ping's own, else derived from the last fix (``metres``
     away, when the caller has it)."""

@@ -24,7 +24,7 @@ from server.lua import load
 from server.resp import RespConnection, kwargs_of
 from server.scripts import GroupedScript, Value
 from server.tracking.filters import Fix, Limits, derive_motion, metres_from, reject_reason
-from server.tracking.queries import Position, track_point
+from server.tracking.queries import Position
 from server.tracking.wire import Ping, Rejection
 
 
@@ -38,8 +38,11 @@ class IngestResult:
 
 # What is stored, to a precision a phone's fix has: degrees to 7 decimals (about 1 cm), speed
 # (m/s) to 3, heading (degrees) and accuracy (m) to 1. Printf-style formatting: a float's
-# repr() cost 0.8 µs on the benchmark machine, and a ping has five.
+# repr() cost 0.8 µs on the benchmark machine, and a ping has five. A fix with its speed and
+# heading known (given or derived: the common case) takes one format of the two below.
 _PACKED = "%d,%.7f,%.7f,%s,%s,%s"
+_PACKED_MOVING = "%d,%.7f,%.7f,%.3f,%.1f,"
+_PACKED_MOVING_ACCURACY = "%d,%.7f,%.7f,%.3f,%.1f,%.1f"
 
 
 def _fixed(value: float | None, spec: str) -> str:
@@ -48,10 +51,20 @@ def _fixed(value: float | None, spec: str) -> str:
 
 def _packed(ping: Ping, speed: float | None, heading: float | None) -> str:
     """A ping as the track stores it: ``ts,lat,lon,speed,heading,accuracy`` ('' = unknown)."""
+    if speed is not None and heading is not None:
+        if ping.accuracy is None:
+            return _PACKED_MOVING % (ping.ts, ping.lat, ping.lon, speed, heading)
+        return _PACKED_MOVING_ACCURACY % (
+            ping.ts, ping.lat, ping.lon, speed, heading, ping.accuracy
+        )  # fmt: skip
     return _PACKED % (
         ping.ts, ping.lat, ping.lon, _fixed(speed, "%.3f"), _fixed(heading, "%.1f"),
         _fixed(ping.accuracy, "%.1f"),
     )  # fmt: skip
+
+
+def _optional(text: str) -> float | None:
+    return float(text) if text else None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -66,6 +79,11 @@ def fix_of(values: Sequence[bytes | None]) -> Fix | None:
     if ts is None or lat is None or lon is None:
         return None
     return Fix(float(lat), float(lon), int(ts))
+
+
+def _stamps(pings: Sequence[Ping]) -> Callable[[int], int]:
+    """The sort key that puts a batch's pings in timestamp order (by index)."""
+    return [ping.ts for ping in pings].__getitem__
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -124,37 +142,39 @@ class Ingestor:
         self, vehicle_id: str, pings: Sequence[Ping], last: Fix | None
     ) -> IngestResult:
         now_ms = int(self.clock() * 1000)
+        limits = self.limits
         result = IngestResult(fix=last)
         reasons: dict[str, int] = {}
-        packed: list[str | int] = []
-        seen: set[int] = set()
-        current = last
+        packed: list[str] = []
+        # What the next ping is checked against: the stored fix, then the newest accepted ping.
+        current: Fix | Ping | None = last
         newest: str | None = None  # the newest ping, packed
-        stamps = [ping.ts for ping in pings]
-        for index in sorted(range(len(pings)), key=stamps.__getitem__):
+        stored_ts = -1  # the last accepted ping's ts: sorted, a repeat of it comes next
+        order = range(1) if len(pings) == 1 else sorted(range(len(pings)), key=_stamps(pings))
+        for index in order:
             ping = pings[index]
             metres = metres_from(current, ping)
-            reason = reject_reason(ping, current, now_ms, self.limits, metres)
+            reason = reject_reason(ping, current, now_ms, limits, metres)
             if reason is not None:
                 result.rejected.append(Rejection(i=index, reason=reason))
                 reasons[reason] = reasons.get(reason, 0) + 1
                 continue
-            if ping.ts in seen:
+            if ping.ts == stored_ts:
                 result.duplicates += 1
                 continue
-            seen.add(ping.ts)
+            stored_ts = ping.ts
             speed, heading = derive_motion(ping, current, metres)
             newest = _packed(ping, speed, heading)
-            packed += [ping.ts, newest]
+            packed.append(newest)
             if current is None or ping.ts > current.ts:
-                current = Fix(ping.lat, ping.lon, ping.ts)
+                current = ping
         if result.rejected:
             result.rejected.sort(key=lambda r: r.i)
         if newest is None and not reasons:
             return result
-        args: list[Value] = [vehicle_id, len(packed) // 2, len(reasons)]
+        args: list[Value] = [vehicle_id, len(packed), len(reasons)]
         args += self._newest(vehicle_id, newest)
-        args += packed
+        args.append(";".join(packed))
         for reason, count in reasons.items():
             args += [reason, count]
         reply = await self._script(_script_keys(vehicle_id), args)
@@ -171,9 +191,11 @@ class Ingestor:
         cell, and the position as published on ``fleet:pos``."""
         if newest is None:
             return ["", "", "", "", "", "", "", ""]
-        p = track_point(newest.encode())
-        cell = cell_of(p.lat, p.lon, self.resolution)
-        line = _encode(
-            Position(vehicle_id, p.lat, p.lon, p.ts, p.speed, p.heading, p.accuracy, cell)
-        )
-        return [*newest.split(","), cell, line]
+        fields = newest.split(",")
+        ts, lat, lon, speed, heading, accuracy = fields
+        # The position as stored, read back from its text: what is published is what is kept.
+        at_lat, at_lon = float(lat), float(lon)
+        cell = cell_of(at_lat, at_lon, self.resolution)
+        position = Position(vehicle_id, at_lat, at_lon, int(ts), _optional(speed),
+                            _optional(heading), _optional(accuracy), cell)  # fmt: skip
+        return [*fields, cell, _encode(position)]

@@ -86,6 +86,23 @@ async def test_resent_batches_create_no_duplicates(live_server: str, redis_url: 
     assert stored(redis_url, "van-2") == [p["ts"] for p in batch["pings"]]
 
 
+async def test_a_batch_out_of_order_with_repeats_is_stored_once_in_order(
+    live_server: str, redis_url: str
+) -> None:
+    token = register(live_server, "van-4")
+    p = pings(now_ms() - 20_000, 3)
+    bad = {**p[1], "lat": 95.0}  # the same instant as p[1], not a position: rejected
+    batch = [p[2], bad, p[0], p[2], p[1], p[0]]
+    async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 1, "pings": batch})
+    assert (ack["accepted"], ack["duplicates"]) == (3, 2)
+    assert ack["rejected"] == [{"i": 1, "reason": "invalid"}]
+    assert stored(redis_url, "van-4") == [q["ts"] for q in p]
+    with redis.Redis.from_url(redis_url) as r:
+        assert r.xlen(keys.track("van-4")) == 1
+        assert int(r.hget(keys.live("van-4"), "ts")) == p[2]["ts"]
+
+
 async def test_late_pings_go_to_history_but_never_move_the_vehicle_back(
     live_server: str, redis_url: str
 ) -> None:
