@@ -118,7 +118,7 @@ export const VehicleLayer = L.Layer.extend({
       let set = sets.get(colour);
       if (!set) sets.set(colour, (set = this.spriteSet(colour, r, ratio)));
       const heading = v.heading;
-      const sprite = set[typeof heading === "number" ? (((Math.round(heading / 10) % 36) + 36) % 36) : 36];
+      const sprite = set[Number.isFinite(heading) ? (((Math.round(heading / 10) % 36) + 36) % 36) : 36];
       ctx.drawImage(sprite, Math.round((x - sprite.half) * ratio), Math.round((y - sprite.half) * ratio));
       if (v.id === this.selected) selected = [x, y];
     }
