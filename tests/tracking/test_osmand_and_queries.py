@@ -42,6 +42,13 @@ def test_stock_osmand_query_forms_move_the_vehicle(live_server: str) -> None:
     assert len(points) == 4
     assert points[0]["speed"] == pytest.approx(10 * 1852 / 3600, abs=5e-4), "knots → m/s (mm/s)"
     assert points[0]["heading"] == 90
+    assert points[0]["accuracy"] == 8
+    # No speed, heading or accuracy sent: the first two derived from the fix before, stored.
+    assert (points[1]["speed"], points[1]["heading"], points[1].get("accuracy")) == (
+        pytest.approx(6.2, abs=0.1),
+        pytest.approx(26.4, abs=0.1),
+        None,
+    )
 
 
 def test_traccar_client_json_body(live_server: str) -> None:
