@@ -29,9 +29,9 @@ def _say(line: str) -> None:
 def shared_clock(speed: float) -> tuple[Clock, dict[str, str]]:
     """The simulated clock ``speed`` times faster than real time (``REAL`` at 1) and the
     settings that give a server the same one (``ValueError`` below 1)."""
-    clock = REAL if speed == 1 else Clock(rate=speed, anchor=time.time())
-    if clock is REAL:
-        return clock, {}
+    if speed == 1:
+        return REAL, {}
+    clock = Clock(rate=speed, anchor=time.time())
     return clock, {"FLEET_CLOCK_RATE": repr(speed), "FLEET_CLOCK_ANCHOR": repr(clock.anchor)}
 
 

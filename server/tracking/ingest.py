@@ -24,7 +24,7 @@ from server.lua import load
 from server.resp import RespConnection, kwargs_of
 from server.scripts import GroupedScript, Value
 from server.tracking.filters import Fix, Limits, derive_motion, metres_from, reject_reason
-from server.tracking.queries import Position
+from server.tracking.queries import Position, optional_float
 from server.tracking.wire import Ping, Rejection
 
 
@@ -61,10 +61,6 @@ def _packed(ping: Ping, speed: float | None, heading: float | None) -> str:
         ping.ts, ping.lat, ping.lon, _fixed(speed, "%.3f"), _fixed(heading, "%.1f"),
         _fixed(ping.accuracy, "%.1f"),
     )  # fmt: skip
-
-
-def _optional(text: str) -> float | None:
-    return float(text) if text else None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -196,6 +192,6 @@ class Ingestor:
         # The position as stored, read back from its text: what is published is what is kept.
         at_lat, at_lon = float(lat), float(lon)
         cell = cell_of(at_lat, at_lon, self.resolution)
-        position = Position(vehicle_id, at_lat, at_lon, int(ts), _optional(speed),
-                            _optional(heading), _optional(accuracy), cell)  # fmt: skip
+        position = Position(vehicle_id, at_lat, at_lon, int(ts), optional_float(speed),
+                            optional_float(heading), optional_float(accuracy), cell)  # fmt: skip
         return [*fields, cell, _encode(position)]

@@ -59,7 +59,8 @@ class TrackPoint(msgspec.Struct, omit_defaults=True):
     accuracy: float | None = None
 
 
-def _opt(raw: bytes | None) -> float | None:
+def optional_float(raw: bytes | str | None) -> float | None:
+    """A stored optional number: '' (or nothing) is unknown."""
     return float(raw) if raw else None
 
 
@@ -72,9 +73,9 @@ def _position(vehicle_id: str, values: list[bytes | None]) -> Position | None:
         lat=float(lat),
         lon=float(lon),
         ts=int(ts),
-        speed=_opt(speed),
-        heading=_opt(heading),
-        accuracy=_opt(accuracy),
+        speed=optional_float(speed),
+        heading=optional_float(heading),
+        accuracy=optional_float(accuracy),
         cell=cell.decode() if cell else None,
     )
 
@@ -135,9 +136,9 @@ def track_point(packed: bytes) -> TrackPoint:
         ts=int(ts),
         lat=float(lat),
         lon=float(lon),
-        speed=_opt(speed),
-        heading=_opt(heading),
-        accuracy=_opt(accuracy),
+        speed=optional_float(speed),
+        heading=optional_float(heading),
+        accuracy=optional_float(accuracy),
     )
 
 
