@@ -9,7 +9,8 @@ What it wires:
 - the console hub (``hub``) and its lifespan task, which consumes the Redis position channel;
 - the settings object, injected as ``settings``;
 - the error handlers of :mod:`server.errors` (one JSON shape for every error);
-- OpenAPI, served at ``/schema`` (``/schema/openapi.json``, ``/schema/swagger``).
+- OpenAPI, served at ``/schema`` (``/schema/openapi.json``, ``/schema/swagger``), its errors
+  and sign-in documented as the server answers them (:mod:`server.openapi`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from server.dispatching.traffic import (
 from server.errors import EXCEPTION_HANDLERS
 from server.health import HealthController
 from server.lease import Lease, run_leased
+from server.openapi import document_errors
 from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
@@ -238,7 +240,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
     def provide_limits() -> Limits:
         return limits
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             HealthController,
             VehiclesController,
@@ -280,6 +282,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin()],
         ),
     )
+    document_errors(app)
+    return app
 
 
 def _tune_gc() -> None:

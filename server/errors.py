@@ -90,7 +90,10 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
         "validation_failed" if isinstance(exc, ValidationException) else _CODES.get(status, "error")
     )
     details = exc.extra if exc.extra else None
-    return Response(error_body(status, code, exc.detail, details), status_code=status)
+    # Headers the exception carries stay: a 405's Allow (RFC 9110), a 401's WWW-Authenticate.
+    return Response(
+        error_body(status, code, exc.detail, details), status_code=status, headers=exc.headers
+    )
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 from server.app import create_app
 from server.settings import Settings
+from tests.conftest import AUTH
 
 
 def test_health_and_ready(live_server: str) -> None:
@@ -26,6 +29,7 @@ def test_errors_have_one_json_shape(live_server: str) -> None:
     wrong_method = httpx.post(f"{live_server}/health")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "OPTIONS, GET"  # RFC 9110: a 405 says what is
 
 
 def test_openapi_is_served(live_server: str) -> None:
@@ -33,6 +37,54 @@ def test_openapi_is_served(live_server: str) -> None:
     assert schema.status_code == 200
     paths = schema.json()["paths"]
     assert {"/health", "/ready"} <= set(paths)
+
+
+def test_openapi_documents_the_errors_and_sign_in_the_server_really_answers(
+    live_server: str,
+) -> None:
+    document = httpx.get(f"{live_server}/schema/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    error = schemas["Error"]
+    operations = {
+        (method.upper(), path): operation
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    for (method, path), operation in operations.items():
+        responses = operation["responses"]
+        for code, response in responses.items():
+            if code == "default" or code[0] in "45":
+                ref = response["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/Error", (method, path, code)
+        assert "default" in responses, (method, path)
+        if "{" in path:
+            assert "404" in responses, (method, path)
+    orders = operations[("GET", "/orders/{order_id}")]
+    assert {"400", "401", "403", "404"} <= set(orders["responses"])
+    assert orders["security"] == [{"bearer": []}]
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    assert "security" not in operations[("GET", "/health")]
+    assert "401" not in operations[("GET", "/osmand")]["responses"]
+    # Bodies that reject unknown fields say so; the text forms have their patterns.
+    assert schemas["OrderIn"]["additionalProperties"] is False
+    assert schemas["Place"]["additionalProperties"] is False
+    bbox = next(p for p in operations[("GET", "/vehicles")]["parameters"] if p["name"] == "bbox")
+    assert re.fullmatch(bbox["schema"]["pattern"].strip("^$"), "24.9,60.1,-25.0,60.25")
+    # What the server sends for each documented error has the documented shape.
+    answers = [
+        httpx.get(f"{live_server}/orders/none"),  # 401
+        httpx.get(f"{live_server}/orders/none", headers={"Authorization": "Bearer wrong"}),
+        httpx.get(f"{live_server}/orders/none", headers=AUTH),  # 404
+        httpx.get(f"{live_server}/vehicles", headers=AUTH, params={"bbox": "1,2"}),  # 400
+        httpx.get(f"{live_server}/vehicles/nearby", headers=AUTH, params={"lat": 95, "lon": 0}),
+    ]
+    assert [a.status_code for a in answers] == [401, 403, 404, 400, 400]
+    inner = error["properties"]["error"]
+    for answer in answers:
+        body = answer.json()
+        assert set(body) == set(error["required"])
+        assert set(body["error"]) == set(inner["required"]) == set(inner["properties"])
+        assert body["error"]["status"] == answer.status_code
 
 
 def test_ready_is_503_when_redis_is_gone(redis_url: str) -> None:

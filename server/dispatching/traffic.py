@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import secrets
 from typing import Annotated, Any, cast
 
@@ -28,8 +29,21 @@ from geo.traffic import TrafficEvent
 from server import clock, keys
 from server.auth import staff_only
 from server.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
+from server.openapi import LAT_LON_SCHEMA
 
 log = logging.getLogger("fleet.traffic")
+
+
+def _lat_lon(text: str, field: str) -> tuple[float, float]:
+    """A ``lat,lon`` query parameter, or a 400 that names it."""
+    try:
+        lat, lon = (float(v) for v in text.split(","))
+    except ValueError:
+        lat = lon = math.nan
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # NaN fails too
+        message = f"{field} is 'lat,lon', lat in [-90, 90] and lon in [-180, 180]"
+        raise BadRequest(message, details={"field": field})
+    return lat, lon
 
 
 class Unprocessable(ApiError):
@@ -153,19 +167,17 @@ class RoadsController(Controller):
     async def route(
         self,
         state: State,
-        origin: Annotated[str, QueryParameter(name="from", description="lat,lon")],
-        destination: Annotated[str, QueryParameter(name="to", description="lat,lon")],
+        origin: Annotated[
+            str, QueryParameter(name="from", description="lat,lon", schema_extra=LAT_LON_SCHEMA)
+        ],
+        destination: Annotated[
+            str, QueryParameter(name="to", description="lat,lon", schema_extra=LAT_LON_SCHEMA)
+        ],
     ) -> dict[str, Any]:
         roads = _roads(state)
+        a, b = _lat_lon(origin, "from"), _lat_lon(destination, "to")
         try:
-            a = tuple(float(v) for v in origin.split(","))
-            b = tuple(float(v) for v in destination.split(","))
-            if len(a) != 2 or len(b) != 2:
-                raise ValueError
-        except ValueError:
-            raise BadRequest("from and to are 'lat,lon'", details={"field": "from"}) from None
-        try:
-            route = roads.route((a[0], a[1]), (b[0], b[1]))
+            route = roads.route(a, b)
         except OutsideServiceArea as exc:
             raise Unprocessable(str(exc)) from None
         except NoRoute as exc:

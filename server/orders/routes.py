@@ -85,7 +85,9 @@ class OrdersController(Controller):
     async def list_orders(
         self,
         orders: NamedDependency[OrderStore],
-        status: str | None = Parameter(default=None, description="|".join(STATUSES)),
+        status: str | None = Parameter(
+            default=None, description="|".join(STATUSES), schema_extra={"enum": list(STATUSES)}
+        ),
         open_only: Annotated[bool, QueryParameter(name="open")] = False,
         limit: int = Parameter(default=200, ge=1, le=5000),
     ) -> list[Order]:

@@ -39,7 +39,7 @@ from server import clock, keys
 from server.auth import is_staff
 from server.resp import RespSubscriber, kwargs_of
 from server.sockets import receive_frame
-from server.tracking.queries import BBox, parse_bbox, vehicles_in_bbox
+from server.tracking.queries import BBox, bbox_of_text, parse_bbox, vehicles_in_bbox
 
 log = logging.getLogger("fleet.console")
 
@@ -218,7 +218,7 @@ async def console_socket(
     raw_bbox = socket.query_params.get("bbox")
     if raw_bbox:
         try:
-            bbox = parse_bbox([float(v) for v in raw_bbox.split(",")])
+            bbox = bbox_of_text(raw_bbox)
         except ValueError as exc:
             await socket.close(CLOSE_BAD_MESSAGE, f"bad bbox: {exc}"[:120])
             return

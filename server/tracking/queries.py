@@ -12,20 +12,40 @@ import redis.asyncio as aioredis
 from geo.cells import cells_within_radius
 from geo.distance import haversine_m
 from server import keys
+from server.errors import BadRequest
 
 BBox = tuple[float, float, float, float]  # min_lon, min_lat, max_lon, max_lat
+BBOX_FORM = "min_lon,min_lat,max_lon,max_lat"
 
 
 def parse_bbox(values: tuple[float, float, float, float] | list[float]) -> BBox:
     """Validate ``[min_lon, min_lat, max_lon, max_lat]``; raise ``ValueError`` otherwise."""
     if len(values) != 4:
-        raise ValueError("bbox has four numbers: min_lon, min_lat, max_lon, max_lat")
+        raise ValueError(f"bbox has four numbers: {BBOX_FORM}")
     min_lon, min_lat, max_lon, max_lat = (float(v) for v in values)
     if not (-180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90):
         raise ValueError(
             "bbox must be min_lon ≤ max_lon in [-180, 180], min_lat ≤ max_lat in [-90, 90]"
         )
     return (min_lon, min_lat, max_lon, max_lat)
+
+
+def bbox_of_text(text: str) -> BBox:
+    """``min_lon,min_lat,max_lon,max_lat`` as a query parameter gives it; ``ValueError``
+    otherwise."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{BBOX_FORM} are numbers") from None
+    return parse_bbox(values)
+
+
+def bbox_query(text: str) -> BBox:
+    """The ``bbox`` query parameter of a REST call, or a 400 that names it."""
+    try:
+        return bbox_of_text(text)
+    except ValueError as exc:
+        raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
 
 
 LIVE_FIELDS = ("ts", "lat", "lon", "speed", "heading", "accuracy", "cell")

@@ -13,6 +13,7 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from server import clock, keys
 from server.auth import staff_only
 from server.errors import BadRequest, NotFound
+from server.openapi import BBOX_SCHEMA
 from server.settings import Settings
 from server.tracking import queries
 from server.tracking.vehicles import (
@@ -62,14 +63,12 @@ class VehiclesController(Controller):
         self,
         redis: NamedDependency[aioredis.Redis],
         bbox: str = Parameter(
-            default="-180,-90,180,90", description="min_lon,min_lat,max_lon,max_lat"
+            default="-180,-90,180,90",
+            description=queries.BBOX_FORM,
+            schema_extra=BBOX_SCHEMA,
         ),
     ) -> list[queries.Position]:
-        try:
-            box = queries.parse_bbox([float(v) for v in bbox.split(",")])
-        except ValueError as exc:
-            raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
-        return await queries.vehicles_in_bbox(redis, box)
+        return await queries.vehicles_in_bbox(redis, queries.bbox_query(bbox))
 
     @get("/nearby", summary="The nearest vehicles to a point, by road-independent distance")
     async def nearby(
@@ -88,14 +87,18 @@ class VehiclesController(Controller):
         self,
         vehicle_id: FromPath[str],
         redis: NamedDependency[aioredis.Redis],
-        from_ms: Annotated[int | None, QueryParameter(name="from", ge=0)] = None,
-        to_ms: Annotated[int | None, QueryParameter(name="to", ge=0)] = None,
+        from_ms: Annotated[
+            int | None, QueryParameter(name="from", ge=0, schema_extra={"minimum": 0})
+        ] = None,
+        to_ms: Annotated[
+            int | None, QueryParameter(name="to", ge=0, schema_extra={"minimum": 0})
+        ] = None,
         limit: int = Parameter(default=10_000, ge=1, le=100_000),
     ) -> list[queries.TrackPoint]:
         if not await redis.hexists(keys.VEHICLES, vehicle_id):
             raise NotFound(f"no vehicle {vehicle_id}")
         to = to_ms if to_ms is not None else clock.now_ms() + 60_000
-        start = from_ms if from_ms is not None else to - 3_600_000
+        start = from_ms if from_ms is not None else max(0, to - 3_600_000)
         if start > to:
             raise BadRequest("from must not be after to", details={"field": "from"})
         return await queries.track(redis, vehicle_id, start, to, limit)

@@ -15,17 +15,18 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 import numpy.typing as npt
 from litestar import Controller, Response, get
 from litestar.datastructures import State
-from litestar.params import FromQuery
+from litestar.params import QueryParameter
 
 from geo.network import RoadNetwork
-from server.errors import BadRequest, ServiceUnavailable
-from server.tracking.queries import parse_bbox
+from server.errors import ServiceUnavailable
+from server.openapi import BBOX_SCHEMA
+from server.tracking.queries import BBOX_FORM, bbox_query
 
 CLASS_SPEEDS_KMH = (70.0, 50.0, 35.0)
 MAX_LINES = 60_000
@@ -123,17 +124,15 @@ class BasemapController(Controller):
 
     @get("/", summary="The road network as polylines inside a viewport (the offline basemap)")
     async def geometry(
-        self, state: State, bbox: FromQuery[str | None] = None
+        self,
+        state: State,
+        bbox: Annotated[
+            str | None, QueryParameter(description=BBOX_FORM, schema_extra=BBOX_SCHEMA)
+        ] = None,
     ) -> Response[dict[str, Any]]:
         road_lines = await lines_of(state)
         network = state.roads.network
-        if bbox is None:
-            box = network.bbox()
-        else:
-            try:
-                box = parse_bbox([float(v) for v in bbox.split(",")])
-            except ValueError as exc:
-                raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
+        box = network.bbox() if bbox is None else bbox_query(bbox)
         b = road_lines.boxes
         hit = np.flatnonzero(
             (b[:, 0] <= box[2]) & (b[:, 2] >= box[0]) & (b[:, 1] <= box[3]) & (b[:, 3] >= box[1])

@@ -26,10 +26,16 @@ from geo.cells import cell_corners, parent_of
 from geo.roads import Roads
 from server import clock, keys
 from server.auth import staff_only
-from server.errors import BadRequest, NotFound
+from server.errors import NotFound
+from server.openapi import BBOX_SCHEMA
 from server.orders.lifecycle import FINAL, STATUSES
 from server.orders.store import OrderStore
-from server.tracking.queries import parse_bbox, positions, vehicles_in_bbox
+from server.tracking.queries import (
+    BBOX_FORM,
+    bbox_query,
+    positions,
+    vehicles_in_bbox,
+)
 from server.tracking.vehicles import all_vehicles
 
 DENSITY_CELLS_MAX = 5000
@@ -125,15 +131,12 @@ class ConsoleDataController(Controller):
     async def density(
         self,
         redis: NamedDependency[aioredis.Redis],
-        bbox: Annotated[str, QueryParameter(description="min_lon,min_lat,max_lon,max_lat")] = (
-            "-180,-90,180,90"
-        ),
+        bbox: Annotated[
+            str, QueryParameter(description=BBOX_FORM, schema_extra=BBOX_SCHEMA)
+        ] = "-180,-90,180,90",
         res: Annotated[int, QueryParameter(ge=0, le=9)] = 8,
     ) -> list[dict[str, Any]]:
-        try:
-            box = parse_bbox([float(v) for v in bbox.split(",")])
-        except ValueError as exc:
-            raise BadRequest(f"bbox: {exc}", details={"field": "bbox"}) from None
+        box = bbox_query(bbox)
         cells: Counter[str] = Counter()
         for p in await vehicles_in_bbox(redis, box):
             if p.cell:

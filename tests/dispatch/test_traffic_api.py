@@ -69,4 +69,11 @@ def test_bad_traffic_events_and_routes_are_clear_errors(
     outside = httpx.get(f"{base}/roads/route", headers=AUTH, params={"from": "45.0,1.5", "to": B})
     assert outside.status_code == 422
     assert "outside the service area" in outside.json()["error"]["message"]
+    # Not a place on Earth (a schema fuzzer's: it answered 500), or not numbers: 400 naming it.
+    for ends, field in [(("0,-49135", B), "from"), ((A, "91,0"), "to"), ((A, "nan,1"), "to"),
+                        (("1", B), "from"), ((A, "a,b"), "to")]:  # fmt: skip
+        params = {"from": ends[0], "to": ends[1]}
+        answer = httpx.get(f"{base}/roads/route", headers=AUTH, params=params)
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["details"] == {"field": field}
     assert httpx.delete(f"{base}/traffic-events/none", headers=AUTH).status_code == 404
