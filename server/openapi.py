@@ -12,7 +12,8 @@ server really sends:
   scheme it needs (Swagger UI's *Authorize* button);
 - ``default``: the same envelope for any other status (``409``, ``422``, ``503``, ``500``);
 - a body that rejects unknown fields (``forbid_unknown_fields``) says so
-  (``additionalProperties: false``).
+  (``additionalProperties: false``), and one the handler may go without (``data`` with a
+  default) is not required.
 
 It also holds the patterns of the query parameters that are text forms (a bbox, a position).
 """
@@ -28,10 +29,12 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Reference,
+    RequestBody,
     Schema,
     SecurityScheme,
 )
 from litestar.routes import HTTPRoute
+from litestar.types import Empty
 
 from server.auth import staff_only
 
@@ -113,6 +116,10 @@ def document_errors(app: Litestar) -> OpenAPI:
             operation = getattr(item, method.lower(), None)
             if operation is None or not handler.resolve_include_in_schema():
                 continue
+            data = handler.parsed_fn_signature.parameters.get("data")
+            body = operation.request_body
+            if data is not None and data.default is not Empty and isinstance(body, RequestBody):
+                body.required = False
             responses = operation.responses or {}
             codes = [code for code in responses if code[0] in "45"]
             parameters = operation.parameters or []

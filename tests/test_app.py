@@ -65,6 +65,11 @@ def test_openapi_documents_the_errors_and_sign_in_the_server_really_answers(
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "security" not in operations[("GET", "/health")]
     assert "401" not in operations[("GET", "/osmand")]["responses"]
+    # A repeated Idempotency-Key answers 200; a cancel may come without a body.
+    created = operations[("POST", "/orders")]["responses"]
+    assert created["200"]["content"] == created["201"]["content"]
+    assert operations[("POST", "/orders/{order_id}/cancel")]["requestBody"]["required"] is False
+    assert operations[("POST", "/orders")]["requestBody"]["required"] is True
     # Bodies that reject unknown fields say so; the text forms have their patterns.
     assert schemas["OrderIn"]["additionalProperties"] is False
     assert schemas["Place"]["additionalProperties"] is False

@@ -8,6 +8,7 @@ import redis.asyncio as aioredis
 from litestar import Controller, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, QueryParameter
 
 from geo.errors import OutsideServiceArea
@@ -63,6 +64,12 @@ class OrdersController(Controller):
         "/",
         summary="Create an order; repeat with the same Idempotency-Key to get the same answer",
         status_code=201,
+        responses={
+            200: ResponseSpec(
+                data_container=OrderCreated,
+                description="This Idempotency-Key's order, created before: nothing new",
+            )
+        },
     )
     async def create(
         self,
