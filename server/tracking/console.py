@@ -47,6 +47,7 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 EVENTS_PER_ROUND = 50  # event frames a console gets per position round, at most
+MAX_QUEUED_FRAMES = 1000  # event and error frames waiting for one console; more are dropped
 
 WORLD: BBox = (-180.0, -90.0, 180.0, 90.0)
 
@@ -75,6 +76,13 @@ class Subscriber:
     frames: collections.deque[bytes]  # whole frames to send after the positions: events, errors
     wake: asyncio.Event
     snapshot_due: bool = True  # a fresh viewport gets a frame even when nothing is in it
+
+    def queue(self, frame: bytes) -> None:
+        """Queue a whole frame (an event, an error) to send after the positions; dropped when
+        ``MAX_QUEUED_FRAMES`` wait already (a client that does not read them)."""
+        if len(self.frames) < MAX_QUEUED_FRAMES:
+            self.frames.append(frame)
+            self.wake.set()
 
     def offer(self, vehicle_id: str, lon: float, lat: float, raw: bytes) -> None:
         b = self.bbox
@@ -115,9 +123,7 @@ class Hub:
             self._to_drivers(raw)
         frame = b'{"type":"event","event":' + raw + b"}"
         for subscriber in self.subscribers:
-            if len(subscriber.frames) < 1000:
-                subscriber.frames.append(frame)
-                subscriber.wake.set()
+            subscriber.queue(frame)
 
     async def run(self, redis: aioredis.Redis, ready: asyncio.Event | None = None) -> None:
         """Consume ``fleet:pos`` and ``fleet:events`` until cancelled (a lifespan task); raises
@@ -258,10 +264,8 @@ async def _read_viewports(
             message = _viewport.decode(frame)
             bbox = parse_bbox(message.bbox)
         except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-            subscriber.frames.append(
-                _encoder.encode({"type": "error", "code": "invalid_message", "message": str(exc)})
-            )
-            subscriber.wake.set()
+            error = {"type": "error", "code": "invalid_message", "message": str(exc)}
+            subscriber.queue(_encoder.encode(error))
             continue
         subscriber.bbox = bbox
         subscriber.pending = {}

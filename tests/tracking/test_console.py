@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.tracking.console import EVENTS_PER_ROUND, Hub
+from server.tracking.console import EVENTS_PER_ROUND, MAX_QUEUED_FRAMES, Hub
 from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
@@ -84,6 +85,25 @@ async def test_bad_viewports_are_refused(live_server: str) -> None:
                 frame = json.loads(await asyncio.wait_for(console.recv(), scaled(5)))
             assert frame["type"] == "error"
             assert frame["code"] == "invalid_message"
+    assert httpx.get(f"{live_server}/health").status_code == 200
+
+
+async def test_a_console_flooding_bad_messages_gets_a_bounded_queue_of_answers(
+    live_server: str,
+) -> None:
+    """Each bad message is answered, but the answers a client leaves unread are bounded as its
+    events are: a console spamming the server cannot grow its memory without limit."""
+    flood = 5 * MAX_QUEUED_FRAMES
+    async with connect(ws_url(live_server, f"/ws/console?token={STAFF_TOKEN}")) as console:
+        for _ in range(flood):
+            await console.send("[1,")
+        errors = 0
+        with contextlib.suppress(TimeoutError):
+            while True:  # until the server has nothing more to say for a second
+                frame = json.loads(await asyncio.wait_for(console.recv(), scaled(1)))
+                errors += frame["type"] == "error"
+    # The pump drains 50 frames a round, 10 rounds a second, while the flood arrives.
+    assert 0 < errors < 3 * MAX_QUEUED_FRAMES, errors
     assert httpx.get(f"{live_server}/health").status_code == 200
 
 
