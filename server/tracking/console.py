@@ -238,7 +238,7 @@ async def console_socket(
         for task in pending:
             task.cancel()
         for task in pending:
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
                 await task
         for task in done:
             error = task.exception()
@@ -250,7 +250,11 @@ async def console_socket(
                         socket.close(CLOSE_TOO_SLOW, "client too slow to keep up"),
                         hub.send_timeout_s,
                     )
-            elif error is not None and not isinstance(error, WebSocketDisconnect):
+            elif isinstance(error, WebSocketDisconnect | OSError):
+                # Gone: closed, or dropped while a frame was on its way (the server's send
+                # raises an OSError then): how a browser tab ends, nothing to warn about.
+                log.debug("console socket ended by %r", error)
+            elif error is not None:
                 log.warning("console socket ended by %r", error)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -105,6 +106,23 @@ async def test_a_console_flooding_bad_messages_gets_a_bounded_queue_of_answers(
     # The pump drains 50 frames a round, 10 rounds a second, while the flood arrives.
     assert 0 < errors < 3 * MAX_QUEUED_FRAMES, errors
     assert httpx.get(f"{live_server}/health").status_code == 200
+
+
+async def test_a_console_that_drops_its_connection_is_no_warning(
+    live_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A browser tab closed while frames are on their way ends the socket quietly: a warning
+    per closed tab would bury the ones that matter."""
+    caplog.set_level(logging.INFO, logger="fleet.console")
+    for _ in range(5):
+        console = await connect(ws_url(live_server, f"/ws/console?token={STAFF_TOKEN}"))
+        for _ in range(300):  # answers to send for the next 0.6 s
+            await console.send("[1,")
+        await console.recv()
+        console.transport.abort()  # gone, no closing handshake
+        await asyncio.sleep(0.3)
+    assert httpx.get(f"{live_server}/health").status_code == 200
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 async def test_latest_position_wins_and_a_laggard_times_out() -> None:
