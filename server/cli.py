@@ -297,9 +297,38 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_numbers(args: argparse.Namespace) -> list[float]:
+    """The benchmark's numeric flags, checked before anything starts; ``--limits`` parsed."""
+    rules = [  # flag, value, allowed, what is allowed
+        ("--vehicles", args.vehicles, args.vehicles >= 1, "at least 1"),
+        ("--rate", args.rate, args.rate > 0, "above 0"),
+        ("--per-message", args.per_message, args.per_message >= 1, "at least 1"),
+        ("--duration", args.duration, args.duration > 0, "above 0"),
+        ("--warmup", args.warmup, args.warmup >= 0, "0 or more"),
+        ("--workers", args.workers, args.workers >= 1, "at least 1"),
+        ("--consoles", args.consoles, args.consoles >= 0, "0 or more"),
+        ("--drop", args.drop, 0 <= args.drop <= 1, "from 0 to 1"),
+        ("--trials", args.trials, args.trials >= 1, "at least 1"),
+        ("--instances", args.instances, args.instances is None or args.instances >= 1,
+         "at least 1"),
+    ]  # fmt: skip
+    for flag, value, allowed, what in rules:
+        if not allowed:
+            raise StartupError(f"{flag} {value} is invalid: must be {what}.")
+    try:
+        limits = [float(x) for x in args.limits.split(",")]
+    except ValueError:
+        limits = []
+    if not limits or not all(x > 0 for x in limits):
+        raise StartupError(f"--limits {args.limits} is invalid: must be seconds above 0, "
+                           "comma-separated.")  # fmt: skip
+    return limits
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     import json
 
+    limits = _bench_numbers(args)
     if args.name == "routing":
         from bench import routing
 
@@ -321,7 +350,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if static:
             result = dispatch.run(
                 vrp,
-                time_limits=[float(x) for x in args.limits.split(",")],
+                time_limits=limits,
                 sets=static,
                 instances=args.instances,
                 engines=args.engines.split(","),

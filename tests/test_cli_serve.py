@@ -220,6 +220,29 @@ def _simulate_refused(flags: list[str], message: str) -> None:
     assert "scenario" not in result.stdout, "refused before the run began"
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["ingest", "--vehicles", "0"], "--vehicles 0 is invalid: must be at least 1."),
+        (["ingest", "--rate", "-1"], "--rate -1.0 is invalid: must be above 0."),
+        (["ingest", "--rate", "nan"], "--rate nan is invalid: must be above 0."),
+        (["ingest", "--drop", "1.5"], "--drop 1.5 is invalid: must be from 0 to 1."),
+        (["ingest", "--workers", "0"], "--workers 0 is invalid: must be at least 1."),
+        (["dispatch", "--limits", "1,soon"], "--limits 1,soon is invalid"),
+        (["dispatch", "--trials", "0"], "--trials 0 is invalid: must be at least 1."),
+    ],
+)
+def test_a_bad_benchmark_option_is_refused_before_anything_starts(
+    flags: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [*FLEET, "bench", *flags], env=_env(), capture_output=True, text=True, timeout=scaled(20)
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == "", "refused before Redis or a server started"
+
+
 def test_server_settings_take_short_or_full_names() -> None:
     from server.cli import _server_settings
 
