@@ -9,6 +9,10 @@ Exception tree of the server package::
         ├── BadRequest              400 bad_request (and 422 validation_failed)
         └── ServiceUnavailable      503 not_ready
 
+A Redis connection that fails or times out (redis-py's ``ConnectionError``/``TimeoutError``, which
+:mod:`server.resp` raises too) answers 503 ``not_ready`` with ``Retry-After``; anything else
+unexpected answers 500 ``internal_error`` and is logged with its traceback.
+
 Every error answer, whatever raised it, has one JSON shape::
 
     {"error": {"status": 404, "code": "not_found", "message": "…", "details": …}}
@@ -23,6 +27,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("fleet.server")
 
@@ -96,6 +102,18 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     )
 
 
+RETRY_AFTER_S = 5
+
+
+def _redis_outage(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Redis unreachable or stuck: the request may succeed later, so 503 with Retry-After (and
+    one log line, not a traceback per request through an outage)."""
+    log.warning("%s %s: Redis is unavailable (%s)", request.method, request.url.path, exc)
+    body = error_body(503, "not_ready", "the state store (Redis) does not answer; retry shortly",
+                      {"redis": "unreachable"})  # fmt: skip
+    return Response(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     status = HTTP_500_INTERNAL_SERVER_ERROR
@@ -108,5 +126,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ApiError: _api_error,
     HTTPException: _http_error,
+    RedisConnectionError: _redis_outage,  # also BusyLoadingError (Redis still loading its data)
+    RedisTimeoutError: _redis_outage,
     Exception: _unexpected,
 }

@@ -101,7 +101,15 @@ def test_ready_is_503_when_redis_is_gone(redis_url: str) -> None:
     app = create_app(Settings(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_s=0.5))
     with TestClient(app) as client:
         answer = client.get("/ready")
+        # Any call that needs Redis answers the same 503 (retry), not a 500 (a bug).
+        api = client.get("/vehicles", headers={"Authorization": "Bearer any"})
+        osmand = client.get("/osmand", params={"id": "van", "lat": 60.17, "lon": 24.94})
     assert answer.status_code == 503
     body = answer.json()["error"]
     assert body["code"] == "not_ready"
     assert body["details"] == {"redis": "unreachable"}
+    for outage in (api, osmand):
+        assert outage.status_code == 503, outage.text
+        assert outage.json()["error"]["code"] == "not_ready"
+        assert outage.json()["error"]["details"] == {"redis": "unreachable"}
+        assert outage.headers["retry-after"] == "5"
