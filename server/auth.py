@@ -17,6 +17,8 @@ WebSocket URL (browsers cannot set headers there). Only the SHA-256 of a token i
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 import secrets
 import time
 from typing import Any, cast
@@ -31,6 +33,39 @@ from server import keys
 
 STAFF_ROLES = ("admin", "dispatcher")
 _CACHE_TTL_S = 10.0
+
+
+# Where a token sits in a URL: a socket's ``?token=``, a customer's tracking link.
+_IN_URL = re.compile(r"(?<=[?&]token=)[^&\s\"]+|(?<=/t/)[^/?\s\"]+|(?<=/track/)[^/?\s\"]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every token in a URL cut to ``…``.
+
+    >>> redact("GET /ws/console?token=s3cret&bbox=1,2,3,4 and /t/abc and /ws/track/xyz?x=1")
+    'GET /ws/console?token=…&bbox=1,2,3,4 and /t/… and /ws/track/…?x=1'
+    """
+    return _IN_URL.sub("…", text)
+
+
+class RedactTokens(logging.Filter):
+    """Cut tokens out of the paths a log record carries (uvicorn logs each request's path and
+    query at INFO): a log file must not hand out dispatchers' or customers' access."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str) and not record.args:
+            record.msg = redact(record.msg)
+        return True
+
+
+def redact_server_logs(names: tuple[str, ...] = ("uvicorn.error", "uvicorn.access")) -> None:
+    """Put :class:`RedactTokens` on the loggers that write request paths (once each)."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
 
 
 def token_hash(token: str) -> str:

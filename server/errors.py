@@ -30,6 +30,8 @@ from litestar.types import ExceptionHandlersMap
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.auth import redact
+
 log = logging.getLogger("fleet.server")
 
 
@@ -108,14 +110,17 @@ RETRY_AFTER_S = 5
 def _redis_outage(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Redis unreachable or stuck: the request may succeed later, so 503 with Retry-After (and
     one log line, not a traceback per request through an outage)."""
-    log.warning("%s %s: Redis is unavailable (%s)", request.method, request.url.path, exc)
+    path = redact(request.url.path)
+    log.warning("%s %s: Redis is unavailable (%s)", request.method, path, exc)
     body = error_body(503, "not_ready", "the state store (Redis) does not answer; retry shortly",
                       {"redis": "unreachable"})  # fmt: skip
     return Response(body, status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s %s", request.method, redact(request.url.path), exc_info=exc
+    )
     status = HTTP_500_INTERNAL_SERVER_ERROR
     return Response(
         error_body(status, "internal_error", "The server failed to handle this request."),

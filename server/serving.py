@@ -8,6 +8,7 @@ from typing import Any
 import uvicorn
 from litestar import Litestar
 
+from server.auth import redact_server_logs
 from server.nativews import NativeWebSocket, router_for
 from server.wsframes import Handshake
 
@@ -36,6 +37,7 @@ def build_server(
         ws=router_for(routes, max_size=ws_max_size),
         timeout_graceful_shutdown=5,
     )
+    redact_server_logs()  # after the Config: it (re)configures uvicorn's loggers
     return uvicorn.Server(config)
 
 

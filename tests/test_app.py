@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import httpx
@@ -114,3 +115,41 @@ def test_ready_is_503_when_redis_is_gone(redis_url: str) -> None:
         assert outage.json()["error"]["code"] == "not_ready"
         assert outage.json()["error"]["details"] == {"redis": "unreachable"}
         assert outage.headers["retry-after"] == "5"
+
+
+async def test_tokens_in_urls_stay_out_of_the_server_log(live_server: str) -> None:
+    """Browsers put socket tokens in the URL; uvicorn logs each WebSocket's and request's path
+    with its query at INFO. The log keeps the path and drops the token."""
+    from websockets.asyncio.client import connect
+
+    from tests.conftest import STAFF_TOKEN
+
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keep = Keep()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn.access")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
+        logger.addHandler(keep)
+    try:
+        ws = live_server.replace("http", "ws", 1)
+        async with connect(f"{ws}/ws/console?token={STAFF_TOKEN}&bbox=24,60,25,61"):
+            pass
+        async with httpx.AsyncClient() as client:
+            for path in ("/t/customer-secret-1", "/track/customer-secret-2"):
+                await client.get(f"{live_server}{path}")
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(keep)
+            logger.setLevel(level)
+    text = "\n".join(lines)
+    assert "/ws/console?token=…&bbox=24,60,25,61" in text, text  # logged, token cut
+    assert "/t/…" in text, text
+    assert "/track/…" in text, text
+    for secret in (STAFF_TOKEN, "customer-secret-1", "customer-secret-2"):
+        assert secret not in text
