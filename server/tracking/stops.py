@@ -38,7 +38,10 @@ class StopHandler:
         if event.event == "arrived" and order.status == "arrived":
             # Arrival is also noticed by the server (the vehicle within a radius of the stop).
             return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
-        note = f"proof {event.proof}" if event.proof else (event.reason or "")
+        # A failure's reason is what the audit and the customer's timeline show; a proof (a
+        # photo of the closed door, say) is noted beside it.
+        proof = f"proof {event.proof}" if event.proof else ""
+        note = f"{event.reason} ({proof})" if event.reason and proof else event.reason or proof
         try:
             order = await self.orders.advance(
                 order.id, event.event, by=self.vehicle_id, reason=note

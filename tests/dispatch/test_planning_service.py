@@ -179,9 +179,13 @@ async def test_drivers_report_stops_and_failures_go_back_to_the_planner(
                 "order_id": missed,
                 "event": "failed",
                 "reason": "customer_absent",
+                "proof": "photo-2",  # of the closed door
             },
         )
         assert failed["status"] == "received", "back to the planner for another attempt"
+        audit = httpx.get(f"{base}/orders/{missed}/audit", headers=AUTH).json()
+        failure = next(a for a in audit if a["status"] == "failed")
+        assert failure["reason"] == "customer_absent (proof photo-2)", "the reason is kept"
         no_reason = await reply_to(
             driver, {"type": "stop", "seq": 12, "order_id": missed, "event": "failed"}
         )
