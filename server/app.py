@@ -322,7 +322,8 @@ def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN
 
 
 async def _keep_running(hub: Hub, client: aioredis.Redis, subscribed: asyncio.Event) -> None:
-    """Run the hub's subscription; after a Redis failure, resubscribe with a short back-off."""
+    """Run the hub's subscription; after a Redis failure, resubscribe with a short back-off
+    (it grows while Redis stays away, and starts short again after each working subscription)."""
     delay = 0.1
     while True:
         try:
@@ -331,5 +332,8 @@ async def _keep_running(hub: Hub, client: aioredis.Redis, subscribed: asyncio.Ev
             raise
         except Exception as exc:  # keep the fan-out alive through Redis restarts
             log.warning("console fan-out lost its Redis subscription (%s); retrying", exc)
+            if subscribed.is_set():  # it had worked: this is a new outage
+                subscribed.clear()
+                delay = 0.1
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

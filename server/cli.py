@@ -22,6 +22,8 @@ from server.settings import Settings, SettingsError, load_settings
 EXIT_USAGE = 2
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from geo.roads import Roads
     from simulator.scenario import Scenario
 
@@ -90,9 +92,18 @@ def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> in
             f"Cannot listen on {settings.host}:{settings.port} (FLEET_PORT/--port): {exc.strerror}."
         ) from None
     port = sock.getsockname()[1]
+    server: uvicorn.Server | None = None
+
+    def stop_serving() -> None:  # the private Redis keeps exiting: stop, and say why
+        if server is not None:
+            server.should_exit = True
+
     try:
         with redis_for(
-            settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
+            settings.redis_url,
+            settings.data_dir,
+            timeout_s=settings.redis_timeout_s,
+            on_give_up=stop_serving,
         ) as redis_url:
             settings = dataclasses.replace(settings, redis_url=redis_url, port=port)
             app = create_app(settings, roads=_load_roads(settings))

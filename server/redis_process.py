@@ -11,20 +11,28 @@ Lifecycle:
 3. ``<data_dir>/redis/owner.json`` records both pids. A start that finds a live Redis whose owner
    is dead stops it and takes over the data; one whose owner is alive refuses to start.
 4. On exit (normal, Ctrl-C, crash) Redis gets SIGTERM, which makes it flush the AOF and exit.
+5. Supervised (how ``fleet serve`` runs it), a Redis that exits on its own (killed, out of
+   memory) is started again on the same port and folder: it reloads its data from the AOF and the
+   server's connections find it again. After ``max_restarts`` restarts (default 5) within
+   ``RESTART_WINDOW_S``, the supervisor gives up and calls ``on_give_up`` (``fleet serve`` then
+   stops, with the reason, rather than answer 503 forever).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -33,8 +41,12 @@ from redis.retry import Retry
 
 from server.errors import StartupError
 
+log = logging.getLogger("fleet.redis")
+
 _PR_SET_PDEATHSIG = 1
 _NO_RETRY = Retry(NoBackoff(), 0)
+MAX_RESTARTS = 5  # restarts of a supervised Redis within RESTART_WINDOW_S before giving up
+RESTART_WINDOW_S = 60.0
 
 
 def die_with_parent() -> None:  # runs in the child between fork and exec
@@ -95,14 +107,28 @@ class PrivateRedis:
         host: str = "127.0.0.1",
         startup_timeout_s: float = 10.0,
         stop_timeout_s: float = 10.0,
+        supervise: bool = False,
+        on_give_up: Callable[[], None] | None = None,
+        watch_interval_s: float = 0.5,
+        max_restarts: int = MAX_RESTARTS,
     ) -> None:
         self.dir = (Path(data_dir) / "redis").resolve()
         self.binary = binary
         self.host = host
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.supervise = supervise
+        self.on_give_up = on_give_up
+        self.watch_interval_s = watch_interval_s
+        self.max_restarts = max_restarts
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0  # by the supervisor, since start()
+        self.gave_up: str | None = None  # why the supervisor stopped restarting, once it has
+        self._exe = ""
+        self._lock = threading.Lock()  # the supervisor and stop() both replace the process
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -127,23 +153,17 @@ class PrivateRedis:
         except OSError as exc:
             raise StartupError(f"Cannot create the Redis data folder {self.dir}: {exc}.") from None
         self._take_over_orphan()
+        self._exe = exe
         for attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port(self.host)
-            self.process = subprocess.Popen(
-                [exe, *self._arguments()],
-                cwd=self.dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=die_with_parent,
-            )
-            self._owner_file.write_text(
-                json.dumps(
-                    {"owner_pid": os.getpid(), "redis_pid": self.process.pid, "port": self.port}
-                )
-            )
+            self._spawn()
             if self._wait_ready():
+                if self.supervise:
+                    self._stopping.clear()
+                    self._supervisor = threading.Thread(
+                        target=self._supervise, name="redis-supervisor", daemon=True
+                    )
+                    self._supervisor.start()
                 return self.url
             if attempt == 2:
                 break
@@ -153,6 +173,59 @@ class PrivateRedis:
             f"redis-server did not start within {self.startup_timeout_s:g} s"
             + (f"; its log ends with: {log_tail}" if log_tail else ".")
         )
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            [self._exe, *self._arguments()],
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        self._owner_file.write_text(
+            json.dumps({"owner_pid": os.getpid(), "redis_pid": self.process.pid, "port": self.port})
+        )
+
+    def _supervise(self) -> None:
+        """Start Redis again, on the same port and folder, whenever it exits on its own."""
+        recent: collections.deque[float] = collections.deque()
+        while not self._stopping.wait(self.watch_interval_s):
+            with self._lock:
+                if self._stopping.is_set() or self.process is None:
+                    return
+                code = self.process.poll()
+                if code is None:
+                    continue
+                tail = self._log_tail()
+                log.error(
+                    "the private redis-server (pid %d) exited with status %d%s",
+                    self.process.pid, code, f"; its log ends with: {tail}" if tail else "",
+                )  # fmt: skip
+                now = time.monotonic()
+                while recent and now - recent[0] > RESTART_WINDOW_S:
+                    recent.popleft()
+                if len(recent) >= self.max_restarts:
+                    self.gave_up = (
+                        f"the private redis-server exited {len(recent) + 1} times within "
+                        f"{RESTART_WINDOW_S:g} s" + (f"; its log ends with: {tail}" if tail else "")
+                    )
+                    log.critical("%s; not starting it again", self.gave_up)
+                    self.process = None
+                    break
+                recent.append(now)
+                self.restarts += 1
+                self._spawn()
+                if self._wait_ready():
+                    log.warning(
+                        "restarted the private redis-server on port %d (pid %d); "
+                        "its data was reloaded from the append-only file",
+                        self.port, self.process.pid,
+                    )  # fmt: skip
+                # else: it exited again or is not answering yet; the next look decides
+        if self.gave_up is not None and self.on_give_up is not None:
+            self.on_give_up()
 
     def _arguments(self) -> list[str]:
         return [
@@ -215,14 +288,18 @@ class PrivateRedis:
 
     def stop(self) -> None:
         """SIGTERM (Redis flushes its AOF and exits), SIGKILL after ``stop_timeout_s``."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        self._stopping.set()  # the supervisor must not take this exit for a crash
+        with self._lock:
+            if self.process is not None and self.process.poll() is None:
+                self.process.terminate()
+                try:
+                    self.process.wait(self.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            self.process = None
+        if self._supervisor is not None and self._supervisor is not threading.current_thread():
+            self._supervisor.join()
         with contextlib.suppress(OSError):
             self._owner_file.unlink()
 
@@ -272,11 +349,26 @@ def redis_for_admin(redis_url: str | None, data_dir: Path, *, timeout_s: float) 
 
 
 @contextlib.contextmanager
-def redis_for(redis_url: str | None, data_dir: Path, *, timeout_s: float) -> Iterator[str]:
-    """Yield the URL of the Redis to use: ``redis_url`` once it answers, else a private one."""
+def redis_for(
+    redis_url: str | None,
+    data_dir: Path,
+    *,
+    timeout_s: float,
+    on_give_up: Callable[[], None] | None = None,
+) -> Iterator[str]:
+    """Yield the URL of the Redis to use: ``redis_url`` once it answers, else a private one,
+    supervised: ``on_give_up`` is called (from another thread) if it keeps exiting, and the
+    context then ends with a :class:`StartupError` that says why."""
     if redis_url is not None:
         check_redis(redis_url, timeout_s=timeout_s)
         yield redis_url
         return
-    with PrivateRedis(data_dir, startup_timeout_s=max(timeout_s, 10.0)) as private:
+    with PrivateRedis(
+        data_dir,
+        startup_timeout_s=max(timeout_s, 10.0),
+        supervise=True,
+        on_give_up=on_give_up,
+    ) as private:
         yield private.url
+    if private.gave_up is not None:
+        raise StartupError(f"Stopped: {private.gave_up}.")

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
+from server.redis_process import MAX_RESTARTS, PrivateRedis
 from tests.conftest import default_sigint, scaled
 from tests.geo.conftest import TINY_OSM
 
@@ -284,3 +289,120 @@ def test_a_bad_scenario_option_is_refused_before_anything_starts(
     flags: list[str], message: str
 ) -> None:
     _simulate_refused(flags, message)
+
+
+def _token(data_dir: Path) -> str:
+    result = subprocess.run(
+        [*FLEET, "token", "create", "--data-dir", str(data_dir)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=scaled(20),
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+async def _ping(base: str, token: str, ts: int) -> dict[str, object]:
+    url = base.replace("http://", "ws://") + f"/ws/driver?token={token}"
+    async with connect(url) as driver:
+        await driver.send(json.dumps({"type": "pings", "seq": 1, "pings": [
+            {"lat": 60.1699, "lon": 24.9384 + ts % 1000 * 1e-6, "ts": ts}
+        ]}))  # fmt: skip
+        answer: dict[str, object] = json.loads(await asyncio.wait_for(driver.recv(), scaled(5)))
+        return answer
+
+
+async def test_a_private_redis_that_dies_is_started_again_with_its_data(served: Served) -> None:
+    staff = {"Authorization": f"Bearer {_token(served.data_dir)}"}
+    answer = httpx.post(f"{served.base}/vehicles", headers=staff, json={"id": "van-r"})
+    assert answer.status_code == 201, answer.text
+    driver_token = answer.json()["token"]
+    before = int(time.time() * 1000)
+    assert (await _ping(served.base, driver_token, before))["type"] == "ack"
+    await asyncio.sleep(1.5)  # the AOF is fsynced every second: a crash loses at most that
+    old_pid = served.redis_pid
+
+    os.kill(old_pid, signal.SIGKILL)
+    deadline = time.monotonic() + scaled(20)
+    while served.redis_pid == old_pid or httpx.get(f"{served.base}/ready").status_code != 200:
+        assert time.monotonic() < deadline, "the server never had a Redis again"
+        await asyncio.sleep(0.1)
+
+    # The data came back from the append-only file, and pings flow again, to the console too.
+    track = httpx.get(f"{served.base}/vehicles/van-r/track?from={before - 1000}", headers=staff)
+    assert track.status_code == 200, track.text
+    assert [point["ts"] for point in track.json()] == [before]
+    console_url = (
+        served.base.replace("http://", "ws://")
+        + "/ws/console?token="
+        + (staff["Authorization"].removeprefix("Bearer "))
+    )
+    async with connect(console_url) as console:
+        # The fan-out resubscribes on its own (a short back-off): ping until a console sees it.
+        sent: set[int] = set()
+        while True:
+            assert time.monotonic() < deadline, "no position reached the console again"
+            now = int(time.time() * 1000)
+            assert (await _ping(served.base, driver_token, now))["type"] == "ack"
+            sent.add(now)
+            with contextlib.suppress(TimeoutError):
+                frame = json.loads(await asyncio.wait_for(console.recv(), 0.5))
+                if frame["type"] == "positions" and any(
+                    v["id"] == "van-r" and v["ts"] in sent for v in frame["vehicles"]
+                ):
+                    break
+    served.process.send_signal(signal.SIGINT)
+    output, _ = served.process.communicate(timeout=scaled(15))
+    assert f"the private redis-server (pid {old_pid}) exited with status -9" in output
+    assert "restarted the private redis-server" in output
+
+
+def _kill_until_exit(served: Served, kills: int) -> int:
+    """SIGKILL the server's Redis each time it is back, until the server exits; the kills made."""
+    made, last = 0, 0
+    deadline = time.monotonic() + scaled(30)
+    while served.process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            pid = served.redis_pid
+            if pid != last and _alive(pid) and made < kills:
+                os.kill(pid, signal.SIGKILL)
+                made, last = made + 1, pid
+        time.sleep(0.05)
+    return made
+
+
+def test_a_redis_that_keeps_dying_stops_the_server_with_the_reason(served: Served) -> None:
+    kills = _kill_until_exit(served, kills=MAX_RESTARTS + 1)
+    output, _ = served.process.communicate(timeout=scaled(15))
+    assert kills == MAX_RESTARTS + 1
+    assert served.process.returncode == 2, output
+    assert (
+        f"fleet: Stopped: the private redis-server exited {MAX_RESTARTS + 1} times within 60 s"
+        in output
+    )
+    assert output.count("exited with status -9") == MAX_RESTARTS + 1
+    assert not (served.data_dir / "redis" / "owner.json").exists()
+
+
+def test_a_supervisor_that_gives_up_says_why_and_calls_back(tmp_path: Path) -> None:
+    gave_up = threading.Event()
+    private = PrivateRedis(
+        tmp_path, supervise=True, on_give_up=gave_up.set, watch_interval_s=0.05, max_restarts=1
+    )
+    with private:
+        first = private.process
+        assert first is not None
+        first.kill()
+        deadline = time.monotonic() + scaled(10)
+        while private.restarts < 1 or private.process is first:
+            assert time.monotonic() < deadline, "the supervisor did not start Redis again"
+            time.sleep(0.05)
+        second = private.process
+        assert second is not None
+        second.kill()
+        assert gave_up.wait(scaled(10))
+        assert private.gave_up is not None
+        assert private.gave_up.startswith("the private redis-server exited 2 times within 60 s")
+        assert private.process is None
+    assert not (tmp_path / "redis" / "owner.json").exists()
