@@ -123,7 +123,6 @@ class PrivateRedis:
         self.max_restarts = max_restarts
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
-        self.restarts = 0  # by the supervisor, since start()
         self.gave_up: str | None = None  # why the supervisor stopped restarting, once it has
         self._exe = ""
         self._lock = threading.Lock()  # the supervisor and stop() both replace the process
@@ -215,7 +214,6 @@ class PrivateRedis:
                     self.process = None
                     break
                 recent.append(now)
-                self.restarts += 1
                 self._spawn()
                 if self._wait_ready():
                     log.warning(
