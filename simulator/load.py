@@ -82,6 +82,19 @@ class _Pings(msgspec.Struct, tag_field="type", tag="pings", gc=False):
 
 _encode_pings = msgspec.json.Encoder().encode
 
+
+class _Stamp(msgspec.Struct, gc=False):
+    ts: float
+
+
+class _ConsoleFrame(msgspec.Struct, gc=False):
+    """What a console measures in a frame: its type, and each position's fix time. The other
+    fields (hundreds of positions a frame at full load) are skipped, not built."""
+
+    type: str = ""
+    vehicles: list[_Stamp] = []
+
+
 # --- load generation ----------------------------------------------------------------------------
 
 
@@ -531,7 +544,7 @@ class LoadGenerator:
         """A console watching the whole world; records ping → console latency. A console the
         server closes (too slow to keep up, 4008) or that loses its connection is counted in
         ``stats.console_closes`` and opens again, as the web console does."""
-        decoder = msgspec.json.Decoder()
+        decode = msgspec.json.Decoder(_ConsoleFrame).decode
         while not self._stop.is_set():
             try:
                 async with connect(
@@ -540,14 +553,17 @@ class LoadGenerator:
                 ) as ws:  # fmt: skip
                     while not self._stop.is_set():
                         try:
-                            frame = decoder.decode(await asyncio.wait_for(ws.recv(), 1.0))
+                            frame = decode(await asyncio.wait_for(ws.recv(decode=False), 1.0))
                         except TimeoutError:
                             continue
-                        self.console_frames[str(frame.get("type"))] += 1
-                        if frame.get("type") != "positions" or not self._measure:
+                        except (msgspec.DecodeError, msgspec.ValidationError):
+                            self.console_frames["invalid"] += 1
+                            continue
+                        self.console_frames[frame.type] += 1
+                        if frame.type != "positions" or not self._measure:
                             continue
                         now = time.time() * 1000
-                        self.stats.latencies_ms.extend(now - v["ts"] for v in frame["vehicles"])
+                        self.stats.latencies_ms.extend(now - v.ts for v in frame.vehicles)
             except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError):
                 self.stats.console_closes += 1
                 await asyncio.sleep(0.2)

@@ -496,3 +496,39 @@ async def test_stop_just_as_a_connection_attempt_is_scheduled_still_finishes() -
     vehicle._connect()  # the task exists, it has not run yet
     vehicle.stop(close_timeout=1.0)
     await asyncio.wait_for(vehicle.done, scaled(2))
+
+
+async def test_a_console_measures_positions_and_counts_every_frame_kind() -> None:
+    """The console reads only what it measures (each position's ``ts``) and counts the rest: an
+    event, a frame that is not JSON, and positions with a field it does not know."""
+    sent_ms = time.time() * 1000 - 250
+    frames = [
+        json.dumps({"type": "event", "event": {"type": "status", "vehicle_id": "v1"}}),
+        "{not json",
+        json.dumps({"type": "positions", "vehicles": [
+            {"id": "v1", "lat": 60.1, "lon": 24.9, "ts": sent_ms, "speed": 3.0, "cell": "89"},
+            {"id": "v2", "lat": 60.2, "lon": 24.8, "ts": sent_ms - 100, "new_field": [1, 2]},
+        ]}),
+    ]  # fmt: skip
+    generator = LoadGenerator([], rate_per_vehicle=1.0, pings_per_message=1)
+    generator.measure(True)
+
+    async def console(ws: ServerConnection) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        await ws.wait_closed()
+
+    async with serve(console, "127.0.0.1", 0, compression=None) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        task = asyncio.create_task(generator.run_console(f"ws://127.0.0.1:{port}/ws/console"))
+        deadline = time.monotonic() + scaled(5)
+        while sum(generator.console_frames.values()) < len(frames):
+            assert time.monotonic() < deadline, "the console did not read every frame"
+            await asyncio.sleep(0.01)
+        generator.stop()
+        await asyncio.wait_for(task, scaled(3))
+    assert generator.console_frames == {"event": 1, "invalid": 1, "positions": 1}
+    first, second = generator.stats.latencies_ms
+    assert 250 <= first < 250 + scaled(5) * 1000
+    assert second - first == pytest.approx(100, abs=1)
+    assert generator.stats.console_closes == 0
