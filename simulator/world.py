@@ -74,6 +74,11 @@ class RunResult:
     create_failures: list[str] = field(default_factory=list)  # why, for the first few
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 order``, ``2 orders``: a count for a progress line."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _iso(t0_ms: int, t_s: float) -> str:
     return dt.datetime.fromtimestamp(t0_ms / 1000 + t_s, dt.UTC).isoformat()
 
@@ -230,8 +235,9 @@ class World:
         records = [r for v in self.vans for r in v.records]
         delivered = sum(1 for r in records if r.outcome == "delivered")
         return (
-            f"[{self.label}] {t / 60:5.1f}/{duration / 60:.1f} min: {len(self.orders)} orders, "
-            f"{delivered} delivered, {len(self.observed.planned_at)} plans pushed, "
+            f"[{self.label}] {t / 60:5.1f}/{duration / 60:.1f} min: "
+            f"{counted(len(self.orders), 'order')}, {delivered} delivered, "
+            f"{counted(len(self.observed.planned_at), 'plan')} pushed, "
             f"{sum(v.stats.driven_m for v in self.vans) / 1000:.1f} km driven"
         )
 

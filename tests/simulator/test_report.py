@@ -13,7 +13,7 @@ from simulator.report import HORIZONS_S, eta_scores, figures, summary_text
 from simulator.scenario import SCENARIOS, PlannedOrder, generate, ground_truth
 from simulator.truth import Incident
 from simulator.vehicle import StopRecord, VehicleStats
-from simulator.world import Observed, RunResult, SeenRoute
+from simulator.world import Observed, RunResult, SeenRoute, counted
 
 
 def order(ref: str) -> PlannedOrder:
@@ -139,3 +139,7 @@ def test_the_yardstick_replays_a_kept_route_on_the_true_traffic(
     assert again.known_now_s > 60.0
     figs = figures(result, yardstick.replay(result, eta_scores(result)))
     assert figs["eta_error"]["5min"]["kept"]["replayed"]["known_ahead"]["n"] == 1
+
+
+def test_progress_counts_read_as_english() -> None:
+    assert [counted(n, "order") for n in (0, 1, 2)] == ["0 orders", "1 order", "2 orders"]
