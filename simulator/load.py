@@ -552,8 +552,10 @@ class LoadGenerator:
                     ping_interval=None,  # a busy generator must not fail its own keepalive
                 ) as ws:  # fmt: skip
                     while not self._stop.is_set():
-                        try:
-                            frame = decode(await asyncio.wait_for(ws.recv(decode=False), 1.0))
+                        try:  # a timeout, not wait_for: no task per frame (3.11)
+                            async with asyncio.timeout(1.0):
+                                data = await ws.recv(decode=False)
+                            frame = decode(data)
                         except TimeoutError:
                             continue
                         except (msgspec.DecodeError, msgspec.ValidationError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -189,3 +190,27 @@ async def test_a_flood_of_events_does_not_hold_positions_back() -> None:
     assert kinds[:round_size] == ["positions"] + ["event"] * EVENTS_PER_ROUND
     assert kinds[round_size] == "positions", "the next round starts with the new position"
     assert [f["vehicles"][0]["ts"] for f in sent if f["type"] == "positions"] == [1, 2]
+
+
+async def test_rounds_start_every_interval_even_when_sending_takes_time() -> None:
+    """The time a round's sends take counts towards its interval: a console on a busy server
+    still gets about 1 / interval_s frames a second, not 1 / (interval_s + send time)."""
+    hub = Hub(interval_s=0.4, send_timeout_s=5.0)
+    starts: list[float] = []
+    four_rounds = asyncio.Event()
+
+    async def slow_send(frame: str) -> None:
+        starts.append(time.monotonic())
+        if len(starts) == 4:
+            four_rounds.set()
+        hub.publish_positions(b'{"id": "v", "lat": 60.0, "lon": 24.0, "ts": %d}' % len(starts))
+        await asyncio.sleep(0.3)  # a send that takes most of the interval
+
+    async with hub.subscribe((-180.0, -90.0, 180.0, 90.0)) as subscriber:
+        hub.publish_positions(b'{"id": "v", "lat": 60.0, "lon": 24.0, "ts": 0}')
+        pump = asyncio.create_task(hub.pump(subscriber, slow_send))
+        await asyncio.wait_for(four_rounds.wait(), scaled(10))
+        pump.cancel()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    # 0.4 s apart; waiting the whole interval after each send would make them 0.7 s apart
+    assert sum(gaps) / len(gaps) < 0.55, gaps
