@@ -1,8 +1,17 @@
-"""How the app is served: one uvicorn configuration, used by the CLI and by the tests."""
+"""How the app is served: one uvicorn configuration, used by the CLI and by the tests.
+
+uvloop's libuv accepts one waiting connection per turn of the event loop, and a loaded server
+turns its loop a dozen times a second: 500 drivers reconnecting at once (a network blip, a
+restart) waited up to 15 s in the kernel's accept queue while the server ran at 20,000 pings/s.
+So each connection accepted takes the ones waiting behind it too (``_accept_waiting``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import socket
 from typing import Any
 
 import uvicorn
@@ -13,6 +22,11 @@ from server.nativews import NativeWebSocket, router_for
 from server.wsframes import Handshake
 
 NativeRoute = Any  # async (socket, handshake request, app state) -> None
+
+#: The most waiting connections accepted from one listening socket per connection accepted.
+ACCEPT_BATCH = 128
+
+log = logging.getLogger(__name__)
 
 
 def build_server(
@@ -38,7 +52,66 @@ def build_server(
         timeout_graceful_shutdown=5,
     )
     redact_server_logs()  # after the Config: it (re)configures uvicorn's loggers
-    return uvicorn.Server(config)
+    return _Server(config)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server; the connections waiting on its sockets are accepted in bulk."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Only sockets handed in (as the CLI and the tests do) can be read from here.
+        listeners = list(sockets or [])
+        for listener in listeners:
+            listener.setblocking(False)
+        config = self.config  # loaded: uvicorn's serve() loads it before startup()
+        config.http_protocol_class = _bulk_accepting(config.http_protocol_class, listeners)
+        await super().startup(sockets=sockets)
+
+
+def _bulk_accepting(base: type[asyncio.Protocol], listeners: list[socket.socket]) -> type[Any]:
+    """``base`` (uvicorn's HTTP protocol), taking the waiting connections when one is made."""
+    connecting: set[asyncio.Task[Any]] = set()
+
+    class BulkAccepting(base):  # type: ignore[valid-type,misc]
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+
+            def make() -> asyncio.Protocol:
+                return BulkAccepting(
+                    config=self.config, server_state=self.server_state, app_state=self.app_state
+                )
+
+            _accept_waiting(listeners, make, connecting)
+
+    return BulkAccepting
+
+
+def _accept_waiting(
+    listeners: list[socket.socket],
+    make: Any,
+    connecting: set[asyncio.Task[Any]],
+) -> None:
+    """Accept up to ``ACCEPT_BATCH`` waiting connections per listener; each gets ``make()``."""
+    loop = asyncio.get_running_loop()
+    for listener in listeners:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                break  # none waiting
+            except OSError:  # closed at shutdown, or out of descriptors: libuv copes
+                break
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(loop.connect_accepted_socket(make, conn))
+            connecting.add(task)
+            task.add_done_callback(_connected)
+            task.add_done_callback(connecting.discard)
+
+
+def _connected(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("an accepted connection was gone before it was served: %s", exc)
 
 
 async def _call_native(

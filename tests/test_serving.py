@@ -1,0 +1,72 @@
+"""How the app is served: a busy server still takes a crowd of new connections at once."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from litestar import Litestar, get
+
+from server.serving import build_server
+from tests.conftest import scaled
+
+
+@get("/ping", sync_to_thread=False)
+def ping() -> str:
+    return "pong"
+
+
+@pytest.fixture
+def busy_server() -> Iterator[tuple[int, asyncio.AbstractEventLoop]]:
+    """The app served as the CLI serves it (uvicorn, uvloop, a socket handed in), in a thread;
+    its port and its event loop."""
+    server = build_server(Litestar([ping]), log_level="warning")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + scaled(10)
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start")
+        time.sleep(0.02)
+    yield sock.getsockname()[1], server.servers[0].get_loop()
+    server.should_exit = True
+    thread.join(scaled(10))
+    sock.close()
+
+
+def test_a_busy_server_accepts_a_crowd_of_connections_at_once(
+    busy_server: tuple[int, asyncio.AbstractEventLoop],
+) -> None:
+    """A reconnecting crowd (a network blip, a restart) is let in within a few turns of a busy
+    event loop; accepted one per turn, 200 clients would wait 200 turns (10 s here)."""
+    port, loop = busy_server
+    stop = threading.Event()
+
+    def busy() -> None:  # each turn of the server's loop takes 50 ms, as under heavy load
+        time.sleep(0.05)
+        if not stop.is_set():
+            loop.call_soon(busy)
+
+    loop.call_soon_threadsafe(busy)
+    time.sleep(0.1)
+    clients = []
+    try:
+        started = time.monotonic()
+        for _ in range(200):  # connected by the kernel, waiting to be accepted
+            client = socket.create_connection(("127.0.0.1", port), timeout=scaled(20))
+            client.sendall(b"GET /ping HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+            clients.append(client)
+        answers = [client.recv(4096) for client in clients]
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        for client in clients:
+            client.close()
+    assert all(answer.startswith(b"HTTP/1.1 200") and b"pong" in answer for answer in answers)
+    assert elapsed < 3.0, f"200 connections took {elapsed:.1f} s to be served"
