@@ -51,6 +51,15 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
+def _back_after_cut(seconds: list[float]) -> dict[str, float | None]:
+    """How long the cut connections took to open again (None when none was cut)."""
+    return {
+        "back_after_cut_s_p50": round(percentile(seconds, 0.50), 2) if seconds else None,
+        "back_after_cut_s_p99": round(percentile(seconds, 0.99), 2) if seconds else None,
+        "back_after_cut_s_max": round(max(seconds), 2) if seconds else None,
+    }
+
+
 def _start_server(
     redis_url: str, data_dir: Path, extra_env: dict[str, str]
 ) -> tuple[subprocess.Popen[str], str]:
@@ -370,6 +379,11 @@ async def _drive(
                  f"{stats.abandoned_batches} batches were unacked on vehicles between "
                  "connections when the load stopped")  # fmt: skip
     client.close()
+    if stats.back_after_cut_s or stats.cut_not_back:
+        back = _back_after_cut(stats.back_after_cut_s)
+        progress(f"  cut connections open again after p50/p99/max {back['back_after_cut_s_p50']}/"
+                 f"{back['back_after_cut_s_p99']}/{back['back_after_cut_s_max']} s; "
+                 f"{stats.cut_not_back} not open again when the load stopped")  # fmt: skip
     progress("baseline: the same writes as raw pipelined Redis commands")
     baseline = raw_redis_baseline(redis_url, 200_000, per_message=per_message)
     floor_us = loopback_floor_us()
@@ -403,6 +417,8 @@ async def _drive(
         "stored_twice": duplicated,
         "stored_not_acked": unacked,
         "batches_abandoned_at_stop": stats.abandoned_batches,
+        **_back_after_cut(stats.back_after_cut_s),
+        "cut_not_back_at_stop": stats.cut_not_back,
         "raw_redis_baseline_pings_per_s": round(baseline),
         "loopback_send_recv_us": round(floor_us, 1),
         "ratio_to_raw_redis": round(throughput / baseline, 3),

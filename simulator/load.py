@@ -125,6 +125,8 @@ class LoadStats:
     reconnects: int = 0
     console_closes: int = 0
     abandoned_batches: int = 0  # unacked when stop() found their vehicle between connections
+    back_after_cut_s: list[float] = field(default_factory=list)  # cut → open again, per vehicle
+    cut_not_back: int = 0  # vehicles cut whose connection was not open again at stop()
     latencies_ms: list[float] = field(default_factory=list)
     ack_latencies_ms: list[float] = field(default_factory=list)
 
@@ -143,6 +145,7 @@ class _Vehicle:
     __slots__ = (
         "connect_task",
         "connected_once",
+        "cut_at",
         "done",
         "gen",
         "host",
@@ -178,6 +181,7 @@ class _Vehicle:
         self.pending: bytes | None = None  # a batch sent but not acked: re-sent after a reconnect
         self.pending_ts: list[int] = []
         self.in_flight = False
+        self.cut_at = 0.0  # when drop() cut the connection (0: not cut, or open again since)
         self.sent_at = 0.0
         self.next_send = 0.0
         self.connected_once = False
@@ -251,6 +255,9 @@ class _Vehicle:
         if not self.connected_once:
             self.connected_once = True
             self.gen._vehicle_connected()
+        if self.cut_at:
+            self.gen.stats.back_after_cut_s.append(time.monotonic() - self.cut_at)
+            self.cut_at = 0.0
         if self.stopping:
             ws.close()
             return
@@ -337,6 +344,7 @@ class _Vehicle:
         if self.ws is None:
             return False
         self.load.reconnects += 1
+        self.cut_at = time.monotonic()
         self.ws.abort()
         return True
 
@@ -346,6 +354,8 @@ class _Vehicle:
         self.stopping = True
         if self.pending is not None and (self.ws is None or self.connect_task is not None):
             self.gen.stats.abandoned_batches += 1
+        if self.cut_at:
+            self.gen.stats.cut_not_back += 1
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

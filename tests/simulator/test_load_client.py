@@ -151,6 +151,7 @@ async def test_handshake_then_acks_hold_exactly_the_acked_fixes(per_message: int
     assert stats.acked_pings == stats.accepted == per_message * acked_messages
     assert len(stats.ack_latencies_ms) == acked_messages
     assert (stats.errors, stats.reconnects, stats.duplicates, stats.rejected) == (0, 0, 0, 0)
+    assert (stats.back_after_cut_s, stats.cut_not_back) == ([], 0)
 
 
 class HoldsFirstBatch(DriverEndpoint):
@@ -193,6 +194,9 @@ async def test_drop_reconnects_and_resends_the_unacked_batch() -> None:
     assert v.reconnects == 1
     assert generator.stats.reconnects == 1
     assert v.sent_messages == len(raw) == v.acked_messages + 1
+    (back,) = generator.stats.back_after_cut_s  # the cut vehicle was open again ...
+    assert 0 < back < scaled(3)
+    assert generator.stats.cut_not_back == 0  # ... when the load stopped
 
 
 class RateLimitsFirstBatch(DriverEndpoint):
