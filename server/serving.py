@@ -59,8 +59,9 @@ class _Server(uvicorn.Server):
     """uvicorn's server; the connections waiting on its sockets are accepted in bulk."""
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        # Only sockets handed in (as the CLI and the tests do) can be read from here.
-        listeners = list(sockets or [])
+        # Only sockets handed in (as the CLI and the tests do) can be read from here; a TLS
+        # server's connections would need its handshake too: it keeps libuv's pace.
+        listeners = list(sockets or []) if self.config.ssl is None else []
         for listener in listeners:
             listener.setblocking(False)
         config = self.config  # loaded: uvicorn's serve() loads it before startup()

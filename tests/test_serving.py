@@ -20,6 +20,14 @@ def ping() -> str:
     return "pong"
 
 
+def read_to_end(client: socket.socket) -> bytes:
+    """What the server sent until it closed the connection (``Connection: close``)."""
+    chunks = []
+    while chunk := client.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 @pytest.fixture
 def busy_server() -> Iterator[tuple[int, asyncio.AbstractEventLoop]]:
     """The app served as the CLI serves it (uvicorn, uvloop, a socket handed in), in a thread;
@@ -62,11 +70,12 @@ def test_a_busy_server_accepts_a_crowd_of_connections_at_once(
             client = socket.create_connection(("127.0.0.1", port), timeout=scaled(20))
             client.sendall(b"GET /ping HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
             clients.append(client)
-        answers = [client.recv(4096) for client in clients]
+        answers = [read_to_end(client) for client in clients]
         elapsed = time.monotonic() - started
     finally:
         stop.set()
         for client in clients:
             client.close()
-    assert all(answer.startswith(b"HTTP/1.1 200") and b"pong" in answer for answer in answers)
-    assert elapsed < 3.0, f"200 connections took {elapsed:.1f} s to be served"
+    assert all(answer.startswith(b"HTTP/1.1 200") for answer in answers), answers[:3]
+    assert all(answer.endswith(b"pong") for answer in answers), answers[:3]
+    assert elapsed < 5.0, f"200 connections took {elapsed:.1f} s to be served"
