@@ -15,9 +15,11 @@ same run, the baseline: the same Redis writes (per message) sent as raw pipeline
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,69 @@ def _rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+#: The figures whose spread over repeated runs is reported: this host's runs of one commit
+#: differ by 15% in throughput and 3x in the p99 (docs/BENCHMARKS.md).
+SPREAD_FIGURES = (
+    "acked_pings_per_s",
+    "console_latency_ms_p50",
+    "console_latency_ms_p95",
+    "console_latency_ms_p99",
+    "ack_latency_ms_p50",
+    "ack_latency_ms_p99",
+    "server_cpu_us_per_ping",
+    "redis_cpu_us_per_ping",
+    "generator_cpu_us_per_ping",
+    "raw_redis_baseline_pings_per_s",
+)
+#: Counts of what went wrong: summed over the runs, so one bad run shows.
+SUMMED_FIGURES = (
+    "errors",
+    "acked_not_stored",
+    "stored_twice",
+    "stored_not_acked",
+    "batches_abandoned_at_stop",
+    "cut_not_back_at_stop",
+    "console_closes",
+)
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result for independent runs of the same load: the median run's figures (by acked
+    pings/s; the lower one of two middles), every loss and error of any run summed, and each
+    figure's spread (min, median, max) with the runs' own figures. One run is itself."""
+    if len(runs) == 1:
+        return runs[0]
+    median_run = sorted(runs, key=lambda r: r["acked_pings_per_s"])[(len(runs) - 1) // 2]
+    spread = {}
+    for name in SPREAD_FIGURES:
+        values = [r[name] for r in runs if r[name] is not None and not math.isnan(r[name])]
+        if values:
+            spread[name] = {"min": min(values), "median": statistics.median(values),
+                            "max": max(values), "runs": [r[name] for r in runs]}  # fmt: skip
+    return {
+        **median_run,
+        **{name: sum(r[name] for r in runs) for name in SUMMED_FIGURES},
+        "repeats": len(runs),
+        "spread": spread,
+    }
+
+
+def spread_line(result: dict[str, Any]) -> str:
+    """The spread of repeated runs, for people."""
+    spread = result["spread"]
+
+    def span(name: str, unit: str) -> str:
+        if name not in spread:
+            return f"{name} n/a"
+        s = spread[name]
+        return f"{s['min']:,} to {s['max']:,} {unit} (median {s['median']:,})"
+
+    return (f"{result['repeats']} runs: {span('acked_pings_per_s', 'acked pings/s')}; "
+            f"console p99 {span('console_latency_ms_p99', 'ms')}; "
+            f"{result['acked_not_stored']} acked pings lost and {result['stored_twice']} "
+            "stored twice in all")  # fmt: skip
 
 
 def _back_after_cut(seconds: list[float]) -> dict[str, float | None]:

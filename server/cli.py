@@ -319,6 +319,7 @@ def _bench_numbers(args: argparse.Namespace) -> list[float]:
         ("--workers", args.workers, args.workers >= 1, "at least 1"),
         ("--consoles", args.consoles, args.consoles >= 0, "0 or more"),
         ("--drop", args.drop, 0 <= args.drop <= 1, "from 0 to 1"),
+        ("--repeat", args.repeat, args.repeat >= 1, "at least 1"),
         ("--trials", args.trials, args.trials >= 1, "at least 1"),
         ("--instances", args.instances, args.instances is None or args.instances >= 1,
          "at least 1"),
@@ -374,17 +375,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:  # "ingest" (argparse allows only the three names)
         from bench import ingest
 
-        result = ingest.run(
-            server_settings=_server_settings(args.server_setting),
-            vehicles=args.vehicles,
-            rate=args.rate,
-            pings_per_message=args.per_message,
-            duration_s=args.duration,
-            warmup_s=args.warmup,
-            workers=args.workers,
-            consoles=args.consoles,
-            drop_fraction=args.drop,
-        )
+        runs = []
+        for i in range(args.repeat):
+            if args.repeat > 1:
+                print(f"run {i + 1} of {args.repeat}", flush=True)
+            runs.append(
+                ingest.run(
+                    server_settings=_server_settings(args.server_setting),
+                    vehicles=args.vehicles,
+                    rate=args.rate,
+                    pings_per_message=args.per_message,
+                    duration_s=args.duration,
+                    warmup_s=args.warmup,
+                    workers=args.workers,
+                    consoles=args.consoles,
+                    drop_fraction=args.drop,
+                )
+            )
+        result = ingest.combine(runs)
+        if args.repeat > 1:
+            print(ingest.spread_line(result), flush=True)
     print(json.dumps({"bench": args.name, **result}), flush=True)
     return 0
 
@@ -497,6 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--workers", type=int, default=2, help="server processes (2)")
     load.add_argument("--consoles", type=int, default=2, help="console subscribers (2)")
     load.add_argument("--drop", type=float, default=0.1, help="share of connections cut (0.1)")
+    load.add_argument(
+        "--repeat", type=int, default=1, help="independent runs (1): the median run and the spread"
+    )
     _add_server_setting_flag(load, "the server processes")
     bench.set_defaults(run=_cmd_bench)
     return parser

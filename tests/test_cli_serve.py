@@ -235,6 +235,7 @@ def _simulate_refused(flags: list[str], message: str) -> None:
         (["ingest", "--rate", "nan"], "--rate nan is invalid: must be above 0."),
         (["ingest", "--drop", "1.5"], "--drop 1.5 is invalid: must be from 0 to 1."),
         (["ingest", "--workers", "0"], "--workers 0 is invalid: must be at least 1."),
+        (["ingest", "--repeat", "0"], "--repeat 0 is invalid: must be at least 1."),
         (["dispatch", "--limits", "1,soon"], "--limits 1,soon is invalid"),
         (["dispatch", "--trials", "0"], "--trials 0 is invalid: must be at least 1."),
     ],
