@@ -444,8 +444,8 @@ async def _drive(
                  f"{stats.abandoned_batches} batches were unacked on vehicles between "
                  "connections when the load stopped")  # fmt: skip
     client.close()
+    back = _back_after_cut(stats.back_after_cut_s)
     if stats.back_after_cut_s or stats.cut_not_back:
-        back = _back_after_cut(stats.back_after_cut_s)
         progress(f"  cut connections open again after p50/p99/max {back['back_after_cut_s_p50']}/"
                  f"{back['back_after_cut_s_p99']}/{back['back_after_cut_s_max']} s; "
                  f"{stats.cut_not_back} not open again when the load stopped")  # fmt: skip
@@ -482,7 +482,7 @@ async def _drive(
         "stored_twice": duplicated,
         "stored_not_acked": unacked,
         "batches_abandoned_at_stop": stats.abandoned_batches,
-        **_back_after_cut(stats.back_after_cut_s),
+        **back,
         "cut_not_back_at_stop": stats.cut_not_back,
         "raw_redis_baseline_pings_per_s": round(baseline),
         "loopback_send_recv_us": round(floor_us, 1),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import socket
 import sys
 import time
@@ -375,23 +376,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     else:  # "ingest" (argparse allows only the three names)
         from bench import ingest
 
+        load = functools.partial(
+            ingest.run,
+            server_settings=_server_settings(args.server_setting),
+            vehicles=args.vehicles,
+            rate=args.rate,
+            pings_per_message=args.per_message,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            workers=args.workers,
+            consoles=args.consoles,
+            drop_fraction=args.drop,
+        )
         runs = []
         for i in range(args.repeat):
             if args.repeat > 1:
                 print(f"run {i + 1} of {args.repeat}", flush=True)
-            runs.append(
-                ingest.run(
-                    server_settings=_server_settings(args.server_setting),
-                    vehicles=args.vehicles,
-                    rate=args.rate,
-                    pings_per_message=args.per_message,
-                    duration_s=args.duration,
-                    warmup_s=args.warmup,
-                    workers=args.workers,
-                    consoles=args.consoles,
-                    drop_fraction=args.drop,
-                )
-            )
+            runs.append(load())
         result = ingest.combine(runs)
         if args.repeat > 1:
             print(ingest.spread_line(result), flush=True)

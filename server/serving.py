@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -76,12 +77,12 @@ def _bulk_accepting(base: type[asyncio.Protocol], listeners: list[socket.socket]
     class BulkAccepting(base):  # type: ignore[valid-type,misc]
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             super().connection_made(transport)
-
-            def make() -> asyncio.Protocol:
-                return BulkAccepting(
-                    config=self.config, server_state=self.server_state, app_state=self.app_state
-                )
-
+            make = functools.partial(
+                BulkAccepting,
+                config=self.config,
+                server_state=self.server_state,
+                app_state=self.app_state,
+            )
             _accept_waiting(listeners, make, connecting)
 
     return BulkAccepting
@@ -89,7 +90,7 @@ def _bulk_accepting(base: type[asyncio.Protocol], listeners: list[socket.socket]
 
 def _accept_waiting(
     listeners: list[socket.socket],
-    make: Any,
+    make: Callable[[], asyncio.Protocol],
     connecting: set[asyncio.Task[Any]],
 ) -> None:
     """Accept up to ``ACCEPT_BATCH`` waiting connections per listener; each gets ``make()``."""
@@ -98,9 +99,7 @@ def _accept_waiting(
         for _ in range(ACCEPT_BATCH):
             try:
                 conn, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                break  # none waiting
-            except OSError:  # closed at shutdown, or out of descriptors: libuv copes
+            except OSError:  # none waiting; closed at shutdown; out of descriptors: libuv copes
                 break
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -70,6 +70,24 @@ def redis_url(redis_server: PrivateRedis) -> str:
     return redis_server.url
 
 
+def serve_in_thread(
+    server: Any, running: list[tuple[Any, threading.Thread, socket.socket]]
+) -> tuple[threading.Thread, socket.socket]:
+    """Run ``server`` (from ``build_server``) in a thread on an ephemeral loopback socket, as
+    the CLI does; noted in ``running`` before it starts; returns once it serves."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    running.append((server, thread, sock))
+    deadline = time.monotonic() + scaled(10)
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the live server did not start")
+        time.sleep(0.02)
+    return thread, sock
+
+
 @pytest.fixture
 def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
     """Start real app servers (uvicorn in a thread, ephemeral port) on the test's Redis; each
@@ -81,16 +99,7 @@ def server_factory(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str
             redis_url=redis_url, data_dir=tmp_path, port=0, log_level="warning", **overrides
         )
         server = build_server(create_app(settings, roads=roads), log_level="warning")
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        running.append((server, thread, sock))
-        deadline = time.monotonic() + scaled(10)
-        while not server.started:
-            if time.monotonic() > deadline or not thread.is_alive():
-                pytest.fail("the live server did not start")
-            time.sleep(0.02)
+        _, sock = serve_in_thread(server, running)
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
     yield start

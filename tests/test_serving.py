@@ -7,12 +7,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from litestar import Litestar, get
 
 from server.serving import build_server
-from tests.conftest import scaled
+from tests.conftest import scaled, serve_in_thread
 
 
 @get("/ping", sync_to_thread=False)
@@ -33,15 +34,8 @@ def busy_server() -> Iterator[tuple[int, asyncio.AbstractEventLoop]]:
     """The app served as the CLI serves it (uvicorn, uvloop, a socket handed in), in a thread;
     its port and its event loop."""
     server = build_server(Litestar([ping]), log_level="warning")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + scaled(10)
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.02)
+    running: list[tuple[Any, threading.Thread, socket.socket]] = []
+    thread, sock = serve_in_thread(server, running)
     yield sock.getsockname()[1], server.servers[0].get_loop()
     server.should_exit = True
     thread.join(scaled(10))
