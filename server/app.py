@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -46,6 +45,7 @@ from server.dispatching.traffic import (
     reload_traffic,
 )
 from server.errors import EXCEPTION_HANDLERS
+from server.gctuning import tune_for_many_sockets
 from server.health import HealthController
 from server.lease import Lease, run_leased
 from server.openapi import document_errors
@@ -214,7 +214,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
-        _tune_gc()
+        tune_for_many_sockets()  # the road network above all: frozen out of every pass
         try:
             yield
         finally:
@@ -284,20 +284,6 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
     )
     document_errors(app)
     return app
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector from eating the ping path.
-
-    With thousands of sockets in flight, objects alive at a collection (futures, frames) are
-    many, and CPython's default thresholds (a young collection every 700 allocations) made the
-    collector take 40% of a server's CPU under ``fleet bench ingest``. What start-up built (the
-    road network above all) lives as long as the process: it is frozen out of every pass. Young
-    collections then run every 50,000 allocations: about 0.5 s of collector time where there were
-    28 s, in the same run. Reference cycles are still collected, only less often.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
 
 
 REPLAN_ON = frozenset({"order", "vehicle", "traffic", "eta_slip", "off_route"})
