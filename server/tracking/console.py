@@ -17,6 +17,11 @@ Server → client::
 
     {"type": "positions", "vehicles": [{"id": …, "lat": …, "lon": …, "ts": …, …}, …]}
     {"type": "event", "event": {…}}
+    {"type": "resync", "reason": "events_dropped"}
+
+Events wait in a bounded queue per console; when it is full (a flood, or a client that does
+not read), what waits is dropped and a ``resync`` frame takes its place: the client has missed
+events and reloads the state it shows over REST, then applies the events that follow.
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ CLOSE_UNAUTHORIZED = 4001
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 EVENTS_PER_ROUND = 50  # event frames a console gets per position round, at most
-MAX_QUEUED_FRAMES = 1000  # event and error frames waiting for one console; more are dropped
+MAX_QUEUED_FRAMES = 1000  # event and error frames waiting for one console; then a resync
+RESYNC_FRAME = b'{"type":"resync","reason":"events_dropped"}'
 
 WORLD: BBox = (-180.0, -90.0, 180.0, 90.0)
 
@@ -78,11 +84,15 @@ class Subscriber:
     snapshot_due: bool = True  # a fresh viewport gets a frame even when nothing is in it
 
     def queue(self, frame: bytes) -> None:
-        """Queue a whole frame (an event, an error) to send after the positions; dropped when
-        ``MAX_QUEUED_FRAMES`` wait already (a client that does not read them)."""
-        if len(self.frames) < MAX_QUEUED_FRAMES:
-            self.frames.append(frame)
-            self.wake.set()
+        """Queue a whole frame (an event, an error) to send after the positions. When
+        ``MAX_QUEUED_FRAMES`` wait already, they are dropped for one ``resync`` frame: the
+        client reloads what it shows, so nothing it missed stays wrong on its screen."""
+        if len(self.frames) >= MAX_QUEUED_FRAMES:
+            self.frames.clear()
+            self.frames.append(RESYNC_FRAME)
+            log.info("a console fell %d frames behind: told to resync", MAX_QUEUED_FRAMES)
+        self.frames.append(frame)
+        self.wake.set()
 
     def offer(self, vehicle_id: str, lon: float, lat: float, raw: bytes) -> None:
         b = self.bbox

@@ -99,13 +99,15 @@ async def test_a_console_flooding_bad_messages_gets_a_bounded_queue_of_answers(
     async with connect(ws_url(live_server, f"/ws/console?token={STAFF_TOKEN}")) as console:
         for _ in range(flood):
             await console.send("[1,")
-        errors = 0
+        errors = resyncs = 0
         with contextlib.suppress(TimeoutError):
             while True:  # until the server has nothing more to say for a second
                 frame = json.loads(await asyncio.wait_for(console.recv(), scaled(1)))
                 errors += frame["type"] == "error"
+                resyncs += frame["type"] == "resync"
     # The pump drains 50 frames a round, 10 rounds a second, while the flood arrives.
     assert 0 < errors < 3 * MAX_QUEUED_FRAMES, errors
+    assert resyncs >= 1, "the client was not told that answers were dropped"
     assert httpx.get(f"{live_server}/health").status_code == 200
 
 
@@ -190,6 +192,21 @@ async def test_a_flood_of_events_does_not_hold_positions_back() -> None:
     assert kinds[:round_size] == ["positions"] + ["event"] * EVENTS_PER_ROUND
     assert kinds[round_size] == "positions", "the next round starts with the new position"
     assert [f["vehicles"][0]["ts"] for f in sent if f["type"] == "positions"] == [1, 2]
+
+
+async def test_a_console_too_far_behind_on_events_is_told_to_resync() -> None:
+    """Events beyond the queue's bound are not dropped silently: what waits gives way to one
+    ``resync`` frame (the client reloads its state), and the events after it are kept."""
+    hub = Hub()
+    behind = MAX_QUEUED_FRAMES + 10
+    async with hub.subscribe((-180.0, -90.0, 180.0, 90.0)) as subscriber:
+        for i in range(behind):
+            hub.publish_event(json.dumps({"type": "status", "vehicle_id": f"v{i}"}).encode())
+        frames = [json.loads(frame) for frame in subscriber.frames]
+    assert frames[0] == {"type": "resync", "reason": "events_dropped"}
+    assert [f["event"]["vehicle_id"] for f in frames[1:]] == [
+        f"v{i}" for i in range(MAX_QUEUED_FRAMES, behind)
+    ]
 
 
 async def test_rounds_start_every_interval_even_when_sending_takes_time() -> None:

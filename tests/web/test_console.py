@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from server import keys
 from server.clock import Clock
+from server.tracking.console import MAX_QUEUED_FRAMES
 from tests.conftest import AUTH
 from tests.web.conftest import (
     PHONE,
@@ -176,6 +180,41 @@ def test_a_traffic_event_drawn_in_the_console_leads_to_a_new_route_version(
     assert after is not None
     assert after["version"] == before["version"] + 1
     page.screenshot(path=artifacts / "console-traffic-desktop.png")
+
+
+def test_a_console_that_missed_events_reloads_what_it_shows(
+    fleet_server: Callable[..., str],
+    swarm: Callable[..., Swarm],
+    new_page: Callable[..., Any],
+    redis_url: str,
+) -> None:
+    """Events sent while the console's socket was away, or dropped by the server because the
+    console fell too far behind, do not leave its screen wrong: it reloads what it shows."""
+    base = fleet_server()
+    swarm(base, 3, interval=0.5, speed=10, radius_m=300)
+    page = open_console(new_page, base)
+    wait_for(lambda: len(positions(page)) == 3, "3 vehicles on the console map")
+    status = "() => fleetConsole.fleet.get('sim-0001').status"
+    assert page.evaluate(status) == "available"
+
+    # Away: a van goes into maintenance while the socket is closed; its event is lost to it.
+    page.evaluate("() => fleetConsole.socket.close()")
+    answer = httpx.patch(f"{base}/vehicles/sim-0001", json={"status": "maintenance"}, headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: page.evaluate(status) == "maintenance", "the console to reload the fleet")
+    assert page.evaluate("() => fleetConsole.resyncs") == 1
+
+    # Behind: more events at once than the server keeps for one console.
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for n in range(MAX_QUEUED_FRAMES + 500):
+            pipe.publish(keys.EVENTS_CHANNEL, json.dumps({"type": "noise", "n": n}))
+        pipe.execute()
+    finally:
+        client.close()
+    wait_for(lambda: page.evaluate("() => fleetConsole.resyncs") >= 2, "a resync frame")
+    assert page.evaluate(status) == "maintenance"
 
 
 def test_the_console_counts_time_on_the_servers_clock(

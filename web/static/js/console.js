@@ -105,7 +105,7 @@ async function start() {
     if (state.density) refreshDensity();
   });
   measureFrames();
-  await Promise.all([loadFleet(), loadOrders(), loadTraffic(), loadAlerts(), loadKpis()]);
+  await loadAll();
   const placed = [...state.fleet.values()].filter((f) => f.position).map((f) => [f.position.lat, f.position.lon]);
   if (placed.length) map.fitBounds(placed, { padding: [40, 40], maxZoom: 15, animate: false });
   connect();
@@ -139,7 +139,14 @@ function connect() {
   const socket = new WebSocket(wsUrl(`/ws/console?token=${encodeURIComponent(state.token)}&bbox=${bbox.map((v) => v.toFixed(6)).join(",")}`));
   state.socket = socket;
   const conn = $("#conn");
-  socket.onopen = () => { conn.textContent = "live"; conn.className = "badge ok conn"; state.retry = 0; };
+  socket.onopen = () => {
+    conn.textContent = "live";
+    conn.className = "badge ok conn";
+    state.retry = 0;
+    // Events sent while the socket was away are gone: what they would have changed is reloaded.
+    if (state.opened) resync();
+    state.opened = true;
+  };
   socket.onclose = (e) => {
     conn.textContent = e.code === 4001 ? "token refused" : "reconnecting";
     conn.className = "badge warn conn";
@@ -152,7 +159,20 @@ function connect() {
     const msg = JSON.parse(e.data);
     if (msg.type === "positions") onPositions(msg.vehicles);
     else if (msg.type === "event") onEvent(msg.event);
+    else if (msg.type === "resync") resync(); // the server dropped events we were behind on
   };
+}
+
+// Everything the events keep current, from the REST API.
+function loadAll() {
+  return Promise.all([loadFleet(), loadOrders(), loadTraffic(), loadAlerts(), loadKpis()]);
+}
+
+function resync() {
+  debounce("resync", () => {
+    state.resyncs = (state.resyncs || 0) + 1;
+    loadAll().catch((err) => toast(`Could not reload the console's data: ${escapeHtml(err.message)}`, { bad: true }));
+  }, 300);
 }
 
 function onPositions(list) {
