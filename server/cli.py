@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from geo.errors import GeoError, OsmImportError
 from server.auth import issue_token
 from server.errors import StartupError
 from server.settings import Settings, SettingsError, load_settings
@@ -123,7 +124,6 @@ def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> in
 
 def _load_roads(settings: Settings) -> Roads:
     """The road network the server runs on (imported on first use, then from the cache)."""
-    from geo.errors import GeoError
     from geo.roads import Roads
     from server.regions import osm_file_for
 
@@ -134,7 +134,7 @@ def _load_roads(settings: Settings) -> Roads:
             extract, settings.data_dir / "roads", max_snap_m=settings.snap_max_distance_m
         )
     except GeoError as exc:
-        raise StartupError(f"Cannot load the road network: {exc}.") from None
+        raise StartupError(f"Cannot load the road network: {_clause(exc)}.") from None
     net = roads.network
     print(
         f"road network {net.name}: {net.node_count:,} nodes, {net.arc_count:,} arcs "
@@ -145,7 +145,6 @@ def _load_roads(settings: Settings) -> Roads:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from geo.errors import GeoError
     from geo.roads import Roads
 
     settings = _settings_from(args)
@@ -156,7 +155,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     try:
         roads = Roads.open(extract, settings.data_dir / "roads")
     except GeoError as exc:
-        raise StartupError(f"Cannot import {extract}: {exc}.") from None
+        raise StartupError(f"Cannot import {extract}: {_clause(exc)}.") from None
     net = roads.network
     print(
         f"{net.name}: {net.node_count:,} nodes, {net.arc_count:,} arcs ready in "
@@ -526,12 +525,20 @@ def _add_server_setting_flag(parser: argparse.ArgumentParser | argparse._Argumen
     )
 
 
+def _clause(exc: Exception) -> str:
+    """An exception's message to go inside a sentence (without its own full stop)."""
+    return str(exc).rstrip(".")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
     except (SettingsError, StartupError) as exc:
         print(f"fleet: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OsmImportError as exc:  # --osm given a file that is no road extract (demo, bench…)
+        print(f"fleet: Cannot load the road network: {_clause(exc)}.", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -191,6 +191,38 @@ def test_missing_redis_binary_is_one_sentence(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("command", "prefix"),
+    [
+        (["serve", "--osm"], "Cannot load the road network: "),
+        (["demo", "--duration", "1", "--osm"], "Cannot load the road network: "),
+        (["simulate", "--scenario", "smoke", "--osm"], "Cannot load the road network: "),
+        (["bench", "routing", "--osm"], "Cannot load the road network: "),
+        (["import-osm"], "Cannot import {extract}: "),
+    ],
+)
+def test_a_file_that_is_no_road_extract_is_one_sentence(
+    command: list[str], prefix: str, tmp_path: Path
+) -> None:
+    extract = tmp_path / "notes.osm.pbf"
+    extract.write_text("these are notes, not OpenStreetMap data\n")
+    result = subprocess.run(
+        [*FLEET, *command, str(extract)],
+        env=_env(FLEET_DATA_DIR=str(tmp_path / "data")),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=scaled(60),
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    start = "fleet: " + prefix.format(extract=extract) + f"cannot read {extract}: "
+    assert lines[0].startswith(start), lines[0]
+    assert lines[0].endswith("."), lines[0]
+    assert not lines[0].endswith(".."), lines[0]
+
+
 @pytest.mark.parametrize("command", ["serve", "demo", "simulate", "import-osm", "bench"])
 def test_every_subcommand_has_help(command: str) -> None:
     result = subprocess.run(
