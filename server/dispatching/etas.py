@@ -90,10 +90,14 @@ class EtaRefresher:
         """One pass over every route; the ``eta`` and ``off_route`` events it published."""
         now = self.clock()
         vehicles = await vehicle_ids(self.redis)
-        where = {p.id: p for p in await positions(self.redis, vehicles)}
+        # Only vehicles with a route have ETAs to refresh or pace to teach: thousands tracked
+        # with no route cost no read of their positions (10,000 of them held the loop 0.3 s).
+        raws = {v: raw for v, raw in zip(vehicles, await self._routes(vehicles), strict=True)
+                if raw is not None}  # fmt: skip
+        where = {p.id: p for p in await positions(self.redis, raws)}
         routes: dict[str, tuple[dict[str, Any], list[tuple[dict[str, Any], Order]]]] = {}
-        for vehicle_id, raw in zip(vehicles, await self._routes(vehicles), strict=True):
-            if raw is not None and vehicle_id in where:
+        for vehicle_id, raw in raws.items():
+            if vehicle_id in where:
                 route = json.loads(raw)
                 ahead = await self._ahead_of(route)
                 routes[vehicle_id] = (route, await self._arrive(ahead, where[vehicle_id]))
@@ -196,6 +200,8 @@ class EtaRefresher:
         road model's way between the two fixes is much longer than the straight line
         (``DETOUR``): a fix snapped onto the wrong road makes the model's time a trip round the
         block, and the ratio far too small."""
+        for vehicle_id in self._last.keys() - where.keys():
+            del self._last[vehicle_id]  # no route now: its next stretch starts afresh
         for vehicle_id, p in where.items():
             last = self._last.get(vehicle_id)
             if last is None or p.ts <= last.ts or vehicle_id not in driving:

@@ -56,3 +56,20 @@ def test_a_van_crawling_through_a_jam_teaches_the_pace_how_slow_it_is(tmp_path: 
         assert len(refresher.pace) == (1 if t == 30 else 0)
     city, _ = refresher.pace.values(30.0)
     assert 5.0 < city < 9.0, city  # 60 m in 30 s where the model says about 4.3 s
+
+
+def test_a_van_that_had_no_route_for_a_while_starts_a_new_stretch(tmp_path: Path) -> None:
+    """Only vehicles with a route are in a pass: one that drops out (route done) and comes back
+    (a new route) starts afresh, so its time without a route, parked or wandering, is not
+    counted as driving to a stop."""
+    refresher = tiny_refresher(tmp_path)
+    refresher.pace = AreaPace(min_samples=1, highest=10.0)
+    start = Position(id="van", lat=60.0012, lon=24.0, ts=0)
+    refresher._learn({"van": start}, 0.0, {"van"})
+    refresher._learn({}, 15.0, set())  # its route is done: not in this pass
+    back = Position(id="van", lat=60.0018, lon=24.0, ts=30_000)  # 67 m in 30 s: a crawl
+    refresher._learn({"van": back}, 30.0, {"van"})
+    assert len(refresher.pace) == 0, "the stretch spanned the time without a route"
+    on = Position(id="van", lat=60.0024, lon=24.0, ts=36_000)  # then 67 m in 6 s, driving
+    refresher._learn({"van": on}, 36.0, {"van"})
+    assert len(refresher.pace) == 1
