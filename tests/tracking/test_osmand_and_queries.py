@@ -6,7 +6,10 @@ import time
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from server import keys
+from server.tracking.queries import PAGE, Position, positions
 from tests.conftest import AUTH
 from tests.tracking.test_driver_socket import HELSINKI, register
 
@@ -137,3 +140,33 @@ def test_a_track_asked_to_end_near_the_epoch_is_empty_not_an_error(live_server: 
         answer = httpx.get(f"{live_server}/vehicles/van-epoch/track", headers=AUTH, params=params)
         assert answer.status_code == 200, answer.text
         assert answer.json() == []
+
+
+async def test_positions_come_back_for_every_page_and_after_a_script_flush(
+    redis_url: str,
+) -> None:
+    """The live positions read for the console, the viewport query and the ETA pass: one
+    script call per page of vehicles, loaded again when Redis has forgotten it."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        ids = [f"p-{i:04d}" for i in range(2 * PAGE + 3)]
+        stored = ids[::2]  # every other vehicle has a live position; the rest never pinged
+        async with client.pipeline(transaction=False) as pipe:
+            for n, vehicle_id in enumerate(stored):
+                fields = {"ts": 1_764_064_800_000 + n, "lat": 60.1 + n / 1e5, "lon": 24.9,
+                          "speed": "" if n % 3 else 4.5, "heading": 90, "accuracy": "",
+                          "cell": "891126d3a47ffff"}  # fmt: skip
+                pipe.hset(keys.live(vehicle_id), mapping=fields)
+            await pipe.execute()
+        expected = [
+            Position(id=vehicle_id, lat=60.1 + n / 1e5, lon=24.9, ts=1_764_064_800_000 + n,
+                     speed=None if n % 3 else 4.5, heading=90.0, accuracy=None,
+                     cell="891126d3a47ffff")  # fmt: skip
+            for n, vehicle_id in enumerate(stored)
+        ]
+        assert await positions(client, ids) == expected
+        await client.script_flush()
+        assert await positions(client, ids) == expected
+        assert await positions(client, []) == []
+    finally:
+        await client.aclose()
