@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -46,7 +46,7 @@ from server.events import queue_event
 from server.orders.lifecycle import FINAL
 from server.orders.model import Order
 from server.orders.store import OrderStore
-from server.tracking.queries import PAGE, Position, positions
+from server.tracking.queries import Position, current_routes, positions
 from server.tracking.vehicles import vehicle_ids
 
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
@@ -92,8 +92,8 @@ class EtaRefresher:
         vehicles = await vehicle_ids(self.redis)
         # Only vehicles with a route have ETAs to refresh or pace to teach: thousands tracked
         # with no route cost no read of their positions (10,000 of them held the loop 0.3 s).
-        raws = {v: raw for v, raw in zip(vehicles, await self._routes(vehicles), strict=True)
-                if raw is not None}  # fmt: skip
+        documents = await current_routes(self.redis, vehicles)
+        raws = {v: raw for v, raw in zip(vehicles, documents, strict=True) if raw is not None}
         where = {p.id: p for p in await positions(self.redis, raws)}
         routes: dict[str, tuple[dict[str, Any], list[tuple[dict[str, Any], Order]]]] = {}
         for vehicle_id, raw in raws.items():
@@ -124,14 +124,6 @@ class EtaRefresher:
                     await pipe.execute()
                 events.append(left)
         return events
-
-    async def _routes(self, vehicles: list[str]) -> list[bytes | None]:
-        """Each vehicle's current route (JSON), or None: one round trip per ``PAGE``."""
-        out: list[bytes | None] = []
-        for first in range(0, len(vehicles), PAGE):
-            page = vehicles[first : first + PAGE]
-            out += cast("list[bytes | None]", await self.redis.mget([keys.route(v) for v in page]))
-        return out
 
     async def _arrive(
         self, ahead: list[tuple[dict[str, Any], Order]], position: Position

@@ -127,6 +127,15 @@ async def positions(redis: aioredis.Redis, vehicle_ids: Iterable[str]) -> list[P
     return out
 
 
+async def current_routes(redis: aioredis.Redis, vehicle_ids: list[str]) -> list[bytes | None]:
+    """Each vehicle's current route document (JSON), or None: one ``MGET`` per ``PAGE``."""
+    out: list[bytes | None] = []
+    for first in range(0, len(vehicle_ids), PAGE):
+        page = vehicle_ids[first : first + PAGE]
+        out += cast("list[bytes | None]", await redis.mget([keys.route(v) for v in page]))
+    return out
+
+
 async def vehicles_in_bbox(redis: aioredis.Redis, bbox: BBox) -> list[Position]:
     """Every vehicle whose live position is inside ``bbox``."""
     members = cast("list[bytes]", await redis.zrange(keys.LASTSEEN, 0, -1))

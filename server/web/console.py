@@ -33,6 +33,7 @@ from server.orders.store import OrderStore
 from server.tracking.queries import (
     BBOX_FORM,
     bbox_query,
+    current_routes,
     positions,
     vehicles_in_bbox,
 )
@@ -42,11 +43,7 @@ DENSITY_CELLS_MAX = 5000
 
 
 async def _routes(redis: aioredis.Redis, ids: list[str]) -> list[dict[str, Any] | None]:
-    async with redis.pipeline(transaction=False) as pipe:
-        for vehicle_id in ids:
-            pipe.get(keys.route(vehicle_id))
-        raw = cast("list[bytes | None]", await pipe.execute())
-    return [json.loads(r) if r else None for r in raw]
+    return [json.loads(r) if r else None for r in await current_routes(redis, ids)]
 
 
 class ConsoleDataController(Controller):

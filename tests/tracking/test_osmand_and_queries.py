@@ -159,9 +159,16 @@ async def test_positions_come_back_for_every_page_and_after_a_script_flush(
                 pipe.hset(keys.live(vehicle_id), mapping=fields)
             await pipe.execute()
         expected = [
-            Position(id=vehicle_id, lat=60.1 + n / 1e5, lon=24.9, ts=1_764_064_800_000 + n,
-                     speed=None if n % 3 else 4.5, heading=90.0, accuracy=None,
-                     cell="891126d3a47ffff")  # fmt: skip
+            Position(
+                id=vehicle_id,
+                lat=60.1 + n / 1e5,
+                lon=24.9,
+                ts=1_764_064_800_000 + n,
+                speed=None if n % 3 else 4.5,
+                heading=90.0,
+                accuracy=None,
+                cell="891126d3a47ffff",
+            )
             for n, vehicle_id in enumerate(stored)
         ]
         assert await positions(client, ids) == expected
