@@ -10,7 +10,6 @@ import builtins
 import datetime as dt
 import json
 import secrets
-from collections.abc import Iterable
 from typing import Any, cast
 
 import msgspec
@@ -22,10 +21,12 @@ from server.auth import token_hash
 from server.errors import ApiError, NotFound
 from server.events import queue_event
 from server.orders.crypto import Sealer
-from server.orders.lifecycle import FINAL, TransitionError, check_transition, steps_to
+from server.orders.lifecycle import OPEN, TransitionError, check_transition, steps_to
 from server.orders.model import AuditEntry, Customer, Order, OrderCreated, OrderIn, OrderPatch
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
+SCAN_PAGE = 1000  # order ids looked at per round trip when a status holds more
 
 
 class Conflict(ApiError):
@@ -263,22 +264,55 @@ class OrderStore:
     async def find(
         self, *, status: str | None, limit: int, open_only: bool = False
     ) -> builtins.list[Order]:
-        if status is not None:
-            found: Iterable[bytes] = cast(
-                "set[bytes]", await self.redis.smembers(keys.orders_in(status))
-            )
+        """The newest ``limit`` orders (of ``status``; not ended, with ``open_only``), newest
+        first. Only those are read and decoded: the history of ended orders grows without
+        bound, and an open order stays open however many orders came after it."""
+        if status is None:
+            statuses = sorted(OPEN) if open_only else None
         else:
-            found = cast("list[bytes]", await self.redis.zrevrange(keys.ORDERS, 0, limit - 1))
-        ids = [i.decode() for i in found]
+            statuses = [status] if status in OPEN or not open_only else []
+        ids = await self._newest(statuses, limit)
         async with self.redis.pipeline(transaction=False) as pipe:
             for order_id in ids:
                 pipe.hgetall(keys.order(order_id))
             rows = cast("list[dict[bytes, bytes]]", await pipe.execute())
         orders = [self._decode(i, row) for i, row in zip(ids, rows, strict=True) if row]
-        if open_only:
-            orders = [o for o in orders if o.status not in FINAL]
         orders.sort(key=lambda o: o.created, reverse=True)
-        return orders[:limit]
+        return orders
+
+    async def _newest(self, statuses: builtins.list[str] | None, limit: int) -> builtins.list[str]:
+        """The ids of the newest ``limit`` orders in any of ``statuses`` (None: of all)."""
+        if statuses is None:
+            found = await self.redis.zrevrange(keys.ORDERS, 0, limit - 1)
+            return [i.decode() for i in cast("list[bytes]", found)]
+        if not statuses:
+            return []
+        sets = [keys.orders_in(s) for s in statuses]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in sets:
+                pipe.scard(key)
+            sizes = cast("list[int]", await pipe.execute())
+        if sum(sizes) <= max(limit, SMALL_STATUS):  # the open ones, a rare status: read them all
+            members = cast("set[bytes]", await self.redis.sunion(sets))
+            ids = [i.decode() for i in members]
+            scores = await self.redis.zmscore(keys.ORDERS, ids) if ids else []
+            newest = sorted(zip(scores, ids, strict=True), key=lambda p: -(p[0] or 0.0))
+            return [order_id for _, order_id in newest[:limit]]
+        # A common status (delivered, after months of them): walk the orders newest first.
+        out: builtins.list[str] = []
+        first = 0
+        while len(out) < limit:
+            page = cast("list[bytes]", await self.redis.zrevrange(
+                keys.ORDERS, first, first + SCAN_PAGE - 1))  # fmt: skip
+            if not page:
+                break
+            first += SCAN_PAGE
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in sets:
+                    pipe.smismember(key, page)
+                flags = cast("list[list[int]]", await pipe.execute())
+            out += [i.decode() for i, *hit in zip(page, *flags, strict=True) if any(hit)]
+        return out[:limit]
 
     async def audit(self, order_id: str) -> builtins.list[AuditEntry]:
         await self.get(order_id)

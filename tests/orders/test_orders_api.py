@@ -10,6 +10,7 @@ import httpx
 import pytest
 import redis
 
+from server.orders import store
 from tests.conftest import AUTH
 
 
@@ -135,3 +136,35 @@ def test_orders_need_a_staff_token(live_server: str) -> None:
     assert httpx.get(f"{live_server}/orders").status_code == 401
     assert httpx.post(f"{live_server}/orders", json=order_body()).status_code == 401
     assert httpx.get(f"{live_server}/orders/nope", headers=AUTH).status_code == 404
+
+
+@pytest.mark.parametrize("read", ["every id of the status", "the orders newest first, by pages"])
+def test_lists_read_the_newest_of_a_status_and_every_open_order(
+    live_server: str, read: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open order is listed (and planned) however many orders came after it, and a status
+    holding a long history gives its newest orders, whether its ids are few enough to read at
+    once or the orders are walked newest first."""
+    if read.startswith("the orders"):
+        monkeypatch.setattr(store, "SMALL_STATUS", 0)
+        monkeypatch.setattr(store, "SCAN_PAGE", 4)
+    waiting = create(live_server)["order"]["id"]
+    ended = []
+    for _ in range(10):
+        order_id = create(live_server)["order"]["id"]
+        answer = httpx.post(f"{live_server}/orders/{order_id}/cancel", headers=AUTH, json={})
+        assert answer.status_code == 200, answer.text
+        ended.append(order_id)
+
+    def listed(**params: Any) -> list[str]:
+        answer = httpx.get(f"{live_server}/orders", headers=AUTH, params=params)
+        assert answer.status_code == 200, answer.text
+        return [o["id"] for o in answer.json()]
+
+    assert listed(open="true", limit=3) == [waiting]
+    assert listed(status="received", limit=3) == [waiting]
+    assert listed(status="cancelled", limit=3) == ended[::-1][:3]
+    assert listed(status="cancelled", limit=50) == ended[::-1]
+    assert listed(status="cancelled", open="true") == []
+    assert listed(status="delivered") == []
+    assert listed(limit=2) == ended[::-1][:2]
