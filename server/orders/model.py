@@ -89,6 +89,14 @@ class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 
+class Delivery(msgspec.Struct):
+    """What the KPIs need of a delivered order (read without decrypting anything)."""
+
+    delivered_at: dt.datetime
+    window_end: dt.datetime
+    promised_eta: dt.datetime | None  # the ETA shown at confirmation, when there was one
+
+
 class AuditEntry(msgspec.Struct):
     at: dt.datetime
     status: str

@@ -94,16 +94,12 @@ class ConsoleDataController(Controller):
             pipe.hgetall(keys.FAILURES)
             *counts, connection, failures = await pipe.execute()
         by_status = dict(zip(STATUSES, counts, strict=True))
-        delivered = await orders.find(status="delivered", limit=5000)
-        on_time = sum(1 for o in delivered if o.nodes["delivered"] <= o.window.end)
-        async with redis.pipeline(transaction=False) as pipe:
-            for o in delivered:
-                pipe.hget(keys.order(o.id), "promised_eta")
-            promised = await pipe.execute()
+        delivered = await orders.deliveries(limit=5000)
+        on_time = sum(1 for d in delivered if d.delivered_at <= d.window_end)
         errors = [
-            abs(o.nodes["delivered"].timestamp() - int(p) / 1000)
-            for o, p in zip(delivered, promised, strict=True)
-            if p is not None
+            abs((d.delivered_at - d.promised_eta).total_seconds())
+            for d in delivered
+            if d.promised_eta is not None
         ]
         records = await all_vehicles(redis)
         available = [v.id for v in records if v.status == "available"]

@@ -7,10 +7,16 @@ import datetime as dt
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import redis
+import redis.asyncio as aioredis
 
+from server import keys
 from server.orders import store
+from server.orders.crypto import Sealer
+from server.orders.model import OrderIn
+from server.orders.store import OrderStore
 from tests.conftest import AUTH
 
 
@@ -168,3 +174,37 @@ def test_lists_read_the_newest_of_a_status_and_every_open_order(
     assert listed(status="cancelled", open="true") == []
     assert listed(status="delivered") == []
     assert listed(limit=2) == ended[::-1][:2]
+
+
+async def test_deliveries_give_the_kpis_what_the_full_orders_say(redis_url: str) -> None:
+    """The KPIs' light read (no personal data decrypted) agrees with the orders themselves."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        orders = OrderStore(client, Sealer(b"k" * 32))
+        made = []
+        for start_in_h in (-3, 1, 2):  # the first one's window has closed: delivered late
+            start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(hours=start_in_h)
+            window = {
+                "start": start.isoformat(),
+                "end": (start + dt.timedelta(hours=1)).isoformat(),
+            }
+            data = msgspec.convert(order_body(window=window), OrderIn)
+            created, _ = await orders.create(data, idempotency_key=None, by="test")
+            made.append(created.order.id)
+        await client.hset(keys.order(made[0]), "promised_eta", 1_764_064_800_000)
+        for order_id in made[:2]:
+            await orders.advance(order_id, "delivered", by="test")
+        got = await orders.deliveries(limit=10)
+        full = await orders.find(status="delivered", limit=10)
+        assert [o.id for o in full] == made[1::-1]  # newest first
+        assert [(d.delivered_at, d.window_end) for d in got] == [
+            (o.nodes["delivered"], o.window.end) for o in full
+        ]
+        assert [d.promised_eta for d in got] == [
+            None,
+            dt.datetime.fromtimestamp(1_764_064_800, tz=dt.UTC),
+        ]
+        assert got[1].delivered_at > got[1].window_end  # the late one
+        assert len(await orders.deliveries(limit=1)) == 1
+    finally:
+        await client.aclose()

@@ -9,7 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from server import keys
-from server.tracking.queries import PAGE, Position, positions
+from server.bulk import PAGE
+from server.tracking.queries import Position, positions
 from tests.conftest import AUTH
 from tests.tracking.test_driver_socket import HELSINKI, register
 
