@@ -296,6 +296,8 @@ class OrderStore:
                 pipe.hgetall(keys.order(order_id))
             rows = cast("list[dict[bytes, bytes]]", await pipe.execute())
         orders = [self._decode(i, row) for i, row in zip(ids, rows, strict=True) if row]
+        if open_only:  # one may have ended between finding it and reading it
+            orders = [o for o in orders if o.status in OPEN]
         orders.sort(key=lambda o: o.created, reverse=True)
         return orders
 

@@ -20,6 +20,8 @@ const state = {
   frames: 0,
   positionsReceived: 0,
   bytesReceived: 0,
+  opened: false, // the console socket has been open once (a later open reloads: see resync)
+  resyncs: 0, // reloads after missed events
 };
 window.fleetConsole = state; // for the browser tests and the curious
 
@@ -170,7 +172,7 @@ function loadAll() {
 
 function resync() {
   debounce("resync", () => {
-    state.resyncs = (state.resyncs || 0) + 1;
+    state.resyncs++;
     loadAll().catch((err) => toast(`Could not reload the console's data: ${escapeHtml(err.message)}`, { bad: true }));
   }, 300);
 }
