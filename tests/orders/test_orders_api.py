@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 from typing import Any
@@ -191,6 +192,7 @@ async def test_deliveries_give_the_kpis_what_the_full_orders_say(redis_url: str)
             data = msgspec.convert(order_body(window=window), OrderIn)
             created, _ = await orders.create(data, idempotency_key=None, by="test")
             made.append(created.order.id)
+            await asyncio.sleep(0.005)  # created in distinct milliseconds: a strict newest-first
         await client.hset(keys.order(made[0]), "promised_eta", 1_764_064_800_000)
         for order_id in made[:2]:
             await orders.advance(order_id, "delivered", by="test")
