@@ -298,8 +298,7 @@ class OrderStore:
         orders = [self._decode(i, row) for i, row in zip(ids, rows, strict=True) if row]
         if open_only:  # one may have ended between finding it and reading it
             orders = [o for o in orders if o.status in OPEN]
-        orders.sort(key=lambda o: o.created, reverse=True)
-        return orders
+        return orders  # newest first, as _newest found them
 
     async def deliveries(self, limit: int) -> builtins.list[Delivery]:
         """The newest ``limit`` delivered orders' outcomes, newest first: three fields each and
