@@ -1,4 +1,5 @@
-"""The ``fleet`` command line: ``serve``, ``demo``, ``simulate``, ``import-osm``, ``bench``.
+"""The ``fleet`` command line: ``serve``, ``demo``, ``simulate``, ``import-osm``, ``token``,
+``orders``, ``bench``.
 
 Settings come from ``FLEET_*`` variables; flags given here win. Errors a user can fix are printed
 as one sentence on stderr with exit code 2; nothing prints a traceback for them.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import functools
+import os
 import socket
 import sys
 import time
@@ -19,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 from geo.errors import GeoError, OsmImportError
 from server.auth import issue_token
 from server.errors import StartupError
+from server.orders.archive import ArchiveError
+from server.orders.crypto import MissingKeyError
 from server.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
@@ -408,6 +413,94 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_orders(args: argparse.Namespace) -> int:
+    """``fleet orders archive`` and ``fleet orders restore`` (``server.orders.archive``)."""
+    import redis
+
+    from server.orders import archive
+    from server.orders.crypto import Sealer, load_key
+    from server.redis_process import redis_for_admin
+
+    settings = _settings_from(args)
+    sealer = Sealer(load_key(settings.data_dir))
+    restore = args.orders_command == "restore"
+    cutoff_ms = 0 if restore else _cutoff_ms(args)
+    path = Path(args.file) if args.file else settings.data_dir / "archive" / "orders.jsonl"
+    if restore and not path.is_file():
+        raise StartupError(f"No archive at {path}.")
+    progress = _every(2.0)
+    with redis_for_admin(
+        settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
+    ) as url:
+        client = redis.Redis.from_url(url)
+        try:
+            if restore:
+                back = archive.restore_orders(
+                    client, sealer, path,
+                    progress=lambda r: progress(f"… {_orders(r.restored)} restored"),
+                )  # fmt: skip
+                print(
+                    f"Restored {_orders(back.restored)} from {path}; {_orders(back.present)} "
+                    "Redis held already stayed as they are."
+                )
+                return 0
+            if not args.dry_run:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            with open(os.devnull if args.dry_run else path, "ab") as out:
+                done = archive.archive_orders(
+                    client, sealer, out, ended_before_ms=cutoff_ms, dry_run=args.dry_run,
+                    progress=lambda r: progress(
+                        f"… {_orders(r.looked_at)} looked at, {r.archived:,} archived"),
+                )  # fmt: skip
+        finally:
+            client.close()
+    before = dt.datetime.fromtimestamp(cutoff_ms / 1000, tz=dt.UTC).isoformat(timespec="seconds")
+    if args.dry_run:
+        print(f"{_orders(done.archived)} ended before {before}: they would be archived (dry "
+              "run: nothing changed).")  # fmt: skip
+    else:
+        print(
+            f"Archived {_orders(done.archived)} ended before {before} to {path} and removed "
+            f"them from Redis ({_orders(done.looked_at)} created before then looked at)."
+        )
+    return 0
+
+
+def _orders(count: int) -> str:
+    return f"{count:,} order" + ("" if count == 1 else "s")
+
+
+def _every(seconds: float) -> Callable[[str], None]:
+    """A printer of progress lines to stderr that says at most one every ``seconds``."""
+    said = -seconds
+
+    def say(line: str) -> None:
+        nonlocal said
+        if time.monotonic() - said >= seconds:
+            said = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
+
+    return say
+
+
+def _cutoff_ms(args: argparse.Namespace) -> int:
+    """``--before TIME`` or ``--older-than DAYS`` (default 90) as Unix ms."""
+    if args.before is not None:
+        try:
+            when = dt.datetime.fromisoformat(args.before)
+        except ValueError:
+            raise StartupError(
+                f"--before {args.before!r} is not an ISO-8601 time (2026-08-31T00:00:00Z)."
+            ) from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return int(when.timestamp() * 1000)
+    days = 90.0 if args.older_than is None else _share(args.older_than, "--older-than")
+    if not 0 <= days < 100_000:
+        raise StartupError(f"--older-than {args.older_than}: give days, 0 or more.")
+    return int((time.time() - days * 86_400) * 1000)
+
+
 def _default_bench_osm() -> Path:
     """Andorra from ../shared/data/osm when it is there, else the built-in map."""
     from server.regions import ensure_default_region
@@ -479,6 +572,38 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
     create.set_defaults(run=_cmd_token)
 
+    orders = sub.add_parser(
+        "orders",
+        help="archive ended orders out of Redis, or restore them",
+        description="Redis keeps every order until it is archived. Uses FLEET_REDIS_URL, the "
+        "Redis of a server running on FLEET_DATA_DIR, or starts that private Redis for a moment; "
+        "needs that data dir's key (keys/pii.key): personal data stays sealed in the archive.",
+    )
+    orders_sub = orders.add_subparsers(dest="orders_command", required=True, metavar="ACTION")
+    arch = orders_sub.add_parser(
+        "archive",
+        help="move orders that ended (delivered, returned, cancelled) before a time to a file",
+        description="Appends each order that ended before the cut-off, with its audit trail, "
+        "as one JSON line to the archive, then removes it from Redis (its tracking link stops "
+        "working). Safe to run while servers run, and again after a crash.",
+    )
+    when = arch.add_mutually_exclusive_group()
+    when.add_argument("--older-than", metavar="DAYS", help="ended over DAYS days ago (90)")
+    when.add_argument("--before", metavar="TIME", help="ended before an ISO-8601 time (UTC)")
+    arch.add_argument("--dry-run", action="store_true", help="count them; change nothing")
+    rest = orders_sub.add_parser(
+        "restore",
+        help="put the orders of an archive back in Redis",
+        description="Orders Redis already holds are left as they are.",
+    )
+    for action in (arch, rest):
+        action.add_argument(
+            "--file", help="the archive (JSON Lines; default DATA_DIR/archive/orders.jsonl)"
+        )
+        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
+        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+    orders.set_defaults(run=_cmd_orders)
+
     bench = sub.add_parser(
         "bench",
         help="run a benchmark; ends with one JSON line of figures",
@@ -537,6 +662,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except OsmImportError as exc:  # --osm given a file that is no road extract (demo, bench…)
         print(f"fleet: Cannot load the road network: {_clause(exc)}.", file=sys.stderr)
+        return EXIT_USAGE
+    except (ArchiveError, MissingKeyError) as exc:  # fleet orders: a bad archive or no key
+        print(f"fleet: {_clause(exc)}.", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -21,13 +21,33 @@ class DecryptionError(ValueError):
     """A stored value cannot be decrypted with this installation's key."""
 
 
+class MissingKeyError(ValueError):
+    """The data dir has no key: sealed data cannot be read (an admin command pointed at the
+    wrong data dir must not create a new key)."""
+
+
+def _key_path(data_dir: Path) -> Path:
+    return data_dir / "keys" / "pii.key"
+
+
+def load_key(data_dir: Path) -> bytes:
+    """The installation's key; :class:`MissingKeyError` if there is none yet."""
+    path = _key_path(data_dir)
+    if not path.exists():
+        raise MissingKeyError(
+            f"No key at {path}: give the data dir of the servers whose orders these are "
+            "(--data-dir or FLEET_DATA_DIR)"
+        )
+    key = path.read_bytes()
+    if len(key) != 32:
+        raise ValueError(f"{path} must hold 32 bytes, it holds {len(key)}")
+    return key
+
+
 def load_or_create_key(data_dir: Path) -> bytes:
-    path = data_dir / "keys" / "pii.key"
+    path = _key_path(data_dir)
     if path.exists():
-        key = path.read_bytes()
-        if len(key) != 32:
-            raise ValueError(f"{path} must hold 32 bytes, it holds {len(key)}")
-        return key
+        return load_key(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = AESGCM.generate_key(bit_length=256)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

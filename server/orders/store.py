@@ -81,7 +81,14 @@ class OrderStore:
                     "bytes | None", await self.redis.get(keys.idempotency(idempotency_key))
                 )
                 if earlier is not None:
-                    return await self._created_answer(earlier.decode()), False
+                    try:
+                        return await self._created_answer(earlier.decode()), False
+                    except NotFound:  # archived (fleet orders archive) within the key's 24 h
+                        raise Conflict(
+                            f"the order created under this Idempotency-Key, {earlier.decode()}, "
+                            "has been archived",
+                            details={"order_id": earlier.decode()},
+                        ) from None
         token = secrets.token_urlsafe(24)  # 192 random bits
         now = clock.now_ms()
         doc = msgspec.to_builtins(data)

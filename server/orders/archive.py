@@ -1,0 +1,248 @@
+"""Ended orders out of Redis into an archive file, and back (``fleet orders archive|restore``).
+
+Redis keeps every order a server has taken, with its audit stream and tracking token: memory
+grows with the history, a few KiB an order. An operator moves the orders that ended (delivered,
+returned, cancelled) before a cut-off into a JSON Lines file, from cron for instance, and can put
+them back. One line an order::
+
+    {"v": 1, "id": "o-…", "order": {hash fields}, "audit": [["<entry id>", {fields}], …]}
+
+Personal data stays sealed exactly as Redis held it: the archive reads back only with the
+installation's key (``<data_dir>/keys/pii.key``), which also finds each order's tracking-token
+key to remove and restore.
+
+Nothing is lost on the way: a page of orders is read under WATCH, appended to the file and
+fsynced, and only then removed in one MULTI. If one of them changed in between (WATCH fired) the
+page's lines are cut from the file again and the page is read anew. A crash between the fsync and
+the MULTI leaves orders both in the file and in Redis: archiving again appends them a second time,
+and restoring skips an order Redis still holds, so neither copy is lost or doubled in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import redis
+from redis.exceptions import WatchError
+
+from server import keys
+from server.auth import token_hash
+from server.orders.crypto import DecryptionError, Sealer
+from server.orders.lifecycle import FINAL
+
+FORMAT = 1
+PAGE = 500  # orders read, written and removed at a time
+_AUDIT_ID = re.compile(r"[0-9]+-[0-9]+")
+
+
+class ArchiveError(ValueError):
+    """An archive line cannot be restored (the message names the line and why)."""
+
+
+@dataclass(slots=True)
+class ArchiveResult:
+    looked_at: int = 0  # orders created before the cut-off
+    archived: int = 0
+    retries: int = 0  # pages read again because an order changed while being archived
+
+
+@dataclass(slots=True)
+class RestoreResult:
+    restored: int = 0
+    present: int = 0  # already in Redis: left as they are
+
+
+def _ended_at(status: str | None, nodes: str | bytes | None) -> int | None:
+    """When an order entered its final status (ms), or None for an order still open."""
+    if status not in FINAL or nodes is None:
+        return None
+    ended = json.loads(nodes).get(status)
+    return int(ended) if ended is not None else None
+
+
+def _text(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+def _tracking_key(sealer: Sealer, fields: dict[str, str]) -> str | None:
+    sealed = fields.get("tracking")
+    return keys.tracking_token(token_hash(sealer.open("tracking", sealed))) if sealed else None
+
+
+def archive_orders(
+    client: redis.Redis,
+    sealer: Sealer,
+    out: IO[bytes],
+    *,
+    ended_before_ms: int,
+    dry_run: bool = False,
+    progress: Callable[[ArchiveResult], None] = lambda _: None,
+    page_size: int = PAGE,
+) -> ArchiveResult:
+    """Move every order that ended before ``ended_before_ms`` from Redis to ``out`` (a file
+    opened with ``"ab"``); with ``dry_run``, count them and change nothing. ``progress`` is
+    called after each page."""
+    result = ArchiveResult()
+    offset = 0  # into the orders created before the cut-off, oldest first
+    while True:
+        page = cast("list[bytes]", client.zrangebyscore(
+            keys.ORDERS, "-inf", ended_before_ms, start=offset, num=page_size))  # fmt: skip
+        if not page:
+            return result
+        ids = [i.decode() for i in page]
+        with client.pipeline(transaction=False) as pipe:
+            for order_id in ids:
+                pipe.hmget(keys.order(order_id), ["status", "nodes"])
+            rows = cast("list[list[bytes | None]]", pipe.execute())
+        ended = [
+            order_id
+            for order_id, (status, nodes) in zip(ids, rows, strict=True)
+            if (at := _ended_at(status.decode() if status else None, nodes)) is not None
+            and at < ended_before_ms
+        ]
+        result.looked_at += len(ids)
+        moved = 0
+        if ended and not dry_run:
+            moved = _move(client, sealer, out, ended, result)
+        elif dry_run:
+            result.archived += len(ended)
+        offset += len(ids) - moved  # the removed ones no longer come before the rest
+        progress(result)
+
+
+def _move(
+    client: redis.Redis, sealer: Sealer, out: IO[bytes], ids: list[str], result: ArchiveResult
+) -> int:
+    """Archive and remove ``ids``; how many were removed (some may have been restored to open
+    or removed by another archiver meanwhile: they stay or are gone, not archived twice)."""
+    watched = [keys.order(i) for i in ids] + [keys.order_audit(i) for i in ids]
+    while True:
+        start = out.tell()
+        pipe: Any = client.pipeline(transaction=True)
+        with pipe:
+            try:
+                pipe.watch(*watched)
+                read = [_record(pipe, sealer, order_id) for order_id in ids]
+                records = [r for r in read if r is not None]
+                for record, _ in records:
+                    out.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
+                out.flush()
+                os.fsync(out.fileno())
+                pipe.multi()
+                for record, tracking in records:
+                    _remove(pipe, record, tracking)
+                pipe.execute()
+            except WatchError:
+                out.truncate(start)
+                out.seek(start)
+                result.retries += 1
+                continue
+        result.archived += len(records)
+        return len(records)
+
+
+def _record(pipe: Any, sealer: Sealer, order_id: str) -> tuple[dict[str, Any], str | None] | None:
+    """The archive line of an order read in WATCH mode and the key of its tracking token; None
+    for an order that is gone or no longer ended."""
+    fields = _text(cast("dict[bytes, bytes]", pipe.hgetall(keys.order(order_id))))
+    if _ended_at(fields.get("status"), fields.get("nodes")) is None:
+        return None
+    audit = cast("list[tuple[bytes, dict[bytes, bytes]]]", pipe.xrange(keys.order_audit(order_id)))
+    record = {
+        "v": FORMAT,
+        "id": order_id,
+        "order": fields,
+        "audit": [[entry_id.decode(), _text(entry)] for entry_id, entry in audit],
+    }
+    return record, _tracking_key(sealer, fields)
+
+
+def _remove(pipe: Any, record: dict[str, Any], tracking: str | None) -> None:
+    order_id = record["id"]
+    pipe.delete(keys.order(order_id), keys.order_audit(order_id))
+    pipe.zrem(keys.ORDERS, order_id)
+    pipe.srem(keys.orders_in(record["order"]["status"]), order_id)
+    pipe.hdel(keys.ORDER_PINS, order_id)
+    if tracking is not None:
+        pipe.delete(tracking)
+
+
+def read_archive(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` of each line of an archive file."""
+    with path.open(encoding="utf-8") as file:
+        for number, line in enumerate(file, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ArchiveError(f"{path}:{number}: not JSON ({exc.msg})") from None
+            yield number, record
+
+
+def _checked(path: Path, number: int, record: Any) -> tuple[str, dict[str, str], list[Any]]:
+    where = f"{path}:{number}"
+    if not isinstance(record, dict) or record.get("v") != FORMAT:
+        raise ArchiveError(f"{where}: not an order archive line of format {FORMAT}")
+    order_id, fields, audit = record.get("id"), record.get("order"), record.get("audit")
+    if not isinstance(order_id, str) or not isinstance(fields, dict) or not isinstance(audit, list):
+        raise ArchiveError(f"{where}: needs an id, an order and an audit list")
+    missing = {"status", "created", "nodes", "doc", "pii"} - fields.keys()
+    if missing:
+        raise ArchiveError(f"{where}: the order lacks {', '.join(sorted(missing))}")
+    if not all(isinstance(v, str) for v in fields.values()) or not fields["created"].isdigit():
+        raise ArchiveError(f"{where}: the order's fields must be text, created a number (ms)")
+    for entry in audit:
+        if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                and _AUDIT_ID.fullmatch(entry[0]) and isinstance(entry[1], dict)):  # fmt: skip
+            raise ArchiveError(f'{where}: an audit entry is not ["<ms>-<n>", {{fields}}]')
+    return order_id, cast("dict[str, str]", fields), audit
+
+
+def restore_orders(
+    client: redis.Redis,
+    sealer: Sealer,
+    path: Path,
+    *,
+    progress: Callable[[RestoreResult], None] = lambda _: None,
+) -> RestoreResult:
+    """Put the orders of an archive file back in Redis; an order Redis holds is left alone."""
+    result = RestoreResult()
+    for number, record in read_archive(path):
+        order_id, fields, audit = _checked(path, number, record)
+        try:
+            tracking = _tracking_key(sealer, fields)
+        except DecryptionError as exc:
+            where = f"{path}:{number}"
+            raise ArchiveError(f"{where}: {exc} (another installation's archive?)") from None
+        pipe: Any = client.pipeline(transaction=True)
+        with pipe:
+            try:
+                pipe.watch(keys.order(order_id))
+                if pipe.exists(keys.order(order_id)):
+                    result.present += 1
+                    continue
+                pipe.multi()
+                pipe.delete(keys.order_audit(order_id))
+                pipe.hset(keys.order(order_id), mapping=fields)
+                pipe.zadd(keys.ORDERS, {order_id: int(fields["created"])})
+                pipe.sadd(keys.orders_in(fields["status"]), order_id)
+                for entry_id, entry in audit:
+                    pipe.xadd(keys.order_audit(order_id), entry, id=entry_id)
+                if tracking is not None:
+                    pipe.set(tracking, order_id)
+                pipe.execute()
+            except WatchError:  # created meanwhile: that one stays
+                result.present += 1
+                continue
+        result.restored += 1
+        if result.restored % PAGE == 0:
+            progress(result)
+    progress(result)
+    return result
