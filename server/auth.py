@@ -16,11 +16,13 @@ WebSocket URL (browsers cannot set headers there). Only the SHA-256 of a token i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -28,6 +30,7 @@ import redis.asyncio as aioredis
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from redis.exceptions import RedisError
 
 from server import keys
 
@@ -92,6 +95,72 @@ def issue_token(redis_url: str, role: str, label: str = "") -> str:
     return token
 
 
+ID_LENGTH = 12  # hex digits of a token's hash that name it in ``fleet token list|revoke``
+
+
+class TokenLookupError(LookupError):
+    """No stored staff token, or more than one, has the id given."""
+
+
+@dataclass(frozen=True, slots=True)
+class StaffToken:
+    id: str  # the first ID_LENGTH hex digits of its hash: safe to show, enough to revoke
+    role: str
+    label: str
+    created: int  # Unix seconds
+
+
+def token_id(token: str) -> str:
+    return token_hash(token)[:ID_LENGTH]
+
+
+def _staff_token(key: str, fields: dict[str, str]) -> StaffToken:
+    created = fields.get("created", "0")
+    return StaffToken(
+        id=key.removeprefix(keys.staff_token(""))[:ID_LENGTH],
+        role=fields.get("role", "?"),
+        label=fields.get("label", ""),
+        created=int(created) if created.isdigit() else 0,
+    )
+
+
+def list_tokens(redis_url: str) -> list[StaffToken]:
+    """Every staff token, oldest first (blocking: for the CLI)."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        found = [
+            _staff_token(key, cast("dict[str, str]", client.hgetall(key)))
+            for key in client.scan_iter(match=keys.staff_token("*"), count=1000)
+        ]
+    finally:
+        client.close()
+    return sorted(found, key=lambda t: (t.created, t.id))
+
+
+def revoke_token(redis_url: str, wanted: str) -> StaffToken:
+    """Delete the staff token whose id (or its first 6 digits or more) is ``wanted``: REST
+    calls with it fail within the role cache's 10 s, and consoles open with it are closed."""
+    wanted = wanted.strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{6,64}", wanted):
+        raise TokenLookupError(
+            f"{wanted!r} is no token id: give 6 or more of the hex digits `fleet token list` shows"
+        )
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        hits = list(client.scan_iter(match=keys.staff_token(wanted + "*"), count=1000))
+        if len(hits) != 1:
+            raise TokenLookupError(
+                f"No token has the id {wanted}"
+                if not hits
+                else f"{len(hits)} tokens have ids starting {wanted}: give more digits"
+            )
+        revoked = _staff_token(hits[0], cast("dict[str, str]", client.hgetall(hits[0])))
+        client.delete(hits[0])
+    finally:
+        client.close()
+    return revoked
+
+
 def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
@@ -102,9 +171,9 @@ def presented_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
 class RoleCache:
     """Token → role, from Redis, remembered for a few seconds (revocation takes that long)."""
 
-    def __init__(self, redis: aioredis.Redis, *, ttl_s: float = _CACHE_TTL_S) -> None:
+    def __init__(self, redis: aioredis.Redis, *, ttl_s: float | None = None) -> None:
         self.redis = redis
-        self.ttl_s = ttl_s
+        self.ttl_s = _CACHE_TTL_S if ttl_s is None else ttl_s
         self._seen: dict[str, tuple[str | None, float]] = {}
 
     async def role_of(self, token: str) -> str | None:
@@ -127,6 +196,21 @@ class RoleCache:
 async def is_staff(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     roles: RoleCache = connection.app.state.roles
     return await roles.role_of(presented_token(connection)) in STAFF_ROLES
+
+
+async def until_revoked(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """Return once the staff token ``connection`` was opened with no longer has a staff role,
+    checked as often as the role cache forgets: a long-lived socket ends when a REST call with
+    the token would be refused."""
+    roles: RoleCache = connection.app.state.roles
+    token = presented_token(connection)
+    while True:
+        await asyncio.sleep(roles.ttl_s)
+        try:
+            if await roles.role_of(token) not in STAFF_ROLES:
+                return
+        except RedisError:  # cannot tell now: the socket stays, as REST calls would fail
+            continue
 
 
 async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from geo.errors import GeoError, OsmImportError
-from server.auth import issue_token
+from server.auth import (
+    ID_LENGTH,
+    TokenLookupError,
+    issue_token,
+    list_tokens,
+    revoke_token,
+    token_id,
+)
 from server.errors import StartupError
 from server.orders.archive import ArchiveError
 from server.orders.crypto import MissingKeyError
@@ -409,7 +416,21 @@ def _cmd_token(args: argparse.Namespace) -> int:
     with redis_for_admin(
         settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
     ) as url:
-        print(issue_token(url, args.role, args.label or ""))
+        if args.token_command == "create":
+            token = issue_token(url, args.role, args.label or "")
+            print(f"token id {token_id(token)} (what `fleet token revoke` takes)", file=sys.stderr)
+            print(token)
+        elif args.token_command == "list":
+            tokens = list_tokens(url)
+            print(f"{'id':<{ID_LENGTH}}  {'role':<10}  {'created (UTC)':<16}  label")
+            for t in tokens:
+                made = dt.datetime.fromtimestamp(t.created, tz=dt.UTC).strftime("%Y-%m-%d %H:%M")
+                print(f"{t.id:<{ID_LENGTH}}  {t.role:<10}  {made:<16}  {t.label}")
+            print(f"{len(tokens)} token{'' if len(tokens) == 1 else 's'}", file=sys.stderr)
+        else:
+            gone = revoke_token(url, args.id)
+            print(f"Revoked {gone.role} token {gone.id} ({gone.label or 'no label'}): the API "
+                  "refuses it within 10 s and consoles open with it are closed.")  # fmt: skip
     return 0
 
 
@@ -568,9 +589,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--role", choices=["dispatcher", "admin"], default="dispatcher")
     create.add_argument("--label", help="who the token is for (free text)")
-    create.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
-    create.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
-    create.set_defaults(run=_cmd_token)
+    listing = token_sub.add_parser(
+        "list", help="list the tokens: id, role, when made, label (never the token itself)"
+    )
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="revoke a token by the id `list` shows",
+        description="The API refuses the token within 10 s; consoles open with it are closed.",
+    )
+    revoke.add_argument("id", help="the token's id (6 or more of its hex digits)")
+    for action in (create, listing, revoke):
+        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
+        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+        action.set_defaults(run=_cmd_token)
 
     orders = sub.add_parser(
         "orders",
@@ -663,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OsmImportError as exc:  # --osm given a file that is no road extract (demo, bench…)
         print(f"fleet: Cannot load the road network: {_clause(exc)}.", file=sys.stderr)
         return EXIT_USAGE
-    except (ArchiveError, MissingKeyError) as exc:  # fleet orders: a bad archive or no key
+    except (ArchiveError, MissingKeyError, TokenLookupError) as exc:  # orders, token revoke
         print(f"fleet: {_clause(exc)}.", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ key                                  type    what it holds
 ``fleet:vehicles``                   hash    vehicle id → JSON record (name, device id, …)
 ``fleet:device:{device_id}``         string  vehicle id of an OsmAnd/Traccar device id
 ``fleet:vtoken:{sha256}``            string  vehicle id of a driver token (stored hashed)
+``fleet:vtokens``                    hash    vehicle id → sha256 of its current driver token
 ``fleet:token:{sha256}``             hash    a staff token: role, label, created
 ``fleet:stats:rejects``              hash    rejection reason → count
 ``fleet:status``                     hash    vehicle id → online | stale | offline
@@ -58,6 +59,7 @@ POSITIONS_CHANNEL = PREFIX + "pos"
 EVENTS_CHANNEL = PREFIX + "events"
 LASTSEEN = PREFIX + "lastseen"
 VEHICLES = PREFIX + "vehicles"
+VEHICLE_TOKENS = PREFIX + "vtokens"
 REJECTS = PREFIX + "stats:rejects"
 STATUS = PREFIX + "status"
 STATUS_LEASE = PREFIX + "lease:status"

@@ -6,11 +6,14 @@ import asyncio
 import os
 import subprocess
 import sys
+from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from server import auth
+from server.cli import main
 from tests.conftest import AUTH, STAFF_TOKEN, scaled
 
 
@@ -67,3 +70,37 @@ def test_fleet_token_create_prints_a_working_token(live_server: str, redis_url: 
     assert len(token) >= 32
     answer = httpx.get(f"{live_server}/vehicles", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200
+
+
+async def test_a_revoked_token_is_refused_and_its_open_console_closed(
+    server_factory: Any,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(auth, "_CACHE_TTL_S", 0.3)  # how long a server may believe a token
+    base = server_factory()
+    admin = ["--redis-url", redis_url]
+    assert main(["token", "create", "--label", "night shift", *admin]) == 0
+    made = capsys.readouterr()
+    token = made.out.strip()
+    token_id = made.err.split()[2]
+    assert main(["token", "list", *admin]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(token_id) and "night shift" in line for line in listed)
+    assert token not in "".join(listed)  # a listing never shows a token itself
+    staff = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/vehicles", headers=staff).status_code == 200
+    url = base.replace("http://", "ws://") + f"/ws/console?token={token}"
+    async with connect(url) as console:
+        assert await asyncio.wait_for(console.recv(), scaled(5))
+        assert main(["token", "revoke", token_id[:8], *admin]) == 0
+        assert "Revoked dispatcher token" in capsys.readouterr().out
+        await asyncio.wait_for(console.wait_closed(), scaled(5))
+    assert console.close_code == 4001
+    assert console.close_reason == "the token has been revoked"
+    assert httpx.get(f"{base}/vehicles", headers=staff).status_code == 403
+    for wanted, said in (("abc", "is no token id"), (token_id, "No token has the id")):
+        assert main(["token", "revoke", wanted, *admin]) == 2
+        assert said in capsys.readouterr().err
+    assert httpx.get(f"{base}/vehicles", headers=AUTH).status_code == 200  # others unaffected

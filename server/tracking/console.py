@@ -41,7 +41,7 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 
 from server import clock, keys
-from server.auth import is_staff
+from server.auth import is_staff, until_revoked
 from server.resp import RespSubscriber, kwargs_of
 from server.sockets import receive_frame
 from server.tracking.queries import BBox, bbox_of_text, parse_bbox, vehicles_in_bbox
@@ -101,6 +101,18 @@ class Subscriber:
             self.wake.set()
 
 
+TOKEN_REPLACED = b""  # what a driver link receives, last, once its vehicle's token is replaced
+
+
+@dataclass(eq=False, slots=True)
+class DriverLink:
+    """What the hub tells one driver socket: its vehicle's new routes (a queue of one, the
+    latest wins), and at last ``TOKEN_REPLACED`` if the token it connected with is replaced."""
+
+    routes: asyncio.Queue[bytes]
+    revoked: bool = False
+
+
 class Hub:
     """Fans the process's Redis subscription out to its console subscribers."""
 
@@ -110,7 +122,7 @@ class Hub:
         self.subscribers: set[Subscriber] = set()
         self.event_hooks: list[Callable[[bytes], None]] = []  # told of every event first
         self.position_hooks: list[Callable[[str], None]] = []  # told the id of each move
-        self.route_watchers: dict[str, set[asyncio.Queue[bytes]]] = {}
+        self.driver_links: dict[str, set[DriverLink]] = {}
 
     def publish_positions(self, message: bytes) -> None:
         """Fan out one ``fleet:pos`` message: positions as JSON objects, one per line."""
@@ -129,7 +141,7 @@ class Hub:
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:
             hook(raw)
-        if b'"type": "route"' in raw:
+        if b'"type": "route"' in raw or b'"type": "vehicle_token"' in raw:
             self._to_drivers(raw)
         frame = b'{"type":"event","event":' + raw + b"}"
         for subscriber in self.subscribers:
@@ -157,28 +169,34 @@ class Hub:
         await subscriber.run(ready)
 
     def _to_drivers(self, raw: bytes) -> None:
-        """Hand a route to the driver sockets of its vehicle in this process (latest wins)."""
+        """Hand a route, or the news that its driver token was replaced, to the driver sockets
+        of its vehicle in this process (routes: latest wins)."""
         try:
-            vehicle_id = str(msgspec.json.decode(raw)["vehicle_id"])
+            event = msgspec.json.decode(raw)
+            vehicle_id = str(event["vehicle_id"])
         except (msgspec.DecodeError, KeyError, TypeError):
             return
-        for queue in self.route_watchers.get(vehicle_id, ()):
-            if queue.full():
-                queue.get_nowait()
-            queue.put_nowait(raw)
+        replaced = event.get("type") == "vehicle_token"
+        for link in self.driver_links.get(vehicle_id, ()):
+            if link.revoked:  # nothing more for a socket that is being closed
+                continue
+            link.revoked = replaced
+            if link.routes.full():
+                link.routes.get_nowait()
+            link.routes.put_nowait(TOKEN_REPLACED if replaced else raw)
 
     @contextlib.contextmanager
-    def watch_routes(self, vehicle_id: str) -> Iterator[asyncio.Queue[bytes]]:
-        """A queue that receives the vehicle's new routes while the context is open."""
-        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
-        self.route_watchers.setdefault(vehicle_id, set()).add(queue)
+    def driver_link(self, vehicle_id: str) -> Iterator[DriverLink]:
+        """What a driver socket of the vehicle hears while the context is open."""
+        link = DriverLink(asyncio.Queue(maxsize=1))
+        self.driver_links.setdefault(vehicle_id, set()).add(link)
         try:
-            yield queue
+            yield link
         finally:
-            watchers = self.route_watchers.get(vehicle_id, set())
-            watchers.discard(queue)
-            if not watchers:
-                self.route_watchers.pop(vehicle_id, None)
+            links = self.driver_links.get(vehicle_id, set())
+            links.discard(link)
+            if not links:
+                self.driver_links.pop(vehicle_id, None)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, bbox: BBox) -> AsyncIterator[Subscriber]:
@@ -249,12 +267,22 @@ async def console_socket(
         subscriber.wake.set()
         sender = asyncio.create_task(hub.pump(subscriber, socket.send_text))
         receiver = asyncio.create_task(_read_viewports(socket, subscriber, redis))
-        done, pending = await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        revoked = asyncio.create_task(until_revoked(socket))
+        done, pending = await asyncio.wait(
+            {sender, receiver, revoked}, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in pending:
             task.cancel()
         for task in pending:
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
                 await task
+        if revoked in done and revoked.exception() is None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    socket.close(CLOSE_UNAUTHORIZED, "the token has been revoked"),
+                    hub.send_timeout_s,
+                )
+            return
         for task in done:
             error = task.exception()
             if isinstance(error, TimeoutError):

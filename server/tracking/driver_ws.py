@@ -3,7 +3,8 @@
 Close codes (also in ``docs/PROTOCOL.md``):
 
 ====  =====================================================================
-4001  no token, or a token that belongs to no vehicle
+4001  no token, or a token that belongs to no vehicle; or the token was replaced
+      (``POST /vehicles/{id}/token``) while the socket was open
 4029  too many messages a second, for too long (after ``rate_limited`` errors)
 1009  a frame larger than ``FLEET_WS_MAX_FRAME_BYTES`` (closed by the protocol layer)
 1011  the server cannot reach Redis for a while
@@ -33,7 +34,7 @@ from server.nativews import NativeWebSocket
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.sockets import receive_frame
-from server.tracking.console import Hub
+from server.tracking.console import TOKEN_REPLACED, DriverLink, Hub
 from server.tracking.filters import Fix, Limits
 from server.tracking.geofences import GeofenceTracker, membership_of
 from server.tracking.ingest import LIVE_FIX, Ingestor, fix_of
@@ -53,6 +54,7 @@ from server.wsframes import Handshake
 log = logging.getLogger("fleet.driver")
 
 CLOSE_UNAUTHORIZED = 4001
+TOKEN_REPLACED_REASON = "this vehicle's token has been replaced"
 CLOSE_RATE_LIMITED = 4029
 CLOSE_UNAVAILABLE = 1011
 MAX_RATE_STRIKES = 50  # consecutive rate-limited messages before the socket is closed
@@ -128,28 +130,36 @@ async def serve_driver(channel: Channel, token: str, services: DriverServices) -
         await channel.close(CLOSE_UNAUTHORIZED, "unknown or missing vehicle token")
         return
     vehicle_id = raw_id.decode()
-    with services.hub.watch_routes(vehicle_id) as routes:
-        live, fences_raw, current = await asyncio.gather(
+    with services.hub.driver_link(vehicle_id) as link:
+        live, fences_raw, current, still = await asyncio.gather(
             fast.call("HMGET", keys.live(vehicle_id), *LIVE_FIX),
             fast.call("GET", keys.in_fences(vehicle_id)),
             fast.call("GET", keys.route(vehicle_id)),
+            # Again, now that a replacement would reach this socket: one made in between
+            # would have been missed.
+            fast.call("GET", keys.vehicle_token(token_hash(token))),
         )
+        if still != raw_id:
+            await channel.close(CLOSE_UNAUTHORIZED, TOKEN_REPLACED_REASON)
+            return
         last, inside = fix_of(live), membership_of(fences_raw)
-        if current is not None:
-            routes.put_nowait(current)
-        pusher = asyncio.create_task(_push_routes(channel, routes))
+        if current is not None and link.routes.empty():  # else a newer one came meanwhile
+            link.routes.put_nowait(current)
+        pusher = asyncio.create_task(_push_routes(channel, link.routes))
         try:
             stops = StopHandler(
                 services.orders, ingestor.redis, vehicle_id, services.settings.failed_policy
             )
-            await _serve_driver(channel, vehicle_id, services, stops, last, inside)
+            await _serve_driver(channel, vehicle_id, services, stops, last, inside, link)
         finally:
             await stop_task(pusher, log)
 
 
 async def _push_routes(channel: Channel, routes: asyncio.Queue[bytes]) -> None:
-    while True:
-        await channel.send(await routes.get())
+    """Send the vehicle's new routes; close the socket once its token has been replaced."""
+    while (route := await routes.get()) != TOKEN_REPLACED:
+        await channel.send(route)
+    await channel.close(CLOSE_UNAUTHORIZED, TOKEN_REPLACED_REASON)
 
 
 async def _serve_driver(
@@ -159,11 +169,14 @@ async def _serve_driver(
     stops: StopHandler,
     last: Fix | None,
     inside: Inside,
+    link: DriverLink,
 ) -> None:
     ingestor, limits, fences = services.ingestor, services.limits, services.fences
     bucket = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
     strikes = redis_failures = 0
     while (frame := await channel.receive()) is not None:
+        if link.revoked:  # what arrived before the close is not the token's any more
+            return
         if not bucket.take():
             strikes += 1
             if strikes > MAX_RATE_STRIKES:

@@ -21,8 +21,10 @@ from server.tracking.vehicles import (
     VehicleCreated,
     VehicleIn,
     VehiclePatch,
+    VehicleToken,
     all_vehicles,
     create_vehicle,
+    replace_token,
     update_vehicle,
 )
 
@@ -53,6 +55,16 @@ class VehiclesController(Controller):
             ),
         )
         return changed
+
+    @post(
+        "/{vehicle_id:str}/token",
+        summary="Give the vehicle a new driver token (shown once); the old one stops working",
+        status_code=200,
+    )
+    async def new_token(
+        self, vehicle_id: FromPath[str], redis: NamedDependency[aioredis.Redis]
+    ) -> VehicleToken:
+        return await replace_token(redis, vehicle_id)
 
     @get("/registry", summary="Every registered vehicle")
     async def registry(self, redis: NamedDependency[aioredis.Redis]) -> list[Vehicle]:

@@ -1,5 +1,6 @@
 """Vehicle registry: the record (capacity, skills, status), an OsmAnd device id, and a driver
-token stored hashed. A vehicle whose status is not ``available`` is never planned."""
+token stored hashed (replaceable). A vehicle whose status is not ``available`` is never
+planned."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from typing import Annotated, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from server import keys
 from server.auth import token_hash
 from server.errors import ApiError, BadRequest, NotFound
+from server.events import queue_event
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -89,7 +92,10 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         await redis.hdel(keys.VEHICLES, vehicle_id)
         raise Conflict(f"device id {device_id} is taken", details={"field": "device_id"})
     token = secrets.token_urlsafe(24)  # 192 random bits
-    await redis.set(keys.vehicle_token(token_hash(token)), vehicle_id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.set(keys.vehicle_token(token_hash(token)), vehicle_id)
+        pipe.hset(keys.VEHICLE_TOKENS, vehicle_id, token_hash(token))
+        await pipe.execute()
     return VehicleCreated(
         id=vehicle_id,
         name=record.name,
@@ -99,6 +105,46 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         status=record.status,
         token=token,
     )
+
+
+class VehicleToken(msgspec.Struct):
+    id: str
+    token: str  # shown once: only its hash is stored
+
+
+async def replace_token(redis: aioredis.Redis, vehicle_id: str) -> VehicleToken:
+    """Give the vehicle a new driver token: the one it had stops working at once, and the
+    driver sockets open with it are closed (a lost or stolen phone, a driver who left)."""
+    if not await redis.hexists(keys.VEHICLES, vehicle_id):
+        raise NotFound(f"no vehicle {vehicle_id}")
+    token = secrets.token_urlsafe(24)
+    fresh = token_hash(token)
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(keys.VEHICLE_TOKENS)
+                current = cast("bytes | None", await pipe.hget(keys.VEHICLE_TOKENS, vehicle_id))
+                old = [current.decode()] if current else await _unindexed_tokens(redis, vehicle_id)
+                pipe.multi()  # type: ignore[no-untyped-call]
+                for stale in old:
+                    pipe.delete(keys.vehicle_token(stale))
+                pipe.set(keys.vehicle_token(fresh), vehicle_id)
+                pipe.hset(keys.VEHICLE_TOKENS, vehicle_id, fresh)
+                queue_event(pipe, {"type": "vehicle_token", "vehicle_id": vehicle_id})
+                await pipe.execute()
+                return VehicleToken(id=vehicle_id, token=token)
+            except WatchError:  # replaced at the same moment by another request: again
+                continue
+
+
+async def _unindexed_tokens(redis: aioredis.Redis, vehicle_id: str) -> list[str]:
+    """The hashes of a vehicle's tokens issued before ``fleet:vtokens`` recorded them."""
+    found = []
+    prefix = keys.vehicle_token("")
+    async for key in redis.scan_iter(match=prefix + "*", count=1000):
+        if await redis.get(key) == vehicle_id.encode():
+            found.append(key.decode().removeprefix(prefix))
+    return found
 
 
 async def vehicle_ids(redis: aioredis.Redis) -> list[str]:

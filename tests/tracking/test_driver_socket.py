@@ -274,3 +274,60 @@ async def test_a_token_speaks_only_for_its_own_vehicle(live_server: str, redis_u
     r = redis.Redis.from_url(redis_url)
     assert r.exists(keys.track("van-b")) == 0
     r.close()
+
+
+async def _refused(url: str) -> tuple[int, str]:
+    """The close code and reason a driver socket at ``url`` is closed with."""
+    async with connect(url) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), scaled(5))
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_a_replaced_token_stops_working_on_every_process_at_once(
+    server_factory: Any, redis_url: str
+) -> None:
+    a, b = server_factory(), server_factory()
+    old = register(a, "van-r")
+    async with connect(ws_url(b, f"/ws/driver?token={old}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 1, "pings": pings(now_ms() - 9000, 2)})
+        assert ack["accepted"] == 2
+        replaced = httpx.post(f"{a}/vehicles/van-r/token", headers=AUTH)  # on the other process
+        assert replaced.status_code == 200, replaced.text
+        new = replaced.json()["token"]
+        assert replaced.json()["id"] == "van-r"
+        assert new != old
+        with pytest.raises(ConnectionClosed) as closed:  # b closes the socket open with it
+            await asyncio.wait_for(ws.recv(), scaled(5))
+        assert closed.value.rcvd is not None
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+            4001, "this vehicle's token has been replaced"
+        )  # fmt: skip
+    assert (await _refused(ws_url(a, f"/ws/driver?token={old}")))[0] == 4001
+    async with connect(ws_url(b, f"/ws/driver?token={new}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 2, "pings": pings(now_ms() - 5000, 2)})
+        assert ack["accepted"] == 2
+    assert len(stored(redis_url, "van-r")) == 4
+    newer = httpx.post(f"{b}/vehicles/van-r/token", headers=AUTH).json()["token"]
+    assert (await _refused(ws_url(a, f"/ws/driver?token={new}")))[0] == 4001
+    async with connect(ws_url(a, f"/ws/driver?token={newer}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 3, "pings": pings(now_ms() - 1000, 1)})
+        assert ack["accepted"] == 1
+
+
+async def test_a_token_issued_before_tokens_were_indexed_is_replaced_too(
+    live_server: str, redis_url: str
+) -> None:
+    old = register(live_server, "van-old")
+    other = register(live_server, "van-other")
+    with redis.Redis.from_url(redis_url) as r:
+        r.delete(keys.VEHICLE_TOKENS)  # as a vehicle registered by an earlier version
+    assert httpx.post(f"{live_server}/vehicles/van-old/token", headers=AUTH).status_code == 200
+    assert (await _refused(ws_url(live_server, f"/ws/driver?token={old}")))[0] == 4001
+    async with connect(ws_url(live_server, f"/ws/driver?token={other}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 1, "pings": pings(now_ms() - 1000, 1)})
+        assert ack["accepted"] == 1  # another vehicle's token is not touched
+    missing = httpx.post(f"{live_server}/vehicles/van-none/token", headers=AUTH)
+    assert missing.status_code == 404
+    assert httpx.post(f"{live_server}/vehicles/van-old/token").status_code == 401
