@@ -79,3 +79,41 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     desktop.wait_for_selector("#conn.ok")
     desktop.wait_for_timeout(800)
     desktop.screenshot(path=artifacts / "driver-desktop.png")
+
+
+def test_a_new_driver_link_from_the_console_disconnects_the_old_one(
+    fleet_server: Callable[..., str], new_page: Callable[..., Any], artifacts: Path
+) -> None:
+    """A lost phone: the dispatcher makes a new link; the old one stops at once."""
+    base = fleet_server()
+    vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "lost-van"}).json()
+    where = {"geolocation": {"latitude": START[0], "longitude": START[1], "accuracy": 8},
+             "permissions": ["geolocation"], "viewport": PHONE, "is_mobile": True}  # fmt: skip
+    lost = new_page(**where)
+    lost.goto(f"{base}/driver#token={vehicle['token']}")
+    lost.wait_for_selector("#conn.ok")
+    console = open_console(new_page, base)
+    console.click("#vehicle-list .item[data-vehicle=lost-van]")
+    console.wait_for_selector("#new-driver-link")
+    console.once("dialog", lambda dialog: dialog.accept())
+    console.click("#new-driver-link")
+    link = console.wait_for_selector("#driver-link").get_attribute("value")
+    assert link is not None
+    assert link.startswith(f"{base}/driver#token=")
+    assert vehicle["token"] not in link
+    console.screenshot(path=artifacts / "console-new-driver-link.png")
+    lost.wait_for_selector("#conn.bad:has-text('token refused')")  # closed with 4001
+
+    found = new_page(**where)
+    found.goto(link)
+    found.wait_for_selector("#conn.ok")
+    moved = (START[0] + 0.0002, START[1])
+    found.wait_for_timeout(1000)
+    found.context.set_geolocation({"latitude": moved[0], "longitude": moved[1], "accuracy": 8})
+    wait_for(
+        lambda: (p := on_console(console, "lost-van")) and abs(p[0] - moved[0]) < 1e-6,
+        "the van to move on the console with the new link",
+    )
+    console.click("#pane-detail button:has-text('Close')")
+    console.click("#vehicle-list .item[data-vehicle=lost-van]")
+    assert console.locator("#driver-link").count() == 0  # the link is shown once

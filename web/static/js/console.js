@@ -22,6 +22,7 @@ const state = {
   bytesReceived: 0,
   opened: false, // the console socket has been open once (a later open reloads: see resync)
   resyncs: 0, // reloads after missed events
+  driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
 };
 window.fleetConsole = state; // for the browser tests and the curious
 
@@ -378,6 +379,29 @@ function renderVehicles() {
   );
 }
 
+// A lost phone, a driver who left: the vehicle gets a new token, and the link with the old one
+// stops working at once (a phone using it is disconnected). The link is shown here once.
+async function newDriverLink(id) {
+  if (!confirm(`Give ${id} a new driver link? The link it has now stops working at once, and a phone using it is disconnected.`)) return;
+  try {
+    const made = await call(`/vehicles/${encodeURIComponent(id)}/token`, { method: "POST" });
+    state.driverLink = { id, url: `${location.origin}/driver#token=${encodeURIComponent(made.token)}` };
+    if (state.selected === id) renderDetail();
+    toast(`New driver link for ${escapeHtml(id)}: send it to the driver. The old link no longer works.`);
+  } catch (err) {
+    toast(`Could not make a new link for ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+async function copyDriverLink() {
+  try {
+    await navigator.clipboard.writeText(state.driverLink.url);
+    toast("Driver link copied.");
+  } catch {
+    $("#driver-link").select(); // no clipboard access (plain http): selected for Ctrl-C
+  }
+}
+
 async function setVehicleStatus(id, status) {
   try {
     const changed = await call(`/vehicles/${encodeURIComponent(id)}`, { method: "PATCH", body: { status } });
@@ -408,6 +432,7 @@ $("#tool-replan").addEventListener("click", async () => {
 
 // ---------- vehicle detail ----------
 async function selectVehicle(id, { pan = true, show = true } = {}) {
+  if (state.driverLink && state.driverLink.id !== id) state.driverLink = null;
   state.selected = id;
   vehicles.selected = id;
   vehicles.schedule();
@@ -477,7 +502,13 @@ function renderDetail() {
         el("dt", {}, "Capacity"), el("dd", {}, Object.entries(f.capacity || {}).map(([k, v]) => `${v} ${k}`).join(", ") || "—")),
       el("div", { class: "row" },
         el("button", { class: "btn small", onclick: () => setVehicleStatus(id, f.status !== "available" ? "available" : "maintenance") }, f.status !== "available" ? "Set available" : "Set maintenance"),
-        p ? el("button", { class: "btn small", onclick: () => map.setView([p.lat, p.lon], Math.max(map.getZoom(), 15)) }, "Zoom to") : null),
+        p ? el("button", { class: "btn small", onclick: () => map.setView([p.lat, p.lon], Math.max(map.getZoom(), 15)) }, "Zoom to") : null,
+        el("button", { class: "btn small", id: "new-driver-link", onclick: () => newDriverLink(id) }, "New driver link")),
+      state.driverLink && state.driverLink.id === id
+        ? el("div", { class: "row" },
+            el("input", { id: "driver-link", class: "mono", readonly: true, value: state.driverLink.url, style: "flex:1;min-width:0", onclick: (e) => e.target.select() }),
+            el("button", { class: "btn small", onclick: () => copyDriverLink() }, "Copy"))
+        : null,
       el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Next stops (${stops.length})`),
       stops.length
         ? el("ol", { class: "stops", id: "detail-stops" }, ...stops.map((s, i) => {
@@ -495,6 +526,7 @@ function renderDetail() {
 
 function closeDetail() {
   state.selected = null;
+  state.driverLink = null; // it holds a token: shown once, not kept around
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
