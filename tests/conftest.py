@@ -6,6 +6,7 @@ Timeouts in tests are multiplied by ``FLEET_TEST_TIMEOUT_SCALE`` (default 1) for
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import shutil
@@ -25,6 +26,7 @@ import redis
 from geo.roads import Roads
 from server.app import create_app
 from server.auth import token_hash
+from server.cli import main
 from server.keys import staff_token
 from server.redis_process import PrivateRedis
 from server.serving import build_server
@@ -154,3 +156,13 @@ def andorra(tmp_path_factory: pytest.TempPathFactory) -> Roads:
 def live_server(server_factory: Callable[..., str]) -> str:
     """The real app served by uvicorn on an ephemeral port; its base URL."""
     return server_factory()
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``fleet ARGS`` in this process: its exit code, stdout and stderr. Captured here rather
+    than with ``capsys``, whose stream is closed after the test: a server created meanwhile would
+    keep logging to it (Litestar binds its log handler to ``sys.stderr`` when an app is made)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, out.getvalue(), err.getvalue()

@@ -13,8 +13,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server import auth
-from server.cli import main
-from tests.conftest import AUTH, STAFF_TOKEN, scaled
+from tests.conftest import AUTH, STAFF_TOKEN, run_cli, scaled
 
 
 @pytest.mark.parametrize("path", ["/vehicles", "/geofences", "/vehicles/nearby?lat=1&lon=1"])
@@ -73,34 +72,32 @@ def test_fleet_token_create_prints_a_working_token(live_server: str, redis_url: 
 
 
 async def test_a_revoked_token_is_refused_and_its_open_console_closed(
-    server_factory: Any,
-    redis_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    server_factory: Any, redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(auth, "_CACHE_TTL_S", 0.3)  # how long a server may believe a token
     base = server_factory()
-    admin = ["--redis-url", redis_url]
-    assert main(["token", "create", "--label", "night shift", *admin]) == 0
-    made = capsys.readouterr()
-    token = made.out.strip()
-    token_id = made.err.split()[2]
-    assert main(["token", "list", *admin]) == 0
-    listed = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(token_id) and "night shift" in line for line in listed)
-    assert token not in "".join(listed)  # a listing never shows a token itself
+    admin = ("--redis-url", redis_url)
+    code, token, said = run_cli("token", "create", "--label", "night shift", *admin)
+    assert code == 0
+    token, token_id = token.strip(), said.split()[2]
+    code, listing, _ = run_cli("token", "list", *admin)
+    assert code == 0
+    assert any(line.startswith(token_id) and "night shift" in line for line in listing.splitlines())
+    assert token not in listing  # a listing never shows a token itself
     staff = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{base}/vehicles", headers=staff).status_code == 200
     url = base.replace("http://", "ws://") + f"/ws/console?token={token}"
     async with connect(url) as console:
         assert await asyncio.wait_for(console.recv(), scaled(5))
-        assert main(["token", "revoke", token_id[:8], *admin]) == 0
-        assert "Revoked dispatcher token" in capsys.readouterr().out
+        code, out, _ = run_cli("token", "revoke", token_id[:8], *admin)
+        assert code == 0
+        assert "Revoked dispatcher token" in out
         await asyncio.wait_for(console.wait_closed(), scaled(5))
     assert console.close_code == 4001
     assert console.close_reason == "the token has been revoked"
     assert httpx.get(f"{base}/vehicles", headers=staff).status_code == 403
-    for wanted, said in (("abc", "is no token id"), (token_id, "No token has the id")):
-        assert main(["token", "revoke", wanted, *admin]) == 2
-        assert said in capsys.readouterr().err
+    for wanted, expected in (("abc", "is no token id"), (token_id, "No token has the id")):
+        code, _, err = run_cli("token", "revoke", wanted, *admin)
+        assert code == 2
+        assert expected in err
     assert httpx.get(f"{base}/vehicles", headers=AUTH).status_code == 200  # others unaffected

@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
-import pytest
 import redis
 import redis.asyncio as aioredis
 
 from server import keys
-from server.cli import main
 from server.orders.archive import archive_orders
 from server.orders.crypto import Sealer, load_key
 from server.orders.store import OrderStore
-from tests.conftest import AUTH
+from tests.conftest import AUTH, run_cli
 from tests.orders.test_orders_api import create, order_body
 
 
@@ -39,8 +37,9 @@ def _deliver(redis_url: str, data_dir: Path, order_id: str) -> None:
     asyncio.run(run())
 
 
-def _orders_cli(action: str, redis_url: str, data_dir: Path, *extra: str) -> int:
-    return main(["orders", action, "--redis-url", redis_url, "--data-dir", str(data_dir), *extra])
+def _orders_cli(action: str, redis_url: str, data_dir: Path, *extra: str) -> tuple[int, str, str]:
+    """``fleet orders ACTION``: exit code, stdout, stderr."""
+    return run_cli("orders", action, "--redis-url", redis_url, "--data-dir", str(data_dir), *extra)
 
 
 def _seen(base: str, order_id: str, token: str) -> dict[str, Any]:
@@ -62,7 +61,7 @@ def _stable(answer: Any) -> Any:
 
 
 def test_ended_orders_move_to_the_archive_and_back(
-    live_server: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    live_server: str, redis_url: str, tmp_path: Path
 ) -> None:
     cancelled, delivered, still_open = (create(live_server) for _ in range(3))
     cancelled_id, delivered_id = cancelled["order"]["id"], delivered["order"]["id"]
@@ -75,14 +74,17 @@ def test_ended_orders_move_to_the_archive_and_back(
     archive = tmp_path / "orders.jsonl"
 
     file = ("--file", str(archive))
-    assert _orders_cli("archive", redis_url, tmp_path, "--older-than", "1", *file) == 0
-    assert "Archived 0 orders" in capsys.readouterr().out
-    assert _orders_cli("archive", redis_url, tmp_path, "--before", _later(), "--dry-run") == 0
-    assert "2 orders ended before" in capsys.readouterr().out
+    code, out, _ = _orders_cli("archive", redis_url, tmp_path, "--older-than", "1", *file)
+    assert code == 0
+    assert "Archived 0 orders" in out
+    code, out, _ = _orders_cli("archive", redis_url, tmp_path, "--before", _later(), "--dry-run")
+    assert code == 0
+    assert "2 orders ended before" in out
     assert httpx.get(f"{live_server}/orders/{cancelled_id}", headers=AUTH).status_code == 200
 
-    assert _orders_cli("archive", redis_url, tmp_path, "--before", _later(), *file) == 0
-    assert "Archived 2 orders" in capsys.readouterr().out
+    code, out, _ = _orders_cli("archive", redis_url, tmp_path, "--before", _later(), *file)
+    assert code == 0
+    assert "Archived 2 orders" in out
     lines = [json.loads(line) for line in archive.read_text().splitlines()]
     assert sorted(line["id"] for line in lines) == sorted(ended)
     assert "Aino Virtanen" not in archive.read_text()  # personal data stays sealed
@@ -99,8 +101,9 @@ def test_ended_orders_move_to_the_archive_and_back(
     listed = httpx.get(f"{live_server}/orders", headers=AUTH).json()
     assert [o["id"] for o in listed] == [still_open["order"]["id"]]
 
-    assert _orders_cli("restore", redis_url, tmp_path, *file) == 0
-    assert "Restored 2 orders" in capsys.readouterr().out
+    code, out, _ = _orders_cli("restore", redis_url, tmp_path, *file)
+    assert code == 0
+    assert "Restored 2 orders" in out
     for order_id, token in ended.items():
         again = _seen(live_server, order_id, token)
         assert {k: _stable(r.json()) for k, r in again.items()} == {
@@ -110,8 +113,9 @@ def test_ended_orders_move_to_the_archive_and_back(
     for status, order_id in statuses.items():
         listed = httpx.get(f"{live_server}/orders", headers=AUTH, params={"status": status})
         assert [o["id"] for o in listed.json()] == [order_id]
-    assert _orders_cli("restore", redis_url, tmp_path, *file) == 0
-    assert "Restored 0 orders" in capsys.readouterr().out  # both there: they stay
+    code, out, _ = _orders_cli("restore", redis_url, tmp_path, *file)
+    assert code == 0
+    assert "Restored 0 orders" in out  # both there: they stay
 
 
 class _Racing:
@@ -180,7 +184,7 @@ def test_an_archived_idempotency_key_is_a_conflict(
     first = httpx.post(f"{live_server}/orders", headers=headers, json=order_body())
     order_id = first.json()["order"]["id"]
     assert httpx.post(f"{live_server}/orders/{order_id}/cancel", headers=AUTH).status_code == 200
-    assert _orders_cli("archive", redis_url, tmp_path, "--before", _later()) == 0
+    assert _orders_cli("archive", redis_url, tmp_path, "--before", _later())[0] == 0
     assert (tmp_path / "archive" / "orders.jsonl").is_file()
     again = httpx.post(f"{live_server}/orders", headers=headers, json=order_body())
     assert again.status_code == 409, again.text
@@ -188,9 +192,7 @@ def test_an_archived_idempotency_key_is_a_conflict(
     assert f"{order_id}, has been archived" in again.json()["error"]["message"]
 
 
-def test_bad_input_is_one_sentence(
-    live_server: str, redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_bad_input_is_one_sentence(live_server: str, redis_url: str, tmp_path: Path) -> None:
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"v": 1, "id": "o-1", "order": {}, "audit": []}\n')
     other = tmp_path / "elsewhere"
@@ -201,10 +203,11 @@ def test_bad_input_is_one_sentence(
         (("archive", "--older-than", "-3"), "give days, 0 or more"),
     ]
     for args, said in cases:
-        assert _orders_cli(args[0], redis_url, tmp_path, *args[1:]) == 2
-        err = capsys.readouterr().err
+        code, _, err = _orders_cli(args[0], redis_url, tmp_path, *args[1:])
+        assert code == 2
         assert said in err, err
         assert "Traceback" not in err
-    assert _orders_cli("archive", redis_url, other) == 2  # no key: nothing is read or created
-    assert "No key at" in capsys.readouterr().err
+    code, _, err = _orders_cli("archive", redis_url, other)
+    assert code == 2  # no key: nothing is read or created
+    assert "No key at" in err
     assert not (other / "keys").exists()
