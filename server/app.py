@@ -52,6 +52,7 @@ from server.openapi import document_errors
 from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
+from server.orders.outcomes import ErrorRateLimit
 from server.orders.routes import AlertsController, OrdersController
 from server.orders.store import OrderStore
 from server.settings import Settings
@@ -185,6 +186,11 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 lead_time_s=settings.lead_time_limit_s,
             ),
             interval_s=settings.alert_sweep_s,
+            error_rate=ErrorRateLimit(
+                limit=settings.error_rate_limit,
+                window_s=settings.error_rate_window_s,
+                min_attempts=settings.error_rate_min_attempts,
+            ),
         )
         subscribed = asyncio.Event()
         fan_out = asyncio.create_task(_keep_running(hub, client, subscribed), name="console-hub")

@@ -32,6 +32,12 @@ key                                  type    what it holds
 ``fleet:orders:{status}``            set     ids of the orders in that status
 ``fleet:audit:{order id}``           stream  the order's transitions: status previous by reason at
 ``fleet:alerts``                     stream  recent alerts (node breaches, …), capped at ~10,000
+``fleet:stats:alerts``               hash    alert (``processing``, ``departure``, ``lead_time``,
+                                             ``error_rate``) → how many were raised
+``fleet:outcomes:{YYYYMMDD}``        hash    drop-off attempts of a UTC day by 10-minute slot:
+                                             ``{slot}:delivered|failed`` → count; kept 8 days
+``fleet:alerted:error_rate``         string  when the error-rate alert was raised (ms), while the
+                                             rate stays above the limit
 ``fleet:lease:alerts``               string  which process checks the node limits (expires)
 ``fleet:route:{vehicle id}``         string  JSON: the vehicle's route (version, stops, ETAs)
 ``fleet:lease:planner``              string  which process plans (expires)
@@ -68,6 +74,8 @@ GEOFENCES = PREFIX + "geofences"
 ORDERS = PREFIX + "orders"
 ALERTS = PREFIX + "alerts"
 ALERTS_LEASE = PREFIX + "lease:alerts"
+ALERT_COUNTS = PREFIX + "stats:alerts"
+ERROR_RATE_ALERTED = PREFIX + "alerted:error_rate"
 PLANNER_LEASE = PREFIX + "lease:planner"
 ETAS_LEASE = PREFIX + "lease:etas"
 TRAFFIC = PREFIX + "traffic"
@@ -131,6 +139,11 @@ def tracking_token(token_hash: str) -> str:
 
 def idempotency(key: str) -> str:
     return f"{PREFIX}idem:{key}"
+
+
+def outcomes(day: str) -> str:
+    """Drop-off attempts of a UTC day (``YYYYMMDD``), see ``server.orders.outcomes``."""
+    return f"{PREFIX}outcomes:{day}"
 
 
 def route(vehicle_id: str) -> str:

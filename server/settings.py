@@ -40,7 +40,9 @@ def _parse_int(lo: int | None = None, hi: int | None = None) -> Callable[[str], 
     return parse
 
 
-def _parse_float(lo: float, lo_open: bool = False) -> Callable[[str], float]:
+def _parse_float(
+    lo: float, hi: float | None = None, *, lo_open: bool = False
+) -> Callable[[str], float]:
     def parse(raw: str) -> float:
         try:
             value = float(raw.strip())
@@ -48,6 +50,8 @@ def _parse_float(lo: float, lo_open: bool = False) -> Callable[[str], float]:
             raise ValueError("must be a number") from None
         if value < lo or (lo_open and value == lo) or value != value:
             raise ValueError(f"must be a number {'above' if lo_open else 'of at least'} {lo:g}")
+        if hi is not None and value > hi:
+            raise ValueError(f"must be a number of at most {hi:g}")
         return value
 
     return parse
@@ -209,6 +213,23 @@ class Settings:
     lead_time_limit_s: float = field(
         default=48 * 3600.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "received → delivered within (seconds)"),
+    )
+    error_rate_limit: float = field(
+        default=0.08,
+        metadata=_meta(
+            _parse_float(0.0, 1.0),
+            "alert when more than this share of drop-off attempts fail in the window (1: never)",
+        ),
+    )
+    error_rate_window_s: float = field(
+        default=86_400.0,
+        metadata=_meta(
+            _parse_float(600.0, 7 * 86_400.0), "the error rate's window (seconds, 10 min to 7 days)"
+        ),
+    )
+    error_rate_min_attempts: int = field(
+        default=20,
+        metadata=_meta(_parse_int(1), "attempts in the window before the error rate can alert"),
     )
     alert_sweep_s: float = field(
         default=30.0,

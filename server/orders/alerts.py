@@ -1,10 +1,15 @@
-"""Time-node breach alerts: an order that misses the processing, departure or lead-time limit.
+"""Alerts: an order that misses the processing, departure or lead-time limit; too many failed
+drop-offs.
 
 One process at a time (lease ``fleet:lease:alerts``) checks the open orders every ``interval_s``
-with :func:`server.orders.lifecycle.breaches`. Each breach is raised once per order: published on
-``fleet:events`` and kept in the capped stream ``fleet:alerts``::
+with :func:`server.orders.lifecycle.breaches`, and the error rate of the drop-off attempts over
+its window (:mod:`server.orders.outcomes`). Each breach is raised once per order, the error rate
+once each time it goes above its limit: published on ``fleet:events``, kept in the capped stream
+``fleet:alerts`` and counted by kind in ``fleet:stats:alerts``::
 
     {"type": "alert", "kind": "node_breach", "node": "processing", "order_id": "o-…", "at": ms}
+    {"type": "alert", "kind": "error_rate", "rate": 0.1, "limit": 0.08, "failed": 3,
+     "attempts": 30, "window_s": 86400, "at": ms}
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from server import keys
 from server.events import queue_event
 from server.lease import Lease, run_leased
 from server.orders.lifecycle import OPEN, NodeLimits, breaches
+from server.orders.outcomes import ErrorRateLimit, above_limit, attempts
 
 log = logging.getLogger("fleet.alerts")
 
@@ -32,10 +38,12 @@ class NodeAlerts:
         limits: NodeLimits,
         *,
         interval_s: float = 30.0,
+        error_rate: ErrorRateLimit | None = None,
         clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
         self.limits = limits
+        self.error_rate = error_rate
         self.interval_s = interval_s
         self.clock = clock
         self.lease = Lease(redis, keys.ALERTS_LEASE, ttl_s=max(3 * interval_s, 2.0))
@@ -65,14 +73,31 @@ class NodeAlerts:
                      "at": now}
                     for node in new
                 ]  # fmt: skip
+        if self.error_rate is not None:
+            raised += await self._error_rate(self.error_rate, now)
         if raised:
             async with self.redis.pipeline(transaction=True) as pipe:
                 for order_id, alerted_now in updates.items():
                     pipe.hset(keys.order(order_id), "alerted", json.dumps(alerted_now))
                 for alert in raised:
                     queue_event(pipe, alert, log=keys.ALERTS)
+                    pipe.hincrby(keys.ALERT_COUNTS, alert.get("node", alert["kind"]), 1)
                 await pipe.execute()
         return raised
+
+    async def _error_rate(self, limit: ErrorRateLimit, now: int) -> list[dict[str, Any]]:
+        """The error-rate alert, if the rate has just gone above the limit."""
+        seen = await attempts(self.redis, now - int(limit.window_s * 1000), now)
+        if not above_limit(seen, limit):
+            await self.redis.delete(keys.ERROR_RATE_ALERTED)  # raised again on the next rise
+            return []
+        if not await self.redis.set(keys.ERROR_RATE_ALERTED, now, nx=True):
+            return []  # raised already while it stays above
+        return [{
+            "type": "alert", "kind": "error_rate", "rate": round(seen.rate() or 0.0, 4),
+            "limit": limit.limit, "failed": seen.failed, "attempts": seen.total,
+            "window_s": limit.window_s, "at": now,
+        }]  # fmt: skip
 
     async def run(self) -> None:
         await run_leased(self.lease, self.sweep, interval_s=self.interval_s, log=log)

@@ -95,6 +95,8 @@ class Delivery(msgspec.Struct):
     delivered_at: dt.datetime
     window_end: dt.datetime
     promised_eta: dt.datetime | None  # the ETA shown at confirmation, when there was one
+    nodes_ms: dict[str, int] = {}  # status → when the order first reached it (Unix ms)
+    vehicle_id: str = ""  # the vehicle that delivered it
 
 
 class AuditEntry(msgspec.Struct):

@@ -33,6 +33,7 @@ from server.orders.model import (
     OrderPatch,
     Window,
 )
+from server.orders.outcomes import OUTCOMES, count_attempt
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
@@ -169,6 +170,8 @@ class OrderStore:
                         update["vehicle_id"] = vehicle_id
                     pipe.hset(key, mapping=update)
                     pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
+                    if target in OUTCOMES:  # a drop-off attempt: what the error rate counts
+                        count_attempt(pipe, target, now)
                     self._audit(pipe, order_id, target, current, by, reason, now)
                     event = {"type": "order", "order_id": order_id, "status": target, "by": by}
                     queue_event(pipe, event)
@@ -308,21 +311,23 @@ class OrderStore:
         return orders  # newest first, as _newest found them
 
     async def deliveries(self, limit: int) -> builtins.list[Delivery]:
-        """The newest ``limit`` delivered orders' outcomes, newest first: three fields each and
+        """The newest ``limit`` delivered orders' outcomes, newest first: four fields each and
         no personal data decrypted (the KPIs read them every 10 s per console)."""
         ids = await self._newest(["delivered"], limit)
-        fields = ("nodes", "doc", "promised_eta")
+        fields = ("nodes", "doc", "promised_eta", "vehicle_id")
         out = []
-        for nodes, doc, promised in await hmget_each(
+        for nodes_raw, doc, promised, vehicle in await hmget_each(
             self.redis, [keys.order(i) for i in ids], fields
         ):
-            delivered = json.loads(nodes).get("delivered") if nodes else None
-            if delivered is None or doc is None:
+            nodes = json.loads(nodes_raw) if nodes_raw else {}
+            if "delivered" not in nodes or doc is None:
                 continue
             out.append(Delivery(
-                delivered_at=_when(delivered),
+                delivered_at=_when(nodes["delivered"]),
                 window_end=_doc(doc).window.end,
                 promised_eta=_when(int(promised)) if promised else None,
+                nodes_ms=nodes,
+                vehicle_id=vehicle.decode() if vehicle else "",
             ))  # fmt: skip
         return out
 

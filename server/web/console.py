@@ -29,7 +29,10 @@ from server.auth import staff_only
 from server.errors import NotFound
 from server.openapi import BBOX_SCHEMA
 from server.orders.lifecycle import FINAL, STATUSES
+from server.orders.outcomes import ErrorRateLimit, attempts
+from server.orders.quality import node_times_s, orders_per_vehicle_day
 from server.orders.store import OrderStore
+from server.settings import Settings
 from server.tracking.queries import (
     BBOX_FORM,
     bbox_query,
@@ -83,16 +86,24 @@ class ConsoleDataController(Controller):
             )
         return {"vehicles": vehicles, "at": clock.now_ms()}
 
-    @get("/kpis", summary="On-time rate, open orders, active vehicles, utilisation")
+    @get(
+        "/kpis",
+        summary="On-time rate, open orders, active vehicles, utilisation, error rate, alerts, "
+        "node times, orders per vehicle a day",
+    )
     async def kpis(
-        self, redis: NamedDependency[aioredis.Redis], orders: NamedDependency[OrderStore]
+        self,
+        redis: NamedDependency[aioredis.Redis],
+        orders: NamedDependency[OrderStore],
+        settings: NamedDependency[Settings],
     ) -> dict[str, Any]:
         async with redis.pipeline(transaction=False) as pipe:
             for status in STATUSES:
                 pipe.scard(keys.orders_in(status))
             pipe.hgetall(keys.STATUS)
             pipe.hgetall(keys.FAILURES)
-            *counts, connection, failures = await pipe.execute()
+            pipe.hgetall(keys.ALERT_COUNTS)
+            *counts, connection, failures, alerts = await pipe.execute()
         by_status = dict(zip(STATUSES, counts, strict=True))
         delivered = await orders.deliveries(limit=5000)
         on_time = sum(1 for d in delivered if d.delivered_at <= d.window_end)
@@ -101,6 +112,9 @@ class ConsoleDataController(Controller):
             for d in delivered
             if d.promised_eta is not None
         ]
+        limit = ErrorRateLimit(settings.error_rate_limit, settings.error_rate_window_s)
+        now = clock.now_ms()
+        seen = await attempts(redis, now - int(limit.window_s * 1000), now)
         records = await all_vehicles(redis)
         available = [v.id for v in records if v.status == "available"]
         routes = await _routes(redis, available)
@@ -118,6 +132,16 @@ class ConsoleDataController(Controller):
             "failures": {k.decode(): int(v) for k, v in failures.items()},
             "eta_error_s": sum(errors) / len(errors) if errors else None,
             "eta_error_orders": len(errors),
+            "error_rate": {
+                "rate": seen.rate(),
+                "failed": seen.failed,
+                "attempts": seen.total,
+                "window_s": limit.window_s,
+                "limit": limit.limit,
+            },
+            "alerts": {k.decode(): int(v) for k, v in alerts.items()},
+            "node_times_s": node_times_s(delivered),
+            "orders_per_vehicle_day": orders_per_vehicle_day(delivered, now),
         }
 
     @get("/density", summary="Live vehicles per H3 cell inside a viewport")

@@ -67,6 +67,11 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     phone.wait_for_selector("text=No stops left")
     kpis = httpx.get(f"{base}/web/kpis", headers=AUTH).json()
     assert kpis["delivered"] == 1
+    assert kpis["error_rate"]["attempts"] == 1
+    wait_for(lambda: console.inner_text("#kpi-errors") == "0%", "the console's failed drop-offs")
+    assert "0 of 1 drop-off attempts failed" in (
+        console.get_attribute("#kpi-errors", "title") or ""
+    )
     assert kpis["eta_error_orders"] == 1, "ETA accuracy counts the delivery"
     assert kpis["on_time_rate"] == 1.0
 

@@ -302,7 +302,6 @@ async function loadKpis() {
   const k = await call("/web/kpis").catch(() => null);
   if (!k) return;
   $("#kpi-ontime").textContent = k.delivered ? pct(k.on_time_rate) : "—";
-  $("#kpi-ontime").title = `${k.delivered} delivered`;
   $("#kpi-open").textContent = k.open_orders;
   $("#kpi-open").title = `${k.unassigned} unassigned`;
   $("#kpi-active").textContent = `${k.active_vehicles}/${k.vehicles}`;
@@ -310,6 +309,15 @@ async function loadKpis() {
   $("#kpi-etaerr").textContent = err === null ? "—" : err < 90 ? `${Math.round(err)} s` : `${Math.round(err / 60)} min`;
   $("#kpi-etaerr").title = `Delivery time against the ETA promised at confirmation (${k.eta_error_orders} deliveries)`;
   $("#kpi-util").textContent = pct(k.utilisation);
+  const er = k.error_rate;
+  const over = er.rate !== null && er.rate > er.limit;
+  $("#kpi-errors").textContent = er.rate === null ? "—" : pct(er.rate);
+  $("#kpi-errors").classList.toggle("bad", over);
+  $("#kpi-errors").title = `${er.failed} of ${er.attempts} drop-off attempts failed in the last ${Math.round(er.window_s / 3600)} h (alert above ${pct(er.limit)})`;
+  const t = k.node_times_s;
+  const span = (s) => (s === null ? "—" : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
+  $("#kpi-ontime").title = `${k.delivered} delivered · mean processing ${span(t.processing)}, to departure ${span(t.departure)}, on the road ${span(t.delivery)}, lead time ${span(t.lead_time)}`;
+  $("#kpi-active").title = k.orders_per_vehicle_day === null ? "" : `${k.orders_per_vehicle_day.toFixed(1)} orders per vehicle in the last 24 h`;
 }
 
 /** order id → {vehicle, eta, late, index} from every route the console knows. */
@@ -796,6 +804,10 @@ const NODE_TEXT = { processing: "not processed within 2 h", departure: "not depa
 function renderAlerts() {
   const items = [];
   for (const a of state.alerts.slice(0, 50)) {
+    if (a.kind === "error_rate") {
+      items.push({ cls: "bad", title: `${pct(a.rate)} of drop-offs failed (${a.failed} of ${a.attempts}): above ${pct(a.limit)}`, sub: clockDate(a.at), tag: "error rate" });
+      continue;
+    }
     const text = a.kind === "node_breach" ? `Order ${a.order_id} ${NODE_TEXT[a.node] || `missed the ${a.node} limit`}` : `${a.kind || a.type}${a.order_id ? ` · ${a.order_id}` : ""}`;
     items.push({ cls: "bad", title: text, sub: clockDate(a.at), tag: "breach" });
   }

@@ -1,0 +1,41 @@
+"""Quality KPIs from delivered orders (pure: the orders and the time are passed in).
+
+The brief's figures beside the on-time rate: how long each time node takes, and how many orders
+a vehicle delivers a day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from server.orders.model import Delivery
+
+DAY_MS = 86_400_000
+
+#: Each node's duration: from the first status to the second.
+NODES = {
+    "processing": ("received", "processed"),
+    "departure": ("processed", "departed"),
+    "delivery": ("departed", "delivered"),
+    "lead_time": ("received", "delivered"),
+}
+
+
+def node_times_s(delivered: Sequence[Delivery]) -> dict[str, float | None]:
+    """The mean seconds each node took over ``delivered`` (None: no order went through it)."""
+    out: dict[str, float | None] = {}
+    for node, (start, end) in NODES.items():
+        spans = [
+            (d.nodes_ms[end] - d.nodes_ms[start]) / 1000
+            for d in delivered
+            if start in d.nodes_ms and end in d.nodes_ms
+        ]
+        out[node] = sum(spans) / len(spans) if spans else None
+    return out
+
+
+def orders_per_vehicle_day(delivered: Sequence[Delivery], now_ms: int) -> float | None:
+    """Orders delivered in the last 24 h per vehicle that delivered any (None: none did)."""
+    recent = [d for d in delivered if now_ms - DAY_MS < d.nodes_ms.get("delivered", 0) <= now_ms]
+    vehicles = {d.vehicle_id for d in recent}
+    return len(recent) / len(vehicles) if vehicles else None
