@@ -160,7 +160,12 @@ def _record(pipe: Any, sealer: Sealer, order_id: str) -> tuple[dict[str, Any], s
         "order": fields,
         "audit": [[entry_id.decode(), _text(entry)] for entry_id, entry in audit],
     }
-    return record, _tracking_key(sealer, fields)
+    try:
+        return record, _tracking_key(sealer, fields)
+    except DecryptionError as exc:  # nothing of this page is written or removed
+        raise ArchiveError(
+            f"order {order_id}: {exc}: archive with the data dir of the servers that made it"
+        ) from None
 
 
 def _remove(pipe: Any, record: dict[str, Any], tracking: str | None) -> None:
@@ -200,8 +205,9 @@ def _checked(path: Path, number: int, record: Any) -> tuple[str, dict[str, str],
         raise ArchiveError(f"{where}: the order's fields must be text, created a number (ms)")
     for entry in audit:
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                and _AUDIT_ID.fullmatch(entry[0]) and isinstance(entry[1], dict)):  # fmt: skip
-            raise ArchiveError(f'{where}: an audit entry is not ["<ms>-<n>", {{fields}}]')
+                and _AUDIT_ID.fullmatch(entry[0]) and isinstance(entry[1], dict)
+                and all(isinstance(v, str) for v in entry[1].values())):  # fmt: skip
+            raise ArchiveError(f'{where}: an audit entry is not ["<ms>-<n>", {{text fields}}]')
     return order_id, cast("dict[str, str]", fields), audit
 
 

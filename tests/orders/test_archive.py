@@ -210,4 +210,13 @@ def test_bad_input_is_one_sentence(live_server: str, redis_url: str, tmp_path: P
     code, _, err = _orders_cli("archive", redis_url, other)
     assert code == 2  # no key: nothing is read or created
     assert "No key at" in err
+    order_id = create(live_server)["order"]["id"]
+    assert httpx.post(f"{live_server}/orders/{order_id}/cancel", headers=AUTH).status_code == 200
+    stranger = tmp_path / "stranger"
+    (stranger / "keys").mkdir(parents=True)
+    (stranger / "keys" / "pii.key").write_bytes(b"s" * 32)  # another installation's key
+    code, _, err = _orders_cli("archive", redis_url, stranger, "--before", _later())
+    assert code == 2
+    assert f"order {order_id}: tracking does not decrypt with this key" in err
+    assert httpx.get(f"{live_server}/orders/{order_id}", headers=AUTH).status_code == 200
     assert not (other / "keys").exists()
