@@ -1,5 +1,5 @@
 """The ``fleet`` command line: ``serve``, ``demo``, ``simulate``, ``import-osm``, ``token``,
-``orders``, ``bench``.
+``orders``, ``backup``, ``restore``, ``bench``.
 
 Settings come from ``FLEET_*`` variables; flags given here win. Errors a user can fix are printed
 as one sentence on stderr with exit code 2; nothing prints a traceback for them.
@@ -491,6 +491,43 @@ def _orders(count: int) -> str:
     return f"{count:,} order" + ("" if count == 1 else "s")
 
 
+def _cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import backup
+    from server.redis_process import redis_for_admin
+
+    settings = _settings_from(args)
+    path = Path(args.file)
+    if path.is_dir():
+        raise StartupError(f"{path} is a folder: give the file to write.")
+    with redis_for_admin(
+        settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
+    ) as url:
+        size = backup(url, path)
+    key = settings.data_dir / "keys" / "pii.key"
+    print(f"Backed up to {path} ({size:,} bytes). Its personal data opens only with {key}: keep "
+          "a copy of that key, apart from the back-ups.")  # fmt: skip
+    return 0
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from server.backup import restore
+
+    settings = _settings_from(args)
+    if settings.redis_url is not None:
+        raise StartupError(
+            "fleet restore fills the private Redis of FLEET_DATA_DIR; restore a Redis of your "
+            "own (FLEET_REDIS_URL) with its own tools."
+        )
+    path = Path(args.file)
+    if not path.is_file():
+        raise StartupError(f"No back-up at {path}.")
+    keys, moved = restore(path, settings.data_dir)
+    print(f"Restored {keys:,} keys from {path} into {settings.data_dir / 'redis'}"
+          + (f"; the data it replaced is in {moved}." if moved else ".")
+          + " Start fleet serve on it as before.")  # fmt: skip
+    return 0
+
+
 def _every(seconds: float) -> Callable[[str], None]:
     """A printer of progress lines to stderr that says at most one every ``seconds``."""
     said = -seconds
@@ -634,6 +671,27 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
         action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
     orders.set_defaults(run=_cmd_orders)
+
+    back = sub.add_parser(
+        "backup",
+        help="write a snapshot of the Redis (orders, vehicles, tracks…) to a file",
+        description="Takes a consistent snapshot while the servers run, from FLEET_REDIS_URL, "
+        "the Redis of a server running on FLEET_DATA_DIR, or that private Redis started for a "
+        "moment. Personal data in it opens only with the data dir's keys/pii.key.",
+    )
+    back.add_argument("file", help="the snapshot to write (a Redis RDB file)")
+    rest_all = sub.add_parser(
+        "restore",
+        help="make a backup the data of FLEET_DATA_DIR (its servers stopped)",
+        description="The data there is moved aside (redis/appendonlydir.before-restore-TIME), "
+        "not deleted. Only for the private Redis of a data dir.",
+    )
+    rest_all.add_argument("file", help="a snapshot written by fleet backup")
+    for action in (back, rest_all):
+        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
+        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+    back.set_defaults(run=_cmd_backup)
+    rest_all.set_defaults(run=_cmd_restore)
 
     bench = sub.add_parser(
         "bench",
