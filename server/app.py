@@ -177,6 +177,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             stale_after_s=settings.stale_after_s,
             offline_after_s=settings.offline_after_s,
             interval_s=min(1.0, settings.stale_after_s / 4),
+            resolution=settings.h3_resolution,
         )
         alerts = NodeAlerts(
             client,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import msgspec
 import redis.asyncio as aioredis
-from litestar import Controller, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
@@ -25,6 +25,7 @@ from server.tracking.vehicles import (
     all_vehicles,
     create_vehicle,
     replace_token,
+    retire_vehicle,
     update_vehicle,
 )
 
@@ -65,6 +66,19 @@ class VehiclesController(Controller):
         self, vehicle_id: FromPath[str], redis: NamedDependency[aioredis.Redis]
     ) -> VehicleToken:
         return await replace_token(redis, vehicle_id)
+
+    @delete(
+        "/{vehicle_id:str}",
+        summary="Remove a vehicle that is out of service and has no open order, with its "
+        "live position, track and tokens",
+    )
+    async def retire(
+        self,
+        vehicle_id: FromPath[str],
+        redis: NamedDependency[aioredis.Redis],
+        settings: NamedDependency[Settings],
+    ) -> None:
+        await retire_vehicle(redis, vehicle_id, settings.h3_resolution)
 
     @get("/registry", summary="Every registered vehicle")
     async def registry(self, redis: NamedDependency[aioredis.Redis]) -> list[Vehicle]:

@@ -7,6 +7,9 @@ the new one and publishes a ``status`` event on ``fleet:events`` (also kept in t
 
     {"type": "status", "vehicle_id": "van-7", "status": "stale", "previous": "online",
      "at": 1764064800000}
+
+A vehicle whose status changes but which is no longer registered (removed while a ping of its
+was on the way) has its live state forgotten instead (``forget_live_state``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from typing import cast
 
 import redis.asyncio as aioredis
 
+from geo.cells import DEFAULT_RESOLUTION
 from server import clock as server_clock
 from server import keys
 from server.events import queue_event
 from server.lease import Lease, run_leased
+from server.tracking.vehicles import forget_live_state
 
 log = logging.getLogger("fleet.status")
 
@@ -50,9 +55,11 @@ class StatusSweeper:
         stale_after_s: float,
         offline_after_s: float,
         interval_s: float = 1.0,
+        resolution: int = DEFAULT_RESOLUTION,
         clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
+        self.resolution = resolution
         self.stale_after_s = stale_after_s
         self.offline_after_s = offline_after_s
         self.interval_s = interval_s
@@ -105,6 +112,8 @@ class StatusSweeper:
                         }
                     )
         if events:
+            events = await self._registered(events)
+        if events:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
                     keys.STATUS, mapping={str(e["vehicle_id"]): str(e["status"]) for e in events}
@@ -113,6 +122,26 @@ class StatusSweeper:
                     queue_event(pipe, event)
                 await pipe.execute()
         return events
+
+    async def _registered(self, events: list[dict[str, object]]) -> list[dict[str, object]]:
+        """The events of registered vehicles. A vehicle removed while a ping of its was on the
+        way has live state again with nobody to own it: it is forgotten here, when it goes
+        stale, and consoles are told again that it is gone."""
+        ids = [str(e["vehicle_id"]) for e in events]
+        known: list[bytes | None] = []
+        for first in range(0, len(ids), PAGE):
+            page = ids[first : first + PAGE]
+            known += cast("list[bytes | None]", await self.redis.hmget(keys.VEHICLES, page))
+        gone = [i for i, record in zip(ids, known, strict=True) if record is None]
+        if gone:
+            await forget_live_state(self.redis, gone, self.resolution)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for vehicle_id in gone:
+                    queue_event(
+                        pipe, {"type": "vehicle", "vehicle_id": vehicle_id, "removed": True}
+                    )
+                await pipe.execute()
+        return [e for e, record in zip(events, known, strict=True) if record is not None]
 
     async def _everyone(self) -> list[tuple[bytes, float]]:
         """Every vehicle's last-seen time, read a page at a time (the event loop serves pings

@@ -14,8 +14,10 @@ from redis.exceptions import WatchError
 
 from server import keys
 from server.auth import token_hash
+from server.bulk import hmget_each
 from server.errors import ApiError, BadRequest, NotFound
 from server.events import queue_event
+from server.orders.lifecycle import OPEN
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -145,6 +147,95 @@ async def _unindexed_tokens(redis: aioredis.Redis, vehicle_id: str) -> list[str]
         if await redis.get(key) == vehicle_id.encode():
             found.append(key.decode().removeprefix(prefix))
     return found
+
+
+IN_SERVICE = "available"
+
+
+async def retire_vehicle(redis: aioredis.Redis, vehicle_id: str, resolution: int) -> Vehicle:
+    """Remove a vehicle and everything the server holds of it (registry record, device id,
+    driver token, live position, track, route, status). It must be out of service with no open
+    order on it: the planner has then moved its orders to other vehicles. Its driver sockets are
+    closed (``vehicle_token`` event) and consoles drop it (``vehicle`` event, ``removed``)."""
+    async with redis.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                await pipe.watch(keys.VEHICLES)
+                raw = cast("bytes | None", await pipe.hget(keys.VEHICLES, vehicle_id))
+                if raw is None:
+                    raise NotFound(f"no vehicle {vehicle_id}")
+                record = msgspec.json.decode(raw, type=Vehicle)
+                await _check_retirable(redis, record)
+                current = cast("bytes | None", await pipe.hget(keys.VEHICLE_TOKENS, vehicle_id))
+                tokens = (
+                    [current.decode()] if current else await _unindexed_tokens(redis, vehicle_id)
+                )
+                pipe.multi()  # type: ignore[no-untyped-call]
+                pipe.hdel(keys.VEHICLES, vehicle_id)
+                pipe.delete(keys.device(record.device_id))
+                pipe.hdel(keys.VEHICLE_TOKENS, vehicle_id)
+                for stale in tokens:
+                    pipe.delete(keys.vehicle_token(stale))
+                queue_event(pipe, {"type": "vehicle_token", "vehicle_id": vehicle_id})
+                queue_event(pipe, {"type": "vehicle", "vehicle_id": vehicle_id, "removed": True})
+                await pipe.execute()
+                break
+            except WatchError:  # the registry changed meanwhile: look again
+                continue
+    await forget_live_state(redis, [vehicle_id], resolution)
+    return record
+
+
+async def _check_retirable(redis: aioredis.Redis, record: Vehicle) -> None:
+    if record.status == IN_SERVICE:
+        raise Conflict(
+            f"{record.id} is in service: set its status to maintenance or off_shift first (its "
+            "orders go to other vehicles), then remove it",
+            details={"field": "status"},
+        )
+    open_ids = sorted(
+        i.decode()
+        for i in cast("set[bytes]", await redis.sunion([keys.orders_in(s) for s in OPEN]))
+    )
+    on_it = [
+        order_id
+        for order_id, (holder,) in zip(
+            open_ids,
+            await hmget_each(redis, [keys.order(i) for i in open_ids], ["vehicle_id"]),
+            strict=True,
+        )
+        if holder is not None and holder.decode() == record.id
+    ]
+    pins = cast("dict[bytes, bytes]", await redis.hgetall(keys.ORDER_PINS))
+    open_set = set(open_ids)  # a pin outlives its order's end, and then means nothing
+    on_it += [
+        o.decode() for o, v in pins.items() if v.decode() == record.id and o.decode() in open_set
+    ]
+    if on_it:
+        raise Conflict(
+            f"{record.id} still has open orders ({', '.join(sorted(set(on_it))[:10])}): "
+            "reassign or finish them first",
+            details={"orders": sorted(set(on_it))},
+        )
+
+
+async def forget_live_state(redis: aioredis.Redis, vehicle_ids: list[str], resolution: int) -> None:
+    """Delete the live state, track and route of vehicles that are no longer registered (also
+    what a ping already on its way when the vehicle was removed wrote back)."""
+    if not vehicle_ids:
+        return
+    cells = await hmget_each(redis, [keys.live(v) for v in vehicle_ids], ["cell"])
+    async with redis.pipeline(transaction=True) as pipe:
+        for vehicle_id, (cell,) in zip(vehicle_ids, cells, strict=True):
+            if cell is not None:
+                pipe.srem(keys.cell(resolution, cell.decode()), vehicle_id)
+            pipe.delete(
+                keys.live(vehicle_id), keys.track(vehicle_id), keys.late(vehicle_id),
+                keys.in_fences(vehicle_id), keys.route(vehicle_id),
+            )  # fmt: skip
+            pipe.zrem(keys.LASTSEEN, vehicle_id)
+            pipe.hdel(keys.STATUS, vehicle_id)
+        await pipe.execute()
 
 
 async def vehicle_ids(redis: aioredis.Redis) -> list[str]:

@@ -331,3 +331,56 @@ async def test_a_token_issued_before_tokens_were_indexed_is_replaced_too(
     missing = httpx.post(f"{live_server}/vehicles/van-none/token", headers=AUTH)
     assert missing.status_code == 404
     assert httpx.post(f"{live_server}/vehicles/van-old/token").status_code == 401
+
+
+async def test_a_retired_vehicle_leaves_nothing_behind(live_server: str, redis_url: str) -> None:
+    token = register(live_server, "van-old", device_id="phone-17")
+    async with connect(ws_url(live_server, f"/ws/driver?token={token}")) as ws:
+        ack = await send(ws, {"type": "pings", "seq": 1, "pings": pings(now_ms() - 5000, 3)})
+        assert ack["accepted"] == 3
+        gone = f"{live_server}/vehicles/van-old"
+        busy = httpx.delete(gone, headers=AUTH)
+        assert busy.status_code == 409
+        assert "in service" in busy.json()["error"]["message"]
+        order = httpx.post(
+            f"{live_server}/orders",
+            headers=AUTH,
+            json={
+                "dropoff": {"lat": HELSINKI[0], "lon": HELSINKI[1]},
+                "window": {"start": "2030-01-01T10:00:00Z", "end": "2030-01-01T12:00:00Z"},
+            },
+        ).json()["order"]
+        assigned = httpx.post(
+            f"{live_server}/orders/{order['id']}/assign",
+            headers=AUTH,
+            json={"vehicle_id": "van-old"},
+        )
+        assert assigned.status_code == 200, assigned.text
+        patched = httpx.patch(gone, headers=AUTH, json={"status": "maintenance"})
+        assert patched.status_code == 200
+        holding = httpx.delete(gone, headers=AUTH)
+        assert holding.status_code == 409
+        assert holding.json()["error"]["details"] == {"orders": [order["id"]]}
+        httpx.post(f"{live_server}/orders/{order['id']}/cancel", headers=AUTH).raise_for_status()
+        assert httpx.delete(gone, headers=AUTH).status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:  # its driver's socket is closed
+            await asyncio.wait_for(ws.recv(), scaled(5))
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 4001
+    assert (await _refused(ws_url(live_server, f"/ws/driver?token={token}")))[0] == 4001
+    assert httpx.delete(gone, headers=AUTH).status_code == 404
+    registry = httpx.get(f"{live_server}/vehicles/registry", headers=AUTH).json()
+    assert "van-old" not in [v["id"] for v in registry]
+    world = httpx.get(f"{live_server}/vehicles", headers=AUTH, params={"bbox": "-180,-85,180,85"})
+    assert "van-old" not in [v["id"] for v in world.json()]
+    assert httpx.get(f"{gone}/track", headers=AUTH).status_code == 404
+    device = httpx.get(f"{live_server}/osmand", params={"id": "phone-17", "lat": 60.1, "lon": 24.9})
+    assert device.status_code == 400
+    with redis.Redis.from_url(redis_url) as r:
+        left = [k.decode() for k in r.scan_iter("fleet:*") if b"van-old" in k]
+        assert left == []
+        members = [m for k in r.scan_iter("fleet:cell:*") for m in r.smembers(k)]
+        assert b"van-old" not in members
+        assert r.zscore(keys.LASTSEEN, "van-old") is None
+        assert r.hget(keys.STATUS, "van-old") is None
+    register(live_server, "van-old", device_id="phone-17")  # the id and device are free again

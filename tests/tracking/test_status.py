@@ -18,10 +18,16 @@ from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
 
+async def _registered(client: aioredis.Redis, *ids: str) -> None:
+    """Vehicles in the registry, as ``POST /vehicles`` leaves them (the sweeper forgets others)."""
+    await client.hset(keys.VEHICLES, mapping={i: json.dumps({"id": i}) for i in ids})
+
+
 async def test_each_transition_is_one_event(redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     now = [1_000_000.0]
     sweeper = StatusSweeper(client, stale_after_s=60, offline_after_s=300, clock=lambda: now[0])
+    await _registered(client, "a", "b")
     await client.zadd(keys.LASTSEEN, {"a": 1_000_000_000 - 10_000, "b": 1_000_000_000 - 100_000})
     first = await sweeper.sweep()
     assert {(e["vehicle_id"], e["status"], e["previous"]) for e in first} == {
@@ -45,6 +51,7 @@ async def test_a_fleet_larger_than_a_page_is_swept_whole_and_each_change_seen_on
     now = [2_000_000.0]
     sweeper = StatusSweeper(client, stale_after_s=60, offline_after_s=300, clock=lambda: now[0])
     # 2,500 vehicles last seen 0-2,499 s ago: online, stale and offline ones, over three pages.
+    await _registered(client, *(f"v{i}" for i in range(2_500)), "late-comer")
     await client.zadd(keys.LASTSEEN, {f"v{i}": (now[0] - i) * 1000 for i in range(2_500)})
     first = await sweeper.sweep()
     assert len(first) == 2_500
@@ -101,3 +108,28 @@ async def test_console_sees_online_then_stale_then_offline(
 def test_offline_must_come_after_stale() -> None:
     with pytest.raises(SettingsError, match="FLEET_OFFLINE_AFTER_S=30 is invalid"):
         Settings(stale_after_s=60, offline_after_s=30)
+
+
+async def test_live_state_left_by_a_removed_vehicle_is_forgotten_by_the_status_sweep(
+    redis_url: str,
+) -> None:
+    """A ping on its way when the vehicle was removed writes its live state back: nobody owns
+    it, and the sweep that sees its status change removes it instead of announcing it."""
+    client = aioredis.Redis.from_url(redis_url)
+    now = [3_000_000.0]
+    sweeper = StatusSweeper(client, stale_after_s=60, offline_after_s=300, clock=lambda: now[0])
+    await _registered(client, "kept")
+    seen = (now[0] - 10) * 1000
+    for vehicle in ("kept", "ghost"):
+        await client.zadd(keys.LASTSEEN, {vehicle: seen})
+        await client.hset(keys.live(vehicle), mapping={"lat": 60.1, "lon": 24.9, "cell": "89abc"})
+        await client.sadd(keys.cell(9, "89abc"), vehicle)
+        await client.xadd(keys.track(vehicle), {"b": "1"})
+    first = await sweeper.sweep()
+    assert [(e["vehicle_id"], e["status"]) for e in first] == [("kept", "online")]
+    assert await client.smembers(keys.cell(9, "89abc")) == {b"kept"}
+    assert not await client.exists(keys.live("ghost"), keys.track("ghost"))
+    assert await client.zscore(keys.LASTSEEN, "ghost") is None
+    logged = [json.loads(f[b"e"]) for _, f in await client.xrange(keys.EVENTS_LOG)]
+    assert {"type": "vehicle", "vehicle_id": "ghost", "removed": True} in logged
+    await client.aclose()

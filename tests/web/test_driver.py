@@ -86,10 +86,11 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     desktop.screenshot(path=artifacts / "driver-desktop.png")
 
 
-def test_a_new_driver_link_from_the_console_disconnects_the_old_one(
+def test_a_lost_phone_gets_a_new_link_and_a_sold_van_leaves_the_console(
     fleet_server: Callable[..., str], new_page: Callable[..., Any], artifacts: Path
 ) -> None:
-    """A lost phone: the dispatcher makes a new link; the old one stops at once."""
+    """A lost phone: the dispatcher makes a new link; the old one stops at once. Then the van
+    is sold: removed, it leaves the console."""
     base = fleet_server()
     vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "lost-van"}).json()
     where = {"geolocation": {"latitude": START[0], "longitude": START[1], "accuracy": 8},
@@ -122,3 +123,11 @@ def test_a_new_driver_link_from_the_console_disconnects_the_old_one(
     console.click("#pane-detail button:has-text('Close')")
     console.click("#vehicle-list .item[data-vehicle=lost-van]")
     assert console.locator("#driver-link").count() == 0  # the link is shown once
+
+    # The van is sold: out of service, then removed; the console drops it.
+    gone = f"{base}/vehicles/lost-van"
+    httpx.patch(gone, headers=AUTH, json={"status": "maintenance"}).raise_for_status()
+    assert httpx.delete(gone, headers=AUTH).status_code == 204
+    wait_for(lambda: on_console(console, "lost-van") is None, "the van to leave the console's map")
+    wait_for(lambda: console.locator("#vehicle-list .item").count() == 0, "and its list")
+    assert console.evaluate("() => fleetConsole.selected") is None  # its detail closed

@@ -223,6 +223,13 @@ function onEvent(ev) {
       debounce("kpis", loadKpis, 1500);
       break;
     case "vehicle": {
+      if (ev.removed) { // DELETE /vehicles/{id}: gone from the registry, the map and the lists
+        state.fleet.delete(ev.vehicle_id);
+        vehicles.remove(ev.vehicle_id);
+        if (state.selected === ev.vehicle_id) closeDetail();
+        debounce("vehicles", renderVehicles, 300);
+        break;
+      }
       const f = state.fleet.get(ev.vehicle_id);
       if (f) f.status = ev.status;
       vehicles.schedule();
@@ -275,6 +282,7 @@ async function loadFleet() {
     state.fleet.set(v.id, v);
   }
   for (const id of [...state.fleet.keys()]) if (!seen.has(id)) state.fleet.delete(id);
+  for (const id of [...vehicles.vehicles.keys()]) if (!seen.has(id)) vehicles.remove(id); // removed
   vehicles.schedule();
   renderVehicles();
   renderAlerts();
