@@ -68,6 +68,7 @@ from server.web.basemap import BasemapController
 from server.web.console import ConsoleDataController
 from server.web.pages import PagesController, static_router
 from server.web.tracking import TrackingController, Watchers, tracking_socket
+from server.webhooks import WebhooksController, WebhookSender
 
 log = logging.getLogger("fleet.server")
 
@@ -219,13 +220,18 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             if roads is not None
             else None
         )
+        webhooks = asyncio.create_task(
+            WebhookSender(client, app.state.orders.sealer, retry_s=settings.webhook_retry_s).run(),
+            name="webhooks",
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscribed.wait(), settings.redis_timeout_s)
         tune_for_many_sockets()  # the road network above all: frozen out of every pass
         try:
             yield
         finally:
-            for task in (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh):
+            tasks = (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh, webhooks)
+            for task in tasks:
                 if task is not None:
                     await stop_task(task, log)
             await ingestor.stop()
@@ -257,6 +263,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             DispatchController,
             TrafficController,
             RoadsController,
+            WebhooksController,
             driver_socket,
             console_socket,
             osmand,

@@ -213,6 +213,18 @@ async def until_revoked(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
             continue
 
 
+async def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: an admin's bearer token, or 401/403."""
+    token = presented_token(connection)
+    if not token:
+        raise NotAuthorizedException("an admin token is required (Authorization: Bearer …)")
+    roles: RoleCache = connection.app.state.roles
+    if await roles.role_of(token) != "admin":
+        raise PermissionDeniedException(
+            "this needs an admin token (fleet token create --role admin)"
+        )
+
+
 async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a dispatcher's or an admin's bearer token, or 401/403."""
     token = presented_token(connection)

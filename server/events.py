@@ -10,8 +10,10 @@ from server import keys
 LOG_LENGTH = 10_000
 
 
-def queue_event(pipe: Any, event: dict[str, Any], *, log: str = keys.EVENTS_LOG) -> None:
-    """Add to a Redis pipeline: publish ``event`` and append it to the stream ``log``."""
+def queue_event(pipe: Any, event: dict[str, Any], *, also_log: str | None = None) -> None:
+    """Add to a Redis pipeline: publish ``event`` and append it to ``fleet:events:log`` (what
+    webhooks deliver from), and to the stream ``also_log`` too if given."""
     payload = json.dumps(event)
     pipe.publish(keys.EVENTS_CHANNEL, payload)
-    pipe.xadd(log, {"e": payload}, maxlen=LOG_LENGTH, approximate=True)
+    for log in (keys.EVENTS_LOG, also_log) if also_log else (keys.EVENTS_LOG,):
+        pipe.xadd(log, {"e": payload}, maxlen=LOG_LENGTH, approximate=True)

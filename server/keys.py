@@ -49,6 +49,10 @@ key                                  type    what it holds
 ``fleet:pins``                       hash    order id → the vehicle a dispatcher assigned it to
 ``fleet:geofences``                  hash    fence id → JSON (polygon, name, dwell)
 ``fleet:infence:{id}``               string  JSON: fence id → [entered at ms, dwell reported]
+``fleet:webhooks``                   hash    webhook id → JSON (url, events, sealed secret)
+``fleet:webhook:{id}``               hash    its delivery: cursor failures last_error
+                                             last_success_at
+``fleet:lease:webhooks``             string  which process delivers webhooks (expires)
 ===================================  ======  ==================================================
 
 Channels: ``fleet:pos`` (JSON of a vehicle's new live position), ``fleet:events`` (status and
@@ -81,6 +85,8 @@ ETAS_LEASE = PREFIX + "lease:etas"
 TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
 ORDER_PINS = PREFIX + "pins"
+WEBHOOKS = PREFIX + "webhooks"
+WEBHOOKS_LEASE = PREFIX + "lease:webhooks"
 PACE = PREFIX + "pace"  # the learned pace factor (string float), written by the ETA refresher
 PACE_AREAS = PREFIX + "pace:areas"  # hash: H3 cell → that area's learned pace (string float)
 
@@ -144,6 +150,10 @@ def idempotency(key: str) -> str:
 def outcomes(day: str) -> str:
     """Drop-off attempts of a UTC day (``YYYYMMDD``), see ``server.orders.outcomes``."""
     return f"{PREFIX}outcomes:{day}"
+
+
+def webhook_state(webhook_id: str) -> str:
+    return f"{PREFIX}webhook:{webhook_id}"
 
 
 def route(vehicle_id: str) -> str:

@@ -231,6 +231,13 @@ class Settings:
         default=20,
         metadata=_meta(_parse_int(1), "attempts in the window before the error rate can alert"),
     )
+    webhook_retry_s: float = field(
+        default=5.0,
+        metadata=_meta(
+            _parse_float(0.1, 3600.0),
+            "a failed webhook delivery is tried again after this, doubling up to 10 minutes",
+        ),
+    )
     alert_sweep_s: float = field(
         default=30.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often node limits are checked"),

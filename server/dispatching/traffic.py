@@ -29,6 +29,7 @@ from geo.traffic import TrafficEvent
 from server import clock, keys
 from server.auth import staff_only
 from server.errors import ApiError, BadRequest, NotFound, ServiceUnavailable
+from server.events import queue_event
 from server.openapi import LAT_LON_SCHEMA
 
 log = logging.getLogger("fleet.traffic")
@@ -108,8 +109,9 @@ async def keep_traffic_current(redis: aioredis.Redis, roads: Roads, *, refresh_s
 
 
 async def _announce(redis: aioredis.Redis, event_id: str, action: str) -> None:
-    event = {"type": "traffic", "event_id": event_id, "action": action}
-    await redis.publish(keys.EVENTS_CHANNEL, json.dumps(event))
+    async with redis.pipeline(transaction=False) as pipe:
+        queue_event(pipe, {"type": "traffic", "event_id": event_id, "action": action})
+        await pipe.execute()
 
 
 def _roads(state: State) -> Roads:

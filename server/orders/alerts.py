@@ -80,7 +80,7 @@ class NodeAlerts:
                 for order_id, alerted_now in updates.items():
                     pipe.hset(keys.order(order_id), "alerted", json.dumps(alerted_now))
                 for alert in raised:
-                    queue_event(pipe, alert, log=keys.ALERTS)
+                    queue_event(pipe, alert, also_log=keys.ALERTS)
                     pipe.hincrby(keys.ALERT_COUNTS, alert.get("node", alert["kind"]), 1)
                 await pipe.execute()
         return raised

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import msgspec
 import redis.asyncio as aioredis
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
@@ -13,6 +12,7 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from server import clock, keys
 from server.auth import staff_only
 from server.errors import BadRequest, NotFound
+from server.events import queue_event
 from server.openapi import BBOX_SCHEMA
 from server.settings import Settings
 from server.tracking import queries
@@ -49,12 +49,11 @@ class VehiclesController(Controller):
         redis: NamedDependency[aioredis.Redis],
     ) -> Vehicle:
         changed = await update_vehicle(redis, vehicle_id, data)
-        await redis.publish(
-            keys.EVENTS_CHANNEL,
-            msgspec.json.encode(
-                {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status}
-            ),
-        )
+        async with redis.pipeline(transaction=False) as pipe:
+            queue_event(
+                pipe, {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status}
+            )
+            await pipe.execute()
         return changed
 
     @post(
