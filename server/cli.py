@@ -616,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--data-dir", help="where the road cache goes (FLEET_DATA_DIR)")
     imp.set_defaults(run=_cmd_import)
 
-    token = sub.add_parser("token", help="create an access token for the API and the console")
+    token = sub.add_parser(
+        "token", help="create, list or revoke access tokens for the API and the console"
+    )
     token_sub = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_sub.add_parser(
         "create",
