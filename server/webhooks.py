@@ -58,7 +58,7 @@ EVENT_TYPES = (
     "order", "eta", "route", "alert", "status", "vehicle", "vehicle_token", "geofence",
     "off_route", "plan", "traffic",
 )  # fmt: skip
-BATCH = 50  # events looked at per webhook per round
+BATCH = 200  # events looked at per webhook per round (the round budget bounds the time)
 TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 600.0
 ROUND_BUDGET_S = 10.0  # a round's sending stops after this (the lease lasts three times as long)
