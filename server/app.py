@@ -48,6 +48,7 @@ from server.errors import EXCEPTION_HANDLERS
 from server.gctuning import tune_for_many_sockets
 from server.health import HealthController
 from server.lease import Lease, run_leased
+from server.metrics import MetricsController
 from server.openapi import document_errors
 from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
@@ -264,6 +265,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             TrafficController,
             RoadsController,
             WebhooksController,
+            MetricsController,
             driver_socket,
             console_socket,
             osmand,
