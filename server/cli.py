@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import RedisError
+
 from geo.errors import GeoError, OsmImportError
 from server.auth import (
     ID_LENGTH,
@@ -499,6 +501,8 @@ def _cmd_backup(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if path.is_dir():
         raise StartupError(f"{path} is a folder: give the file to write.")
+    if not path.parent.is_dir():
+        raise StartupError(f"No folder {path.parent} to write {path.name} in.")
     with redis_for_admin(
         settings.redis_url, settings.data_dir, timeout_s=settings.redis_timeout_s
     ) as url:
@@ -757,6 +761,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ArchiveError, MissingKeyError, TokenLookupError) as exc:  # orders, token revoke
         print(f"fleet: {_clause(exc)}.", file=sys.stderr)
         return EXIT_USAGE
+    except RedisError as exc:  # Redis went away in the middle of an admin command
+        print(f"fleet: Redis failed: {_clause(exc)}. Nothing after that was done.", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file an admin command reads or writes (archive, back-up)
+        print(
+            f"fleet: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": ") + ".",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -66,6 +66,7 @@ def test_bad_backups_and_restores_are_one_sentence(tmp_path: Path, redis_url: st
         (("restore", str(tmp_path / "none.rdb"), "--data-dir", str(tmp_path)), "No back-up at"),
         (("restore", str(junk), "--redis-url", redis_url), "restore a Redis of your own"),
         (("backup", str(tmp_path), "--redis-url", redis_url), "is a folder"),
+        (("backup", str(tmp_path / "no" / "x.rdb"), "--redis-url", redis_url), "No folder"),
     ]
     for args, said in cases:
         code, _, err = run_cli(*args)

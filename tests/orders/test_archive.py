@@ -207,6 +207,12 @@ def test_bad_input_is_one_sentence(live_server: str, redis_url: str, tmp_path: P
         assert code == 2
         assert said in err, err
         assert "Traceback" not in err
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    code, _, err = _orders_cli("archive", redis_url, tmp_path, "--file", str(folder))
+    assert code == 1  # a folder given as the file: one sentence, nothing removed
+    assert "Is a directory" in err
+    assert "Traceback" not in err
     code, _, err = _orders_cli("archive", redis_url, other)
     assert code == 2  # no key: nothing is read or created
     assert "No key at" in err
