@@ -221,6 +221,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             if roads is not None
             else None
         )
+        ping_counts = asyncio.create_task(ingestor.count_forever(), name="ping-counts")
         webhooks = asyncio.create_task(
             WebhookSender(client, app.state.orders.sealer, retry_s=settings.webhook_retry_s).run(),
             name="webhooks",
@@ -231,7 +232,8 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         try:
             yield
         finally:
-            tasks = (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh, webhooks)
+            tasks = (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh, webhooks,
+                     ping_counts)  # fmt: skip
             for task in tasks:
                 if task is not None:
                     await stop_task(task, log)

@@ -22,6 +22,7 @@ key                                  type    what it holds
 ``fleet:vtokens``                    hash    vehicle id → sha256 of its current driver token
 ``fleet:token:{sha256}``             hash    a staff token: role, label, created
 ``fleet:stats:rejects``              hash    rejection reason → count
+``fleet:stats:pings``                hash    ``accepted``, ``duplicates`` → pings counted so far
 ``fleet:status``                     hash    vehicle id → online | stale | offline
 ``fleet:lease:status``               string  which process sweeps statuses (expires)
 ``fleet:events:log``                 stream  recent events, capped at ~10,000
@@ -71,6 +72,7 @@ LASTSEEN = PREFIX + "lastseen"
 VEHICLES = PREFIX + "vehicles"
 VEHICLE_TOKENS = PREFIX + "vtokens"
 REJECTS = PREFIX + "stats:rejects"
+PING_COUNTS = PREFIX + "stats:pings"
 STATUS = PREFIX + "status"
 STATUS_LEASE = PREFIX + "lease:status"
 EVENTS_LOG = PREFIX + "events:log"

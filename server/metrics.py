@@ -1,7 +1,8 @@
 """``GET /metrics``: the fleet's state in Prometheus's text format, for dashboards and alerting.
 
 Fleet-wide figures read from Redis, so any server process answers the same: vehicles by
-registry status and by connection, orders by status, rejected pings, failed drop-offs and
+registry status and by connection, orders by status, pings stored, sent twice and rejected
+(each process adds its counts every second), failed drop-offs and
 alerts raised (by reason or kind, since the counters began), the drop-off error rate over its
 window, webhooks' consecutive failures. Plus two figures of the process that answers (label
 ``pid``): its console subscribers and driver sockets. Staff token required, as for the API
@@ -66,11 +67,21 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
             pipe.scard(keys.orders_in(status))
         pipe.hvals(keys.VEHICLES)
         pipe.hvals(keys.STATUS)
+        pipe.hgetall(keys.PING_COUNTS)
         pipe.hgetall(keys.REJECTS)
         pipe.hgetall(keys.FAILURES)
         pipe.hgetall(keys.ALERT_COUNTS)
         pipe.hkeys(keys.WEBHOOKS)
-        *orders, records, connections, rejects, failures, alerts, hooks = await pipe.execute()
+        (
+            *orders,
+            records,
+            connections,
+            counted,
+            rejects,
+            failures,
+            alerts,
+            hooks,
+        ) = await pipe.execute()
     registry = Counter(msgspec.json.decode(r, type=_Record).status for r in records)
     online = Counter(c.decode() for c in connections)
     now = int(time.time() * 1000)
@@ -89,6 +100,12 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
                 [({"state": s}, float(n)) for s, n in sorted(online.items())]),
         *family("fleet_orders", "gauge", "Orders held in Redis by status (until archived).",
                 [({"status": s}, float(n)) for s, n in zip(STATUSES, orders, strict=True)]),
+        *family("fleet_pings_accepted_total", "counter",
+                "Pings stored (each server process adds its count every second).",
+                [({}, float(counted.get(b"accepted", 0)))]),
+        *family("fleet_pings_duplicate_total", "counter",
+                "Pings sent again that were stored already (a reconnecting app).",
+                [({}, float(counted.get(b"duplicates", 0)))]),
         *family("fleet_pings_rejected_total", "counter", "Pings rejected, by reason.",
                 _counts(rejects, "reason")),
         *family("fleet_dropoff_failures_total", "counter", "Failed drop-offs, by reason.",

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from websockets.asyncio.client import connect
 
+from server import keys
 from server.metrics import family
+from server.tracking.filters import Limits
+from server.tracking.ingest import Ingestor
 from tests.conftest import AUTH
 from tests.orders.test_orders_api import create
 from tests.tracking.test_driver_socket import now_ms, pings, register, send, ws_url
@@ -65,6 +70,14 @@ async def test_metrics_follow_vehicles_orders_and_rejected_pings(live_server: st
     assert value("fleet_orders", status="cancelled") == 1
     assert value("fleet_orders", status="delivered") == 0
     assert value("fleet_pings_rejected_total", reason="invalid") == 1
+    counted = parse(httpx.get(f"{live_server}/metrics", headers=AUTH).text)
+    for _ in range(40):  # each process adds its counts every second
+        if counted.get(("fleet_pings_accepted_total", frozenset())) == 1:
+            break
+        await asyncio.sleep(0.1)
+        counted = parse(httpx.get(f"{live_server}/metrics", headers=AUTH).text)
+    assert counted[("fleet_pings_accepted_total", frozenset())] == 1
+    assert counted[("fleet_pings_duplicate_total", frozenset())] == 0
     assert value("fleet_dropoff_attempts", outcome="failed") == 0
     assert value("fleet_process_driver_sockets", pid=str(os.getpid())) == 1
     assert ("fleet_alerts_total", frozenset()) not in got  # no alert yet: no sample
@@ -75,3 +88,19 @@ def test_the_text_format_escapes_label_values() -> None:
     assert lines[-1] == 'fleet_t{reason="a\\"b\\\\c\\nd"} 1.5'
     with pytest.raises(AssertionError):
         parse("fleet_undeclared 1\n")
+
+
+async def test_each_process_adds_only_what_it_counted_since_its_last_flush(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    one = Ingestor(client, resolution=9, limits=Limits())
+    two = Ingestor(client, resolution=9, limits=Limits())
+    try:
+        one.accepted, one.duplicates, two.accepted = 3, 1, 4
+        await one.flush_counts()
+        await two.flush_counts()
+        one.accepted += 2
+        await one.flush_counts()
+        await one.flush_counts()  # nothing new: nothing added
+        assert await client.hgetall(keys.PING_COUNTS) == {b"accepted": b"9", b"duplicates": b"1"}
+    finally:
+        await client.aclose()

@@ -10,12 +10,16 @@ positions published as one message, one JSON object per line.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from geo.cells import cell_of
 from server import clock as server_clock
@@ -26,6 +30,8 @@ from server.scripts import GroupedScript, Value
 from server.tracking.filters import Fix, Limits, derive_motion, metres_from, reject_reason
 from server.tracking.queries import Position, optional_float
 from server.tracking.wire import Ping, Rejection
+
+log = logging.getLogger("fleet.ingest")
 
 
 @dataclass(slots=True)
@@ -109,6 +115,11 @@ class Ingestor:
         # The ping path's own lean connection (server.resp): the script, and the reads a driver
         # connection makes when it opens, never wait for redis-py's pool.
         self.connection = RespConnection(kwargs_of(redis))
+        # Pings this process stored and found stored already, since it started; added to the
+        # fleet-wide counters (``fleet:stats:pings``) by :meth:`flush_counts`, off the ping path.
+        self.accepted = 0
+        self.duplicates = 0
+        self._flushed = (0, 0)
         self._script = GroupedScript(
             self.connection,
             load("ingest.lua"),
@@ -129,6 +140,31 @@ class Ingestor:
     async def stop(self) -> None:
         self._script.stop()
         await self.connection.close()
+
+    async def flush_counts(self) -> None:
+        """Add what this process counted since the last flush to ``fleet:stats:pings``."""
+        accepted, duplicates = self.accepted, self.duplicates
+        then_accepted, then_duplicates = self._flushed
+        if (accepted, duplicates) == self._flushed:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(keys.PING_COUNTS, "accepted", accepted - then_accepted)
+            pipe.hincrby(keys.PING_COUNTS, "duplicates", duplicates - then_duplicates)
+            await pipe.execute()
+        self._flushed = (accepted, duplicates)
+
+    async def count_forever(self, every_s: float = 1.0) -> None:
+        """:meth:`flush_counts` every ``every_s`` (real time) until cancelled, and once more."""
+        try:
+            while True:
+                await asyncio.sleep(every_s)
+                try:
+                    await self.flush_counts()
+                except (RedisError, OSError) as exc:  # counted again next time
+                    log.warning("could not add the ping counts: %s", exc)
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await self.flush_counts()
 
     async def last_fix(self, vehicle_id: str) -> Fix | None:
         """The stored live position, read once when a connection opens."""
@@ -177,6 +213,8 @@ class Ingestor:
         accepted, duplicates, _published, ts, lat, lon = reply
         result.accepted = int(accepted)
         result.duplicates += int(duplicates)
+        self.accepted += result.accepted
+        self.duplicates += result.duplicates
         if lat and lon and int(ts) >= 0:
             result.fix = Fix(float(lat), float(lon), int(ts))
         return result
