@@ -1,7 +1,9 @@
 """Webhooks: the events a shop's own systems want, POSTed to their URL, signed, in order.
 
 An admin registers a URL and the event types it wants (``order`` status changes, ``eta``
-updates, ``alert``s, …, or ``*``); the answer holds a secret, shown once. One process at a time
+updates, ``alert``s, …, or ``*``: every type logged), and ``order_eta``, made here from routes
+and ETA updates: one per drop-off whose ETA is new or moved by a minute or more (what a shop
+texts its customer); the answer holds a secret, shown once. One process at a time
 (lease ``fleet:lease:webhooks``) reads ``fleet:events:log`` from each webhook's cursor and POSTs
 every wanted event, one request each, oldest first::
 
@@ -58,6 +60,10 @@ EVENT_TYPES = (
     "order", "eta", "route", "alert", "status", "vehicle", "vehicle_token", "geofence",
     "off_route", "plan", "traffic",
 )  # fmt: skip
+#: Derived for webhooks from ``eta`` and ``route`` events: one per drop-off whose ETA is new or
+#: moved by ``ORDER_ETA_MOVE_MS`` or more since it was last sent (what a customer is texted).
+ORDER_ETA = "order_eta"
+ORDER_ETA_MOVE_MS = 60_000
 BATCH = 200  # events looked at per webhook per round (the round budget bounds the time)
 TIMEOUT_S = 5.0
 MAX_BACKOFF_S = 600.0
@@ -104,10 +110,10 @@ def _check(data: WebhookIn) -> None:
     parts = urlsplit(data.url)
     if parts.scheme not in ("http", "https") or not parts.hostname or len(data.url) > 2000:
         raise BadRequest("url must be an http(s) URL with a host", details={"field": "url"})
-    unknown = sorted(set(data.events) - {*EVENT_TYPES, "*"})
+    unknown = sorted(set(data.events) - {*EVENT_TYPES, ORDER_ETA, "*"})
     if not data.events or unknown:
         raise BadRequest(
-            f"events must be some of {', '.join(EVENT_TYPES)}, or *"
+            f"events must be some of {', '.join((*EVENT_TYPES, ORDER_ETA))}, or *"
             + (f" (not {', '.join(unknown)})" if unknown else ""),
             details={"field": "events"},
         )
@@ -205,6 +211,9 @@ class WebhookSender:
         self.lease = Lease(redis, keys.WEBHOOKS_LEASE, ttl_s=3 * ROUND_BUDGET_S)
         self._round_ends = 0.0  # a round stops sending then: the lease must not run out on it
         self._not_before: dict[str, float] = {}  # webhook id → when to try it again
+        # webhook id → order id → the drop-off ETA last sent (ms): kept by the process that
+        # delivers; one taking over may send an unchanged ETA once more (at least once).
+        self._sent_etas: dict[str, dict[str, int]] = {}
         self._client: httpx.AsyncClient | None = None
 
     async def deliver(self) -> int:
@@ -258,9 +267,39 @@ class WebhookSender:
                 if not await self._post(hook, entry_id, event):
                     return sent
                 sent += 1
+            if ORDER_ETA in wanted and event.get("type") in ("eta", "route"):
+                for order_eta in self._order_etas(hook.id, event):
+                    if not await self._post(hook, f"{entry_id}:{order_eta['order_id']}", order_eta):
+                        return sent  # the entry again next time; those sent are not repeated
+                    self._sent_etas.setdefault(hook.id, {})[order_eta["order_id"]] = order_eta[
+                        "eta"
+                    ]
+                    sent += 1
             seen += 1
             await self.redis.hset(state_key, mapping={"cursor": entry_id, "seen": seen})
         return sent
+
+    def _order_etas(self, webhook_id: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``order_eta`` events a route or ETA update makes for one webhook: its drop-offs
+        whose ETA is new to it or moved by ``ORDER_ETA_MOVE_MS``."""
+        sent = self._sent_etas.setdefault(webhook_id, {})
+        if len(sent) > 100_000:  # long-finished orders: forget them (a repeat at worst)
+            sent.clear()
+        out = []
+        for stop in event.get("stops") or ():
+            if not isinstance(stop, dict) or stop.get("kind") != "dropoff":
+                continue
+            order_id, eta = stop.get("order_id"), stop.get("eta")
+            if not isinstance(order_id, str) or not isinstance(eta, int):
+                continue
+            before = sent.get(order_id)
+            if before is None or abs(eta - before) >= ORDER_ETA_MOVE_MS:
+                out.append({
+                    "type": ORDER_ETA, "order_id": order_id, "eta": eta,
+                    "vehicle_id": event.get("vehicle_id"),
+                    "late_risk": bool(stop.get("late_risk", False)),
+                })  # fmt: skip
+        return out
 
     async def _post(self, hook: _Stored, event_id: str, event: dict[str, Any]) -> bool:
         """POST one event; whether it was taken (2xx). A failure is recorded and backs off."""

@@ -165,3 +165,43 @@ def test_bad_webhooks_are_refused_with_the_field(
         assert field in answer.text
     assert httpx.get(f"{base}/webhooks").status_code == 401
     assert httpx.get(f"{base}/webhooks", headers=ADMIN).json() == []
+
+
+def test_order_etas_are_sent_when_new_or_moved_by_a_minute(
+    redis_url: str, receiver: Receiver
+) -> None:
+    """What a shop texts its customer: a drop-off's ETA, again only when it moves."""
+
+    def eta_event(kind: str, *stops: tuple[str, str, int]) -> dict[str, Any]:
+        return {"type": kind, "vehicle_id": "van-1",
+                "stops": [{"order_id": o, "kind": k, "eta": t, "late_risk": False}
+                          for o, k, t in stops]}  # fmt: skip
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        sealer = Sealer(b"w" * 32)
+        sender = WebhookSender(client, sealer)
+        try:
+            await create_webhook(client, sealer, WebhookIn(receiver.url, ["order_eta"]))
+            t = 1_800_000_000_000
+            updates = [
+                eta_event("route", ("o-1", "pickup", t - 600_000), ("o-1", "dropoff", t)),
+                eta_event("eta", ("o-1", "dropoff", t + 30_000), ("o-2", "dropoff", t + 900_000)),
+                eta_event("eta", ("o-1", "dropoff", t + 90_000), ("o-2", "dropoff", t + 930_000)),
+            ]
+            async with client.pipeline(transaction=False) as pipe:
+                for update in updates:
+                    queue_event(pipe, update)
+                queue_event(pipe, {"type": "order", "order_id": "o-1", "status": "departed"})
+                await pipe.execute()
+            await sender.deliver()
+            got = [(b["data"]["order_id"], b["data"]["eta"]) for b in receiver.taken()]
+            assert got == [("o-1", t), ("o-2", t + 900_000), ("o-1", t + 90_000)]
+            assert {b["type"] for b in receiver.taken()} == {"order_eta"}
+            ids = [r["headers"]["Fleet-Event-Id"] for r in receiver.got]
+            assert len(set(ids)) == 3
+        finally:
+            await sender.close()
+            await client.aclose()
+
+    asyncio.run(run())
