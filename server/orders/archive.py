@@ -11,11 +11,12 @@ Personal data stays sealed exactly as Redis held it: the archive reads back only
 installation's key (``<data_dir>/keys/pii.key``), which also finds each order's tracking-token
 key to remove and restore.
 
-Nothing is lost on the way: a page of orders is read under WATCH, appended to the file and
-fsynced, and only then removed in one MULTI. If one of them changed in between (WATCH fired) the
-page's lines are cut from the file again and the page is read anew. A crash between the fsync and
-the MULTI leaves orders both in the file and in Redis: archiving again appends them a second time,
-and restoring skips an order Redis still holds, so neither copy is lost or doubled in Redis.
+Nothing is lost on the way: a page of orders is WATCHed, read (one round trip), appended to the
+file and fsynced, and only then removed in one MULTI. If one of them changed in between (WATCH
+fired) the page's lines are cut from the file again and the page is read anew. A crash between
+the fsync and the MULTI leaves orders both in the file and in Redis: archiving again appends them
+a second time, and restoring skips an order Redis still holds, so neither copy is lost or
+doubled in Redis.
 """
 
 from __future__ import annotations
@@ -128,7 +129,17 @@ def _move(
         with pipe:
             try:
                 pipe.watch(*watched)
-                read = [_record(pipe, sealer, order_id) for order_id in ids]
+                # Read after the WATCH, in one round trip on another connection: a change made
+                # from now on, by anyone, still makes the EXEC below fail.
+                with client.pipeline(transaction=False) as reads:
+                    for order_id in ids:
+                        reads.hgetall(keys.order(order_id))
+                        reads.xrange(keys.order_audit(order_id))
+                    raw = reads.execute()
+                read = [
+                    _record(sealer, order_id, raw[2 * n], raw[2 * n + 1])
+                    for n, order_id in enumerate(ids)
+                ]
                 records = [r for r in read if r is not None]
                 for record, _ in records:
                     out.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
@@ -147,13 +158,17 @@ def _move(
         return len(records)
 
 
-def _record(pipe: Any, sealer: Sealer, order_id: str) -> tuple[dict[str, Any], str | None] | None:
-    """The archive line of an order read in WATCH mode and the key of its tracking token; None
-    for an order that is gone or no longer ended."""
-    fields = _text(cast("dict[bytes, bytes]", pipe.hgetall(keys.order(order_id))))
+def _record(
+    sealer: Sealer,
+    order_id: str,
+    stored: dict[bytes, bytes],
+    audit: list[tuple[bytes, dict[bytes, bytes]]],
+) -> tuple[dict[str, Any], str | None] | None:
+    """The archive line of an order as read and the key of its tracking token; None for an order
+    that is gone or no longer ended."""
+    fields = _text(stored)
     if _ended_at(fields.get("status"), fields.get("nodes")) is None:
         return None
-    audit = cast("list[tuple[bytes, dict[bytes, bytes]]]", pipe.xrange(keys.order_audit(order_id)))
     record = {
         "v": FORMAT,
         "id": order_id,
@@ -211,6 +226,9 @@ def _checked(path: Path, number: int, record: Any) -> tuple[str, dict[str, str],
     return order_id, cast("dict[str, str]", fields), audit
 
 
+_Line = tuple[str, dict[str, str], list[Any], str | None]  # id, fields, audit, tracking key
+
+
 def restore_orders(
     client: redis.Redis,
     sealer: Sealer,
@@ -218,8 +236,10 @@ def restore_orders(
     *,
     progress: Callable[[RestoreResult], None] = lambda _: None,
 ) -> RestoreResult:
-    """Put the orders of an archive file back in Redis; an order Redis holds is left alone."""
+    """Put the orders of an archive file back in Redis, ``PAGE`` at a time; an order Redis holds
+    is left alone (and of an order archived twice, the first line is put back)."""
     result = RestoreResult()
+    page: list[_Line] = []
     for number, record in read_archive(path):
         order_id, fields, audit = _checked(path, number, record)
         try:
@@ -227,28 +247,45 @@ def restore_orders(
         except DecryptionError as exc:
             where = f"{path}:{number}"
             raise ArchiveError(f"{where}: {exc} (another installation's archive?)") from None
+        page.append((order_id, fields, audit, tracking))
+        if len(page) == PAGE:
+            _put_back(client, page, result)
+            page = []
+            progress(result)
+    if page:
+        _put_back(client, page, result)
+    progress(result)
+    return result
+
+
+def _put_back(client: redis.Redis, page: list[_Line], result: RestoreResult) -> None:
+    first: dict[str, _Line] = {}
+    for line in page:
+        first.setdefault(line[0], line)
+    order_keys = [keys.order(i) for i in first]
+    while True:
         pipe: Any = client.pipeline(transaction=True)
         with pipe:
             try:
-                pipe.watch(keys.order(order_id))
-                if pipe.exists(keys.order(order_id)):
-                    result.present += 1
-                    continue
+                pipe.watch(*order_keys)
+                with client.pipeline(transaction=False) as reads:  # after the WATCH, as above
+                    for key in order_keys:
+                        reads.exists(key)
+                    held = reads.execute()
+                missing = [line for line, h in zip(first.values(), held, strict=True) if not h]
                 pipe.multi()
-                pipe.delete(keys.order_audit(order_id))
-                pipe.hset(keys.order(order_id), mapping=fields)
-                pipe.zadd(keys.ORDERS, {order_id: int(fields["created"])})
-                pipe.sadd(keys.orders_in(fields["status"]), order_id)
-                for entry_id, entry in audit:
-                    pipe.xadd(keys.order_audit(order_id), entry, id=entry_id)
-                if tracking is not None:
-                    pipe.set(tracking, order_id)
+                for order_id, fields, audit, tracking in missing:
+                    pipe.delete(keys.order_audit(order_id))
+                    pipe.hset(keys.order(order_id), mapping=fields)
+                    pipe.zadd(keys.ORDERS, {order_id: int(fields["created"])})
+                    pipe.sadd(keys.orders_in(fields["status"]), order_id)
+                    for entry_id, entry in audit:
+                        pipe.xadd(keys.order_audit(order_id), entry, id=entry_id)
+                    if tracking is not None:
+                        pipe.set(tracking, order_id)
                 pipe.execute()
-            except WatchError:  # created meanwhile: that one stays
-                result.present += 1
+            except WatchError:  # one was created meanwhile: look again (that one stays)
                 continue
-        result.restored += 1
-        if result.restored % PAGE == 0:
-            progress(result)
-    progress(result)
-    return result
+        result.restored += len(missing)
+        result.present += len(page) - len(missing)
+        return

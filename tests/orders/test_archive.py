@@ -101,9 +101,12 @@ def test_ended_orders_move_to_the_archive_and_back(
     listed = httpx.get(f"{live_server}/orders", headers=AUTH).json()
     assert [o["id"] for o in listed] == [still_open["order"]["id"]]
 
-    code, out, _ = _orders_cli("restore", redis_url, tmp_path, *file)
+    doubled = tmp_path / "twice.jsonl"  # archived again after a crash: each order twice
+    doubled.write_text(archive.read_text() * 2)
+    code, out, _ = _orders_cli("restore", redis_url, tmp_path, "--file", str(doubled))
     assert code == 0
     assert "Restored 2 orders" in out
+    assert "2 orders Redis held already" in out  # the second line of each: left alone
     for order_id, token in ended.items():
         again = _seen(live_server, order_id, token)
         assert {k: _stable(r.json()) for k, r in again.items()} == {
