@@ -213,23 +213,29 @@ async def until_revoked(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
             continue
 
 
-async def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: an admin's bearer token, or 401/403."""
+async def _require(
+    connection: ASGIConnection[Any, Any, Any, Any], roles: tuple[str, ...], missing: str, wrong: str
+) -> None:
+    """401 with ``missing`` without a token, 403 with ``wrong`` for a token of another role."""
     token = presented_token(connection)
     if not token:
-        raise NotAuthorizedException("an admin token is required (Authorization: Bearer …)")
-    roles: RoleCache = connection.app.state.roles
-    if await roles.role_of(token) != "admin":
-        raise PermissionDeniedException(
-            "this needs an admin token (fleet token create --role admin)"
-        )
+        raise NotAuthorizedException(missing)
+    cache: RoleCache = connection.app.state.roles
+    if await cache.role_of(token) not in roles:
+        raise PermissionDeniedException(wrong)
+
+
+async def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: an admin's bearer token, or 401/403."""
+    await _require(
+        connection, ("admin",), "an admin token is required (Authorization: Bearer …)",
+        "this needs an admin token (fleet token create --role admin)",
+    )  # fmt: skip
 
 
 async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a dispatcher's or an admin's bearer token, or 401/403."""
-    token = presented_token(connection)
-    if not token:
-        raise NotAuthorizedException("a dispatcher token is required (Authorization: Bearer …)")
-    roles: RoleCache = connection.app.state.roles
-    if await roles.role_of(token) not in STAFF_ROLES:
-        raise PermissionDeniedException("this token may not use the dispatcher API")
+    await _require(
+        connection, STAFF_ROLES, "a dispatcher token is required (Authorization: Bearer …)",
+        "this token may not use the dispatcher API",
+    )  # fmt: skip

@@ -60,6 +60,12 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_admin_flags(parser: argparse.ArgumentParser) -> None:
+    """Where an admin command finds Redis and the installation's key."""
+    parser.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
+    parser.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+
+
 def _add_scenario_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vehicles", type=int, help="simulated vehicles (scenario's default)")
     parser.add_argument("--orders", type=int, help="orders over the run (scenario's default)")
@@ -648,8 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("id", help="the token's id (6 or more of its hex digits)")
     for action in (create, listing, revoke):
-        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
-        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+        _add_admin_flags(action)
         action.set_defaults(run=_cmd_token)
 
     orders = sub.add_parser(
@@ -680,8 +685,7 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--file", help="the archive (JSON Lines; default DATA_DIR/archive/orders.jsonl)"
         )
-        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
-        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+        _add_admin_flags(action)
     orders.set_defaults(run=_cmd_orders)
 
     back = sub.add_parser(
@@ -700,8 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rest_all.add_argument("file", help="a snapshot written by fleet backup")
     for action in (back, rest_all):
-        action.add_argument("--redis-url", help="(FLEET_REDIS_URL)")
-        action.add_argument("--data-dir", help="(FLEET_DATA_DIR, default ./var)")
+        _add_admin_flags(action)
     back.set_defaults(run=_cmd_backup)
     rest_all.set_defaults(run=_cmd_restore)
 

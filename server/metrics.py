@@ -26,7 +26,7 @@ from litestar.di import NamedDependency
 from server import keys
 from server.auth import staff_only
 from server.orders.lifecycle import STATUSES
-from server.orders.outcomes import attempts
+from server.orders.outcomes import recent_attempts
 from server.settings import Settings
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -85,7 +85,7 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
     registry = Counter(msgspec.json.decode(r, type=_Record).status for r in records)
     online = Counter(c.decode() for c in connections)
     now = int(time.time() * 1000)
-    seen = await attempts(redis, now - int(settings.error_rate_window_s * 1000), now)
+    seen = await recent_attempts(redis, settings.error_rate_window_s, now)
     async with redis.pipeline(transaction=False) as pipe:
         for hook in hooks:
             pipe.hget(keys.webhook_state(hook.decode()), "failures")

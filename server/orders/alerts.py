@@ -26,7 +26,7 @@ from server import keys
 from server.events import queue_event
 from server.lease import Lease, run_leased
 from server.orders.lifecycle import OPEN, NodeLimits, breaches
-from server.orders.outcomes import ErrorRateLimit, above_limit, attempts
+from server.orders.outcomes import ErrorRateLimit, above_limit, recent_attempts
 
 log = logging.getLogger("fleet.alerts")
 
@@ -87,7 +87,7 @@ class NodeAlerts:
 
     async def _error_rate(self, limit: ErrorRateLimit, now: int) -> list[dict[str, Any]]:
         """The error-rate alert, if the rate has just gone above the limit."""
-        seen = await attempts(self.redis, now - int(limit.window_s * 1000), now)
+        seen = await recent_attempts(self.redis, limit.window_s, now)
         if not above_limit(seen, limit):
             await self.redis.delete(keys.ERROR_RATE_ALERTED)  # raised again on the next rise
             return []

@@ -86,6 +86,11 @@ async def attempts(redis: aioredis.Redis, since_ms: int, until_ms: int) -> Attem
     return Attempts(delivered=counts["delivered"], failed=counts["failed"])
 
 
+async def recent_attempts(redis: aioredis.Redis, window_s: float, now_ms: int) -> Attempts:
+    """The attempts of the ``window_s`` seconds up to ``now_ms`` (see :func:`attempts`)."""
+    return await attempts(redis, now_ms - int(window_s * 1000), now_ms)
+
+
 def above_limit(seen: Attempts, limit: ErrorRateLimit) -> bool:
     """Whether ``seen`` breaks the limit: enough attempts, and too many of them failed."""
     rate = seen.rate()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Annotated, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -125,8 +125,7 @@ async def replace_token(redis: aioredis.Redis, vehicle_id: str) -> VehicleToken:
         while True:
             try:
                 await pipe.watch(keys.VEHICLE_TOKENS)
-                current = cast("bytes | None", await pipe.hget(keys.VEHICLE_TOKENS, vehicle_id))
-                old = [current.decode()] if current else await _unindexed_tokens(redis, vehicle_id)
+                old = await _token_hashes(pipe, redis, vehicle_id)
                 pipe.multi()  # type: ignore[no-untyped-call]
                 for stale in old:
                     pipe.delete(keys.vehicle_token(stale))
@@ -137,6 +136,13 @@ async def replace_token(redis: aioredis.Redis, vehicle_id: str) -> VehicleToken:
                 return VehicleToken(id=vehicle_id, token=token)
             except WatchError:  # replaced at the same moment by another request: again
                 continue
+
+
+async def _token_hashes(pipe: Any, redis: aioredis.Redis, vehicle_id: str) -> list[str]:
+    """The hashes of the vehicle's driver tokens: the indexed one (read on ``pipe``, which may
+    be WATCHing), else those issued before ``fleet:vtokens`` recorded them."""
+    current = cast("bytes | None", await pipe.hget(keys.VEHICLE_TOKENS, vehicle_id))
+    return [current.decode()] if current else await _unindexed_tokens(redis, vehicle_id)
 
 
 async def _unindexed_tokens(redis: aioredis.Redis, vehicle_id: str) -> list[str]:
@@ -166,10 +172,7 @@ async def retire_vehicle(redis: aioredis.Redis, vehicle_id: str, resolution: int
                     raise NotFound(f"no vehicle {vehicle_id}")
                 record = msgspec.json.decode(raw, type=Vehicle)
                 await _check_retirable(redis, record)
-                current = cast("bytes | None", await pipe.hget(keys.VEHICLE_TOKENS, vehicle_id))
-                tokens = (
-                    [current.decode()] if current else await _unindexed_tokens(redis, vehicle_id)
-                )
+                tokens = await _token_hashes(pipe, redis, vehicle_id)
                 pipe.multi()  # type: ignore[no-untyped-call]
                 pipe.hdel(keys.VEHICLES, vehicle_id)
                 pipe.delete(keys.device(record.device_id))

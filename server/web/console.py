@@ -29,7 +29,7 @@ from server.auth import staff_only
 from server.errors import NotFound
 from server.openapi import BBOX_SCHEMA
 from server.orders.lifecycle import FINAL, STATUSES
-from server.orders.outcomes import ErrorRateLimit, attempts
+from server.orders.outcomes import ErrorRateLimit, recent_attempts
 from server.orders.quality import node_times_s, orders_per_vehicle_day
 from server.orders.store import OrderStore
 from server.settings import Settings
@@ -114,7 +114,7 @@ class ConsoleDataController(Controller):
         ]
         limit = ErrorRateLimit(settings.error_rate_limit, settings.error_rate_window_s)
         now = clock.now_ms()
-        seen = await attempts(redis, now - int(limit.window_s * 1000), now)
+        seen = await recent_attempts(redis, limit.window_s, now)
         records = await all_vehicles(redis)
         available = [v.id for v in records if v.status == "available"]
         routes = await _routes(redis, available)
