@@ -54,7 +54,8 @@ from server.orders.alerts import NodeAlerts
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
 from server.orders.outcomes import ErrorRateLimit
-from server.orders.routes import AlertsController, OrdersController
+from server.orders.proofs import ProofStore
+from server.orders.routes import AlertsController, OrdersController, ProofsController
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.console import Hub, console_socket
@@ -122,6 +123,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
         app.state.hub = hub
         app.state.roles = RoleCache(client)
         app.state.orders = OrderStore(client, Sealer(load_or_create_key(settings.data_dir)))
+        app.state.proofs = ProofStore(client, app.state.orders.sealer)
         fences = GeofenceTracker(client, resolution=settings.geofence_resolution)
         with contextlib.suppress(RedisError, OSError):
             await fences.reload()
@@ -262,6 +264,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             VehiclesController,
             GeofencesController,
             OrdersController,
+            ProofsController,
             AlertsController,
             DispatchController,
             TrafficController,
@@ -286,6 +289,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             "fences": from_state("fences"),
             "driver": from_state("driver"),
             "orders": from_state("orders"),
+            "proofs": from_state("proofs"),
             "settings": Provide(provide_settings, sync_to_thread=False),
             "limits": Provide(provide_limits, sync_to_thread=False),
         },

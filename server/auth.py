@@ -5,7 +5,8 @@ role           may                                             token comes from
 =============  ==============================================  ================================
 ``admin``      everything a dispatcher may                     ``fleet token create --role admin``
 ``dispatcher`` the REST API and the console socket             ``fleet token create``
-vehicle        ``/ws/driver`` for its own vehicle only         ``POST /vehicles`` (shown once)
+vehicle        ``/ws/driver`` for its own vehicle only, and    ``POST /vehicles`` (shown once)
+               ``POST /orders/{id}/proofs`` for its orders
 =============  ==============================================  ================================
 
 ``/health``, ``/ready``, ``/schema`` and ``/osmand`` (Traccar devices identify themselves by id,
@@ -239,3 +240,20 @@ async def staff_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRout
         connection, STAFF_ROLES, "a dispatcher token is required (Authorization: Bearer …)",
         "this token may not use the dispatcher API",
     )  # fmt: skip
+
+
+async def staff_or_vehicle(connection: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+    """Who calls: ``None`` for a dispatcher or an admin, the vehicle's id for a driver token;
+    401 for no token or one that is neither."""
+    token = presented_token(connection)
+    if not token:
+        raise NotAuthorizedException(
+            "a dispatcher token or the vehicle's driver token is required (Authorization: Bearer …)"
+        )
+    cache: RoleCache = connection.app.state.roles
+    if await cache.role_of(token) in STAFF_ROLES:
+        return None
+    vehicle = cast("bytes | None", await cache.redis.get(keys.vehicle_token(token_hash(token))))
+    if vehicle is None:
+        raise NotAuthorizedException("this token is neither a staff token nor a driver token")
+    return vehicle.decode()

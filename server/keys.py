@@ -45,6 +45,10 @@ key                                  type    what it holds
 ``fleet:lease:etas``                 string  which process refreshes ETAs (expires)
 ``fleet:stats:failures``             hash    failed-delivery reason → count
 ``fleet:traffic``                    hash    traffic event id → JSON (the API body, created)
+``fleet:proofs:{order id}``          hash    proof of delivery: proof id → the image, sealed
+                                             (bytes: nonce ‖ AES-GCM ciphertext)
+``fleet:proofmeta:{order id}``       hash    proof id → JSON: id kind content_type bytes sha256
+                                             at by
 ``fleet:ttoken:{sha256}``            string  order id of a customer tracking token
 ``fleet:idem:{key}``                 string  order id created under an Idempotency-Key (24 h)
 ``fleet:pins``                       hash    order id → the vehicle a dispatcher assigned it to
@@ -139,6 +143,14 @@ def orders_in(status: str) -> str:
 
 def order_audit(order_id: str) -> str:
     return f"{PREFIX}audit:{order_id}"
+
+
+def order_proofs(order_id: str) -> str:
+    return f"{PREFIX}proofs:{order_id}"
+
+
+def order_proof_meta(order_id: str) -> str:
+    return f"{PREFIX}proofmeta:{order_id}"
 
 
 def tracking_token(token_hash: str) -> str:

@@ -238,6 +238,13 @@ class Settings:
             "a failed webhook delivery is tried again after this, doubling up to 10 minutes",
         ),
     )
+    proof_max_bytes: int = field(
+        default=1_048_576,
+        metadata=_meta(
+            _parse_int(1024, 8 * 1_048_576),
+            "largest proof-of-delivery image accepted (bytes, 1 KiB to 8 MiB)",
+        ),
+    )
     alert_sweep_s: float = field(
         default=30.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often node limits are checked"),

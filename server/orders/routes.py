@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from litestar import Controller, Response, get, patch, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
@@ -14,7 +14,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter, Quer
 from geo.errors import OutsideServiceArea
 from geo.roads import Roads
 from server import keys
-from server.auth import staff_only
+from server.auth import staff_only, staff_or_vehicle
 from server.errors import ApiError, BadRequest, NotFound
 from server.orders.alerts import recent_alerts
 from server.orders.lifecycle import STATUSES
@@ -29,7 +29,9 @@ from server.orders.model import (
     Place,
     Window,
 )
+from server.orders.proofs import Proof, ProofKind, ProofStore, TooLarge, check_image
 from server.orders.store import OrderStore
+from server.settings import Settings
 
 
 def _check_window(window: Window | None, field: str) -> None:
@@ -148,6 +150,78 @@ class OrdersController(Controller):
         self, order_id: FromPath[str], orders: NamedDependency[OrderStore]
     ) -> list[AuditEntry]:
         return await orders.audit(order_id)
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
+    """The request's body, or 413 as soon as it is known to pass ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the body is {declared} bytes; at most {limit} are taken")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the body passes {limit} bytes, the most taken")
+    return bytes(body)
+
+
+IMAGE_HEADERS = {
+    "Cache-Control": "private, max-age=86400",  # a proof never changes
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+}
+
+
+def image_response(proof: Proof, image: bytes) -> Response[bytes]:
+    return Response(image, media_type=proof.content_type, headers=IMAGE_HEADERS)
+
+
+class ProofsController(Controller):
+    """Proof of delivery: ``POST`` takes the driver's token of the order's vehicle (or a staff
+    token); reading proofs takes a staff token."""
+
+    path = "/orders/{order_id:str}/proofs"
+    tags = ["orders"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @post(
+        "/",
+        summary="Add a photo or a signature to an order (the image is the body)",
+        status_code=201,
+        request_body=None,
+    )
+    async def add(
+        self,
+        order_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        proofs: NamedDependency[ProofStore],
+        settings: NamedDependency[Settings],
+        kind: Annotated[ProofKind, QueryParameter(description="photo | signature")] = "photo",
+    ) -> Proof:
+        vehicle_id = await staff_or_vehicle(request)
+        image = await read_body(request, settings.proof_max_bytes)
+        if not image:
+            raise BadRequest("the body must be the image (JPEG, PNG or WebP)")
+        media = check_image(request.headers.get("content-type", ""), image)
+        return await proofs.add(
+            order_id, kind=kind, content_type=media, image=image, vehicle_id=vehicle_id
+        )
+
+    @get("/", summary="An order's proofs of delivery, oldest first", guards=[staff_only])
+    async def list_proofs(
+        self, order_id: FromPath[str], proofs: NamedDependency[ProofStore]
+    ) -> list[Proof]:
+        return await proofs.list(order_id)
+
+    @get(
+        "/{proof_id:str}",
+        summary="A proof's image",
+        guards=[staff_only],
+        media_type="image/*",
+    )
+    async def image(
+        self, order_id: FromPath[str], proof_id: FromPath[str], proofs: NamedDependency[ProofStore]
+    ) -> Response[bytes]:
+        return image_response(*await proofs.image(order_id, proof_id))
 
 
 class AlertsController(Controller):

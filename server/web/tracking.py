@@ -7,7 +7,8 @@ is at most ``FLEET_TRACKING_VISIBLE_STOPS`` stops away (1 = the next stop) or th
 most ``FLEET_TRACKING_VISIBLE_M`` metres from the drop-off. Otherwise only the coarse H3 cell
 (resolution 7, about 5 km²) the vehicle is in. Never the customer's name, phone or address text,
 never another order. A token that matches no order, or one whose order ended more than
-``LINK_LIFETIME_S`` ago, answers 404.
+``LINK_LIFETIME_S`` ago, answers 404. Once the order is delivered the view lists its proofs of
+delivery (photo, signature), each with the URL of its image under the same token.
 
 The socket sends the same view (``{"type": "track", …}``) on connect and again whenever it
 changes: woken by the order's events, its vehicle's ``route``/``eta`` events and positions (through
@@ -24,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from litestar import Controller, WebSocket, get, websocket
+from litestar import Controller, Response, WebSocket, get, websocket
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
@@ -36,6 +37,8 @@ from server import clock, keys
 from server.errors import NotFound
 from server.orders.lifecycle import FINAL
 from server.orders.model import AuditEntry, Order
+from server.orders.proofs import ProofStore, proof_summary
+from server.orders.routes import image_response
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.sockets import receive_frame
@@ -145,6 +148,12 @@ async def view_for(
         visible_m=settings.tracking_visible_m,
         now_ms=now_ms,
     )
+    view["proofs"] = []
+    if order.status == "delivered":
+        view["proofs"] = [
+            proof_summary(p, f"/track/{token}/proofs/{p.id}")
+            for p in await ProofStore(redis, orders.sealer).list(order.id)
+        ]
     return order, view
 
 
@@ -204,6 +213,23 @@ class TrackingController(Controller):
         settings: NamedDependency[Settings],
     ) -> dict[str, Any]:
         return (await view_for(redis, orders, settings, token))[1]
+
+    @get(
+        "/{token:str}/proofs/{proof_id:str}",
+        summary="A proof of delivery's image, once the order is delivered",
+        media_type="image/*",
+    )
+    async def proof(
+        self,
+        token: FromPath[str],
+        proof_id: FromPath[str],
+        orders: NamedDependency[OrderStore],
+        proofs: NamedDependency[ProofStore],
+    ) -> Response[bytes]:
+        order = await order_for_link(orders, token, clock.now_ms())
+        if order.status != "delivered":
+            raise NotFound(f"no proof {proof_id} to show yet")
+        return image_response(*await proofs.image(order.id, proof_id))
 
 
 @websocket("/ws/track/{token:str}")
