@@ -5,11 +5,13 @@ grows with the history, a few KiB an order. An operator moves the orders that en
 returned, cancelled) before a cut-off into a JSON Lines file, from cron for instance, and can put
 them back. One line an order::
 
-    {"v": 1, "id": "o-…", "order": {hash fields}, "audit": [["<entry id>", {fields}], …]}
+    {"v": 1, "id": "o-…", "order": {hash fields}, "audit": [["<entry id>", {fields}], …],
+     "proofs": {"p-…": {"meta": "<JSON as stored>", "image": "<base64 of the sealed bytes>"}}}
 
-Personal data stays sealed exactly as Redis held it: the archive reads back only with the
-installation's key (``<data_dir>/keys/pii.key``), which also finds each order's tracking-token
-key to remove and restore.
+(``proofs`` only for an order with proofs of delivery.) Personal data and proof images stay
+sealed exactly as Redis held them: the archive reads back only with the installation's key
+(``<data_dir>/keys/pii.key``), which also finds each order's tracking-token key to remove and
+restore.
 
 Nothing is lost on the way: a page of orders is WATCHed, read (one round trip), appended to the
 file and fsynced, and only then removed in one MULTI. If one of them changed in between (WATCH
@@ -21,6 +23,8 @@ doubled in Redis.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import re
@@ -122,7 +126,7 @@ def _move(
 ) -> int:
     """Archive and remove ``ids``; how many were removed (some may have been restored to open
     or removed by another archiver meanwhile: they stay or are gone, not archived twice)."""
-    watched = [keys.order(i) for i in ids] + [keys.order_audit(i) for i in ids]
+    watched = [key for i in ids for key in _keys_of(i)]
     while True:
         start = out.tell()
         pipe: Any = client.pipeline(transaction=True)
@@ -135,9 +139,11 @@ def _move(
                     for order_id in ids:
                         reads.hgetall(keys.order(order_id))
                         reads.xrange(keys.order_audit(order_id))
+                        reads.hgetall(keys.order_proof_meta(order_id))
+                        reads.hgetall(keys.order_proofs(order_id))
                     raw = reads.execute()
                 read = [
-                    _record(sealer, order_id, raw[2 * n], raw[2 * n + 1])
+                    _record(sealer, order_id, *raw[4 * n : 4 * n + 4])
                     for n, order_id in enumerate(ids)
                 ]
                 records = [r for r in read if r is not None]
@@ -158,23 +164,43 @@ def _move(
         return len(records)
 
 
+def _keys_of(order_id: str) -> tuple[str, ...]:
+    """The keys that hold an order (its tracking-token key aside)."""
+    return (
+        keys.order(order_id),
+        keys.order_audit(order_id),
+        keys.order_proof_meta(order_id),
+        keys.order_proofs(order_id),
+    )
+
+
 def _record(
     sealer: Sealer,
     order_id: str,
     stored: dict[bytes, bytes],
     audit: list[tuple[bytes, dict[bytes, bytes]]],
+    proof_meta: dict[bytes, bytes],
+    proof_images: dict[bytes, bytes],
 ) -> tuple[dict[str, Any], str | None] | None:
     """The archive line of an order as read and the key of its tracking token; None for an order
     that is gone or no longer ended."""
     fields = _text(stored)
     if _ended_at(fields.get("status"), fields.get("nodes")) is None:
         return None
-    record = {
+    record: dict[str, Any] = {
         "v": FORMAT,
         "id": order_id,
         "order": fields,
         "audit": [[entry_id.decode(), _text(entry)] for entry_id, entry in audit],
     }
+    if proof_meta:
+        record["proofs"] = {
+            pid.decode(): {
+                "meta": meta.decode(),
+                "image": base64.b64encode(proof_images.get(pid, b"")).decode(),
+            }
+            for pid, meta in proof_meta.items()
+        }
     try:
         return record, _tracking_key(sealer, fields)
     except DecryptionError as exc:  # nothing of this page is written or removed
@@ -185,7 +211,7 @@ def _record(
 
 def _remove(pipe: Any, record: dict[str, Any], tracking: str | None) -> None:
     order_id = record["id"]
-    pipe.delete(keys.order(order_id), keys.order_audit(order_id))
+    pipe.delete(*_keys_of(order_id))
     pipe.zrem(keys.ORDERS, order_id)
     pipe.srem(keys.orders_in(record["order"]["status"]), order_id)
     pipe.hdel(keys.ORDER_PINS, order_id)
@@ -206,7 +232,12 @@ def read_archive(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, record
 
 
-def _checked(path: Path, number: int, record: Any) -> tuple[str, dict[str, str], list[Any]]:
+_Proofs = dict[str, tuple[bytes, bytes]]  # proof id → (meta JSON, sealed image)
+
+
+def _checked(
+    path: Path, number: int, record: Any
+) -> tuple[str, dict[str, str], list[Any], _Proofs]:
     where = f"{path}:{number}"
     if not isinstance(record, dict) or record.get("v") != FORMAT:
         raise ArchiveError(f"{where}: not an order archive line of format {FORMAT}")
@@ -223,10 +254,28 @@ def _checked(path: Path, number: int, record: Any) -> tuple[str, dict[str, str],
                 and _AUDIT_ID.fullmatch(entry[0]) and isinstance(entry[1], dict)
                 and all(isinstance(v, str) for v in entry[1].values())):  # fmt: skip
             raise ArchiveError(f'{where}: an audit entry is not ["<ms>-<n>", {{text fields}}]')
-    return order_id, cast("dict[str, str]", fields), audit
+    return order_id, cast("dict[str, str]", fields), audit, _checked_proofs(where, record)
 
 
-_Line = tuple[str, dict[str, str], list[Any], str | None]  # id, fields, audit, tracking key
+def _checked_proofs(where: str, record: dict[str, Any]) -> _Proofs:
+    proofs = record.get("proofs", {})
+    wrong = ArchiveError(f'{where}: proofs must be {{"p-…": {{"meta": text, "image": base64}}}}')
+    if not isinstance(proofs, dict):
+        raise wrong
+    checked: _Proofs = {}
+    for proof_id, proof in proofs.items():
+        if not (isinstance(proof, dict) and isinstance(proof.get("meta"), str)
+                and isinstance(proof.get("image"), str)):  # fmt: skip
+            raise wrong
+        try:
+            image = base64.b64decode(proof["image"], validate=True)
+        except binascii.Error:
+            raise wrong from None
+        checked[proof_id] = (proof["meta"].encode(), image)
+    return checked
+
+
+_Line = tuple[str, dict[str, str], list[Any], _Proofs, str | None]  # … tracking key
 
 
 def restore_orders(
@@ -241,13 +290,13 @@ def restore_orders(
     result = RestoreResult()
     page: list[_Line] = []
     for number, record in read_archive(path):
-        order_id, fields, audit = _checked(path, number, record)
+        order_id, fields, audit, proofs = _checked(path, number, record)
         try:
             tracking = _tracking_key(sealer, fields)
         except DecryptionError as exc:
             where = f"{path}:{number}"
             raise ArchiveError(f"{where}: {exc} (another installation's archive?)") from None
-        page.append((order_id, fields, audit, tracking))
+        page.append((order_id, fields, audit, proofs, tracking))
         if len(page) == PAGE:
             _put_back(client, page, result)
             page = []
@@ -274,13 +323,18 @@ def _put_back(client: redis.Redis, page: list[_Line], result: RestoreResult) -> 
                     held = reads.execute()
                 missing = [line for line, h in zip(first.values(), held, strict=True) if not h]
                 pipe.multi()
-                for order_id, fields, audit, tracking in missing:
-                    pipe.delete(keys.order_audit(order_id))
+                for order_id, fields, audit, proofs, tracking in missing:
+                    pipe.delete(*_keys_of(order_id)[1:])
                     pipe.hset(keys.order(order_id), mapping=fields)
                     pipe.zadd(keys.ORDERS, {order_id: int(fields["created"])})
                     pipe.sadd(keys.orders_in(fields["status"]), order_id)
                     for entry_id, entry in audit:
                         pipe.xadd(keys.order_audit(order_id), entry, id=entry_id)
+                    if proofs:
+                        meta = {pid: m for pid, (m, _) in proofs.items()}
+                        images = {pid: image for pid, (_, image) in proofs.items()}
+                        pipe.hset(keys.order_proof_meta(order_id), mapping=meta)
+                        pipe.hset(keys.order_proofs(order_id), mapping=images)
                     if tracking is not None:
                         pipe.set(tracking, order_id)
                 pipe.execute()

@@ -155,8 +155,13 @@ class ProofStore:
                     continue
 
     async def list(self, order_id: str) -> list[Proof]:
-        """The order's proofs, oldest first."""
-        raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.order_proof_meta(order_id)))
+        """The order's proofs, oldest first; 404 for an order Redis does not hold."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.order(order_id))
+            pipe.hgetall(keys.order_proof_meta(order_id))
+            exists, raw = cast("tuple[int, dict[bytes, bytes]]", await pipe.execute())
+        if not exists:
+            raise NotFound(f"no order {order_id}", details={"field": "id"})
         return sorted((_meta.decode(v) for v in raw.values()), key=lambda p: (p.at, p.id))
 
     async def image(self, order_id: str, proof_id: str) -> tuple[Proof, bytes]:

@@ -16,8 +16,9 @@ from server import keys
 from server.orders.archive import archive_orders
 from server.orders.crypto import Sealer, load_key
 from server.orders.store import OrderStore
-from tests.conftest import AUTH, run_cli
+from tests.conftest import AUTH, STAFF_TOKEN, run_cli
 from tests.orders.test_orders_api import create, order_body
+from tests.orders.test_proofs import png, upload
 
 
 def _later() -> str:
@@ -48,6 +49,7 @@ def _seen(base: str, order_id: str, token: str) -> dict[str, Any]:
         "order": httpx.get(f"{base}/orders/{order_id}", headers=AUTH),
         "audit": httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH),
         "tracking": httpx.get(f"{base}/track/{token}"),
+        "proofs": httpx.get(f"{base}/orders/{order_id}/proofs", headers=AUTH),
     }
 
 
@@ -67,6 +69,10 @@ def test_ended_orders_move_to_the_archive_and_back(
     cancelled_id, delivered_id = cancelled["order"]["id"], delivered["order"]["id"]
     cancel = httpx.post(f"{live_server}/orders/{cancelled_id}/cancel", headers=AUTH)
     assert cancel.status_code == 200
+    image = png(seed=3)
+    proof = upload(live_server, delivered_id, STAFF_TOKEN, image)
+    assert proof.status_code == 201
+    image_url = f"{live_server}/orders/{delivered_id}/proofs/{proof.json()['id']}"
     _deliver(redis_url, tmp_path, delivered_id)
     ended = {o["order"]["id"]: o["tracking_token"] for o in (cancelled, delivered)}
     before = {i: _seen(live_server, i, t) for i, t in ended.items()}
@@ -90,11 +96,15 @@ def test_ended_orders_move_to_the_archive_and_back(
     assert "Aino Virtanen" not in archive.read_text()  # personal data stays sealed
     for order_id, token in ended.items():
         gone = _seen(live_server, order_id, token)
-        assert [r.status_code for r in gone.values()] == [404, 404, 404]
+        assert [r.status_code for r in gone.values()] == [404, 404, 404, 404]
+    assert httpx.get(image_url, headers=AUTH).status_code == 404
     client = redis.Redis.from_url(redis_url)
     try:
         assert client.zrange(keys.ORDERS, 0, -1) == [still_open["order"]["id"].encode()]
         assert not client.exists(*(keys.order_audit(i) for i in ended))
+        assert not client.exists(
+            keys.order_proofs(delivered_id), keys.order_proof_meta(delivered_id)
+        )
         assert client.smembers(keys.orders_in("cancelled")) == set()
     finally:
         client.close()
@@ -112,6 +122,8 @@ def test_ended_orders_move_to_the_archive_and_back(
         assert {k: _stable(r.json()) for k, r in again.items()} == {
             k: _stable(r.json()) for k, r in before[order_id].items()
         }
+    assert before[delivered_id]["tracking"].json()["proofs"]  # the customer's too
+    assert httpx.get(image_url, headers=AUTH).content == image
     statuses = {"cancelled": cancelled_id, "delivered": delivered_id}
     for status, order_id in statuses.items():
         listed = httpx.get(f"{live_server}/orders", headers=AUTH, params={"status": status})
@@ -198,10 +210,16 @@ def test_an_archived_idempotency_key_is_a_conflict(
 def test_bad_input_is_one_sentence(live_server: str, redis_url: str, tmp_path: Path) -> None:
     junk = tmp_path / "junk.jsonl"
     junk.write_text('{"v": 1, "id": "o-1", "order": {}, "audit": []}\n')
+    bad_proof = tmp_path / "bad-proof.jsonl"
+    fields = {"status": "delivered", "created": "1", "nodes": "{}", "doc": "{}", "pii": "v1:"}
+    line = {"v": 1, "id": "o-1", "order": fields, "audit": [],
+            "proofs": {"p-1": {"meta": "{}", "image": "not base64!"}}}  # fmt: skip
+    bad_proof.write_text(json.dumps(line) + "\n")
     other = tmp_path / "elsewhere"
     cases = [
         (("restore", "--file", str(junk)), f"{junk}:1: the order lacks created, doc"),
         (("restore", "--file", str(tmp_path / "none.jsonl")), "No archive at"),
+        (("restore", "--file", str(bad_proof)), f"{bad_proof}:1: proofs must be"),
         (("archive", "--before", "last tuesday"), "is not an ISO-8601 time"),
         (("archive", "--older-than", "-3"), "give days, 0 or more"),
     ]
