@@ -13,7 +13,10 @@ server really sends:
 - ``default``: the same envelope for any other status (``409``, ``422``, ``503``, ``500``);
 - a body that rejects unknown fields (``forbid_unknown_fields``) says so
   (``additionalProperties: false``), and one the handler may go without (``data`` with a
-  default) is not required.
+  default) is not required;
+- a handler that reads its body itself (an image) names its media types in its ``opt``
+  (``raw_body=(…)``): the body is documented as binary in those types, required; one that
+  checks its token itself (``opt`` ``bearer=True``) is documented as behind one.
 
 It also holds the patterns of the query parameters that are text forms (a bbox, a position).
 """
@@ -25,6 +28,7 @@ from litestar import Litestar
 from litestar.openapi.spec import (
     Components,
     OpenAPI,
+    OpenAPIFormat,
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
@@ -116,6 +120,13 @@ def document_errors(app: Litestar) -> OpenAPI:
             operation = getattr(item, method.lower(), None)
             if operation is None or not handler.resolve_include_in_schema():
                 continue
+            raw = handler.opt.get("raw_body")
+            if raw:
+                binary = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                operation.request_body = RequestBody(
+                    content={media: OpenAPIMediaType(schema=binary) for media in raw},
+                    required=True,
+                )
             data = handler.parsed_fn_signature.parameters.get("data")
             body = operation.request_body
             if data is not None and data.default is not Empty and isinstance(body, RequestBody):
@@ -127,7 +138,7 @@ def document_errors(app: Litestar) -> OpenAPI:
                 codes.append("400")
             if any(getattr(p, "param_in", None) == "path" for p in parameters):
                 codes.append("404")
-            if staff_only in handler.resolve_guards():
+            if staff_only in handler.resolve_guards() or handler.opt.get("bearer"):
                 codes += ["401", "403"]
                 operation.security = [{BEARER: []}]
             for code in [*dict.fromkeys(codes), "default"]:

@@ -57,8 +57,8 @@ from server.orders.store import OrderStore
 log = logging.getLogger("fleet.webhooks")
 
 EVENT_TYPES = (
-    "order", "eta", "route", "alert", "status", "vehicle", "vehicle_token", "geofence",
-    "off_route", "plan", "traffic",
+    "order", "order_proof", "eta", "route", "alert", "status", "vehicle", "vehicle_token",
+    "geofence", "off_route", "plan", "traffic",
 )  # fmt: skip
 #: Derived for webhooks from ``eta`` and ``route`` events: one per drop-off whose ETA is new or
 #: moved by ``ORDER_ETA_MOVE_MS`` or more since it was last sent (what a customer is texted).

@@ -29,7 +29,14 @@ from server.orders.model import (
     Place,
     Window,
 )
-from server.orders.proofs import Proof, ProofKind, ProofStore, TooLarge, check_image
+from server.orders.proofs import (
+    CONTENT_TYPES,
+    Proof,
+    ProofKind,
+    ProofStore,
+    TooLarge,
+    check_image,
+)
 from server.orders.store import OrderStore
 from server.settings import Settings
 
@@ -187,7 +194,15 @@ class ProofsController(Controller):
         "/",
         summary="Add a photo or a signature to an order (the image is the body)",
         status_code=201,
-        request_body=None,
+        responses={
+            409: ResponseSpec(
+                None, description="Six proofs already, or the order is not on its way (a driver)"
+            ),
+            413: ResponseSpec(None, description="Larger than FLEET_PROOF_MAX_BYTES"),
+            415: ResponseSpec(None, description="Not JPEG, PNG or WebP"),
+        },
+        raw_body=tuple(CONTENT_TYPES),
+        bearer=True,
     )
     async def add(
         self,
