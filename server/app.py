@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -51,6 +52,7 @@ from server.lease import Lease, run_leased
 from server.metrics import MetricsController
 from server.openapi import document_errors
 from server.orders.alerts import NodeAlerts
+from server.orders.archive import SWEEP_S, archive_ended
 from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
 from server.orders.outcomes import ErrorRateLimit
@@ -224,6 +226,23 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             else None
         )
         ping_counts = asyncio.create_task(ingestor.count_forever(), name="ping-counts")
+        archiving = None
+        if settings.archive_after_days > 0:
+            archiving = asyncio.create_task(
+                run_leased(
+                    Lease(client, keys.ARCHIVE_LEASE, ttl_s=2 * SWEEP_S),
+                    functools.partial(
+                        archive_ended,
+                        redis_url,
+                        app.state.orders.sealer,
+                        settings.data_dir / "archive" / "orders.jsonl",
+                        settings.archive_after_days * 86_400,
+                    ),
+                    interval_s=SWEEP_S,
+                    log=log,
+                ),
+                name="archive",
+            )
         webhooks = asyncio.create_task(
             WebhookSender(client, app.state.orders.sealer, retry_s=settings.webhook_retry_s).run(),
             name="webhooks",
@@ -235,7 +254,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             yield
         finally:
             tasks = (fan_out, statuses, node_alerts, planning, traffic_clock, eta_refresh, webhooks,
-                     ping_counts)  # fmt: skip
+                     ping_counts, archiving)  # fmt: skip
             for task in tasks:
                 if task is not None:
                     await stop_task(task, log)

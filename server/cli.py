@@ -479,9 +479,7 @@ def _cmd_orders(args: argparse.Namespace) -> int:
                     "Redis held already stayed as they are."
                 )
                 return 0
-            if not args.dry_run:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            with open(os.devnull if args.dry_run else path, "ab") as out:
+            with open(os.devnull, "ab") if args.dry_run else archive.open_for_append(path) as out:
                 done = archive.archive_orders(
                     client, sealer, out, ended_before_ms=cutoff_ms, dry_run=args.dry_run,
                     progress=lambda r: progress(

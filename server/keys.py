@@ -43,6 +43,7 @@ key                                  type    what it holds
 ``fleet:route:{vehicle id}``         string  JSON: the vehicle's route (version, stops, ETAs)
 ``fleet:lease:planner``              string  which process plans (expires)
 ``fleet:lease:etas``                 string  which process refreshes ETAs (expires)
+``fleet:lease:archive``              string  which process archives ended orders (expires)
 ``fleet:stats:failures``             hash    failed-delivery reason → count
 ``fleet:traffic``                    hash    traffic event id → JSON (the API body, created)
 ``fleet:proofs:{order id}``          hash    proof of delivery: proof id → the image, sealed
@@ -88,6 +89,7 @@ ALERT_COUNTS = PREFIX + "stats:alerts"
 ERROR_RATE_ALERTED = PREFIX + "alerted:error_rate"
 PLANNER_LEASE = PREFIX + "lease:planner"
 ETAS_LEASE = PREFIX + "lease:etas"
+ARCHIVE_LEASE = PREFIX + "lease:archive"
 TRAFFIC = PREFIX + "traffic"
 FAILURES = PREFIX + "stats:failures"
 ORDER_PINS = PREFIX + "pins"

@@ -238,6 +238,14 @@ class Settings:
             "a failed webhook delivery is tried again after this, doubling up to 10 minutes",
         ),
     )
+    archive_after_days: float = field(
+        default=0.0,
+        metadata=_meta(
+            _parse_float(0.0),
+            "archive orders this many days after they ended, by themselves (0: only when "
+            "`fleet orders archive` is run)",
+        ),
+    )
     proof_max_bytes: int = field(
         default=1_048_576,
         metadata=_meta(

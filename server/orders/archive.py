@@ -19,13 +19,22 @@ fired) the page's lines are cut from the file again and the page is read anew. A
 the fsync and the MULTI leaves orders both in the file and in Redis: archiving again appends them
 a second time, and restoring skips an order Redis still holds, so neither copy is lost or
 doubled in Redis.
+
+Only one archiver writes a file at a time (an exclusive ``flock``): the cut after a WATCH that
+fired must never take another writer's lines with it. With ``FLEET_ARCHIVE_AFTER_DAYS`` set,
+the servers archive by themselves (:func:`archive_ended`): one process at a time, under a lease,
+every ``SWEEP_S``, into ``<data_dir>/archive/orders.jsonl``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -36,18 +45,58 @@ from typing import IO, Any, cast
 import redis
 from redis.exceptions import WatchError
 
-from server import keys
+from server import clock, keys
 from server.auth import token_hash
 from server.orders.crypto import DecryptionError, Sealer
 from server.orders.lifecycle import FINAL
 
+log = logging.getLogger("fleet.archive")
+
 FORMAT = 1
 PAGE = 500  # orders read, written and removed at a time
+SWEEP_S = 3600.0  # how often a server archives by itself (FLEET_ARCHIVE_AFTER_DAYS)
 _AUDIT_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 class ArchiveError(ValueError):
-    """An archive line cannot be restored (the message names the line and why)."""
+    """An archive line cannot be restored (the message names the line and why), or the file is
+    being written by another archiver."""
+
+
+@contextlib.contextmanager
+def open_for_append(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` opened to append, its folder made, held by this archiver alone (``flock``);
+    ``ArchiveError`` while another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as out:
+        try:
+            fcntl.flock(out.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArchiveError(f"another archiver is writing {path}: try again later") from None
+        yield out  # the lock goes with the file's closing
+
+
+async def archive_ended(redis_url: str, sealer: Sealer, path: Path, older_than_s: float) -> int:
+    """Archive into ``path`` the orders that ended more than ``older_than_s`` ago (a server's
+    own sweep, in a thread: the archiver is synchronous); how many were archived."""
+    cutoff_ms = clock.now_ms() - int(older_than_s * 1000)
+
+    def run() -> ArchiveResult:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            with open_for_append(path) as out:
+                return archive_orders(client, sealer, out, ended_before_ms=cutoff_ms)
+        finally:
+            client.close()
+
+    try:
+        done = await asyncio.to_thread(run)
+    except ArchiveError as exc:
+        log.warning("archiving ended orders: %s", exc)
+        return 0
+    if done.archived:
+        log.info("archived %d ended orders to %s", done.archived, path)
+    return done.archived
 
 
 @dataclass(slots=True)

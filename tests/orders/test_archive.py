@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -13,7 +15,7 @@ import redis
 import redis.asyncio as aioredis
 
 from server import keys
-from server.orders.archive import archive_orders
+from server.orders.archive import archive_orders, open_for_append
 from server.orders.crypto import Sealer, load_key
 from server.orders.store import OrderStore
 from tests.conftest import AUTH, STAFF_TOKEN, run_cli
@@ -247,3 +249,41 @@ def test_bad_input_is_one_sentence(live_server: str, redis_url: str, tmp_path: P
     assert f"order {order_id}: tracking does not decrypt with this key" in err
     assert httpx.get(f"{live_server}/orders/{order_id}", headers=AUTH).status_code == 200
     assert not (other / "keys").exists()
+
+
+def test_a_server_archives_what_ended_long_enough_ago_by_itself(
+    server_factory: Callable[..., str], redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory()
+    ended, still_open = create(base)["order"]["id"], create(base)["order"]["id"]
+    assert httpx.post(f"{base}/orders/{ended}/cancel", headers=AUTH).status_code == 200
+    time.sleep(1.0)
+    fresh = create(base)["order"]["id"]  # ended a moment ago: stays
+    assert httpx.post(f"{base}/orders/{fresh}/cancel", headers=AUTH).status_code == 200
+    archiving = server_factory(archive_after_days=0.5 / 86_400)  # half a second
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{archiving}/orders/{ended}", headers=AUTH).status_code != 404:
+        assert time.monotonic() < deadline, "the server did not archive the ended order"
+        time.sleep(0.1)
+    lines = (tmp_path / "archive" / "orders.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [ended]
+    for kept in (still_open, fresh):
+        assert httpx.get(f"{archiving}/orders/{kept}", headers=AUTH).status_code == 200
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.exists(keys.ARCHIVE_LEASE)
+
+
+def test_one_archiver_writes_a_file_at_a_time(
+    live_server: str, redis_url: str, tmp_path: Path
+) -> None:
+    order_id = create(live_server)["order"]["id"]
+    assert httpx.post(f"{live_server}/orders/{order_id}/cancel", headers=AUTH).status_code == 200
+    path = tmp_path / "archive" / "orders.jsonl"
+    with open_for_append(path):  # a cron job still running, say
+        code, _, err = _orders_cli("archive", redis_url, tmp_path, "--before", _later())
+        assert code == 2
+        assert f"another archiver is writing {path}" in err
+        assert httpx.get(f"{live_server}/orders/{order_id}", headers=AUTH).status_code == 200
+    code, out, _ = _orders_cli("archive", redis_url, tmp_path, "--before", _later())
+    assert code == 0
+    assert "Archived 1 order " in out
