@@ -16,6 +16,7 @@ from server.events import queue_event
 from server.openapi import BBOX_SCHEMA
 from server.settings import Settings
 from server.tracking import queries
+from server.tracking.reports import MAX_RANGE_MS, VehicleReport, vehicle_report
 from server.tracking.vehicles import (
     Vehicle,
     VehicleCreated,
@@ -28,6 +29,10 @@ from server.tracking.vehicles import (
     retire_vehicle,
     update_vehicle,
 )
+
+# A time range's ends, Unix ms (``from`` is a keyword in Python).
+FromMs = Annotated[int | None, QueryParameter(name="from", ge=0, schema_extra={"minimum": 0})]
+ToMs = Annotated[int | None, QueryParameter(name="to", ge=0, schema_extra={"minimum": 0})]
 
 
 class VehiclesController(Controller):
@@ -107,23 +112,52 @@ class VehiclesController(Controller):
     ) -> list[queries.Nearby]:
         return await queries.nearby(redis, lat, lon, radius_m, limit, settings.h3_resolution)
 
+    @get(
+        "/{vehicle_id:str}/report",
+        summary="A vehicle's trips and stops between two times (Unix ms), with their totals",
+    )
+    async def report(
+        self,
+        vehicle_id: FromPath[str],
+        redis: NamedDependency[aioredis.Redis],
+        from_ms: FromMs = None,
+        to_ms: ToMs = None,
+        stop_min_s: float = Parameter(
+            default=120.0, ge=10, le=86_400, description="the shortest halt that is a stop"
+        ),
+        stop_radius_m: float = Parameter(
+            default=50.0, ge=10, le=1000, description="how far a stopped vehicle's fixes wander"
+        ),
+    ) -> VehicleReport:
+        start, to = await _track_range(redis, vehicle_id, from_ms, to_ms, 24 * 3_600_000)
+        if to - start > MAX_RANGE_MS:
+            raise BadRequest("a report covers 7 days at most", details={"field": "from"})
+        return await vehicle_report(
+            redis, vehicle_id, start, to, stop_min_s=stop_min_s, stop_radius_m=stop_radius_m
+        )
+
     @get("/{vehicle_id:str}/track", summary="A vehicle's pings between two times (Unix ms)")
     async def track(
         self,
         vehicle_id: FromPath[str],
         redis: NamedDependency[aioredis.Redis],
-        from_ms: Annotated[
-            int | None, QueryParameter(name="from", ge=0, schema_extra={"minimum": 0})
-        ] = None,
-        to_ms: Annotated[
-            int | None, QueryParameter(name="to", ge=0, schema_extra={"minimum": 0})
-        ] = None,
+        from_ms: FromMs = None,
+        to_ms: ToMs = None,
         limit: int = Parameter(default=10_000, ge=1, le=100_000),
     ) -> list[queries.TrackPoint]:
-        if not await redis.hexists(keys.VEHICLES, vehicle_id):
-            raise NotFound(f"no vehicle {vehicle_id}")
-        to = to_ms if to_ms is not None else clock.now_ms() + 60_000
-        start = from_ms if from_ms is not None else max(0, to - 3_600_000)
-        if start > to:
-            raise BadRequest("from must not be after to", details={"field": "from"})
+        start, to = await _track_range(redis, vehicle_id, from_ms, to_ms, 3_600_000)
         return await queries.track(redis, vehicle_id, start, to, limit)
+
+
+async def _track_range(
+    redis: aioredis.Redis, vehicle_id: str, from_ms: int | None, to_ms: int | None, back_ms: int
+) -> tuple[int, int]:
+    """``(from, to)`` for a vehicle's track: ``to`` defaults to now, ``from`` to ``back_ms``
+    before it; 404 for a vehicle not registered."""
+    if not await redis.hexists(keys.VEHICLES, vehicle_id):
+        raise NotFound(f"no vehicle {vehicle_id}")
+    to = to_ms if to_ms is not None else clock.now_ms() + 60_000
+    start = from_ms if from_ms is not None else max(0, to - back_ms)
+    if start > to:
+        raise BadRequest("from must not be after to", details={"field": "from"})
+    return start, to
