@@ -183,6 +183,8 @@ def figures(result: RunResult, replayed: dict[int, list[Replayed]] | None = None
         "eta_error": eta,
         "negative_etas": result.observed.negative_etas,
         "km_driven": round(sum(v.driven_m for v in result.vehicles.values()) / 1000, 2),
+        # What GET /vehicles/{id}/report made of the same vans' pings, for its honesty.
+        "km_driven_reported": round(sum(result.reported_m.values()) / 1000, 2),
         "utilisation": round(busy / (len(vans) * result.duration_s), 4) if vans else None,
         "replans": len(result.observed.planned_at),
         "route_versions_pushed": result.observed.route_versions,
@@ -279,7 +281,8 @@ def summary_text(scenario: dict[str, Any], runs: list[dict[str, Any]], vs: dict[
         lines.append(
             f"{r['label']}: on time {rate} ({t['on_time']}/{t['judged']}); delivered "
             f"{o['delivered']}, failed {o['failed']}, unassigned {o['unassigned']}, "
-            f"open {o['open']} of {o['created']}; {r['km_driven']} km; utilisation "
+            f"open {o['open']} of {o['created']}; {r['km_driven']} km ("
+            f"{r['km_driven_reported']} km in the server's trips report); utilisation "
             f"{_pct(r['utilisation'])}; {r['replans']} plans pushed"
         )
         for h, e in r["eta_error"].items():

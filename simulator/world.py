@@ -72,6 +72,7 @@ class RunResult:
     broken: list[str]
     create_errors: int = 0
     create_failures: list[str] = field(default_factory=list)  # why, for the first few
+    reported_m: dict[str, float] = field(default_factory=dict)  # the server's trips report
 
 
 def counted(n: int, noun: str) -> str:
@@ -165,14 +166,26 @@ class World:
             for order_id in self.orders:
                 answer = await api.get(f"/orders/{order_id}")
                 final[order_id] = answer.json().get("status", "unknown")
+            reported = await self._reported_distances(api, t0_ms)
         return RunResult(
             label=self.label, reoptimize=self.reoptimize, duration_s=duration, t0_ms=t0_ms,
             orders=dict(self.orders), tracking=dict(self.tracking),
             records=[r for v in self.vans for r in v.records], final_status=final,
             vehicles={v.plan.id: v.stats for v in self.vans}, observed=self.observed,
             broken=broken, create_errors=self.create_errors,
-            create_failures=self.create_failures,
+            create_failures=self.create_failures, reported_m=reported,
         )  # fmt: skip
+
+    async def _reported_distances(self, api: httpx.AsyncClient, t0_ms: int) -> dict[str, float]:
+        """What the server's trips report says each van drove in the run (from its pings:
+        GPS noise, dropouts and outliers included), to set beside what it really drove."""
+        until = {"from": t0_ms, "to": int(self.time.now() * 1000)}
+        reported = {}
+        for van in self.vans:
+            answer = await api.get(f"/vehicles/{van.plan.id}/report", params=until)
+            if answer.status_code == 200:
+                reported[van.plan.id] = float(answer.json()["summary"]["distance_m"])
+        return reported
 
     async def _loop(
         self, api: httpx.AsyncClient, duration: float, t0_ms: int, broken: list[str]

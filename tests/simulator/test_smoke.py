@@ -44,6 +44,8 @@ def test_smoke_scenario_report_is_consistent(
         assert orders["unassigned"] < orders["created"], "the planner assigned work"
         assert run["negative_etas"] == 0
         assert run["km_driven"] > 0.1, "the vans drove"
+        # The server's trips report, from the same vans' noisy pings, finds about as much.
+        assert run["km_driven_reported"] == pytest.approx(run["km_driven"], rel=0.25), run
         assert run["pings"] > 50
         assert run["ping_to_console_ms"]["n"] > 0
         assert 0 <= run["ping_to_console_ms"]["p50"] < 1000, "real milliseconds"
