@@ -72,6 +72,7 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
         pipe.hgetall(keys.FAILURES)
         pipe.hgetall(keys.ALERT_COUNTS)
         pipe.hkeys(keys.WEBHOOKS)
+        pipe.info("memory")
         (
             *orders,
             records,
@@ -81,6 +82,7 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
             failures,
             alerts,
             hooks,
+            memory,
         ) = await pipe.execute()
     registry = Counter(msgspec.json.decode(r, type=_Record).status for r in records)
     online = Counter(c.decode() for c in connections)
@@ -120,6 +122,12 @@ async def render(redis: aioredis.Redis, state: State, settings: Settings) -> str
                 "Failed deliveries in a row, per webhook (0: delivering).",
                 [({"webhook": h.decode()}, float(f or 0)) for h, f in
                  zip(hooks, hook_failures, strict=True)]),
+        *family("fleet_redis_used_memory_bytes", "gauge",
+                "Memory Redis holds the fleet's state in (orders, tracks, proofs until archived).",
+                [({}, float(memory.get("used_memory", 0)))]),
+        *family("fleet_redis_maxmemory_bytes", "gauge",
+                "Redis's memory limit (0: none set).",
+                [({}, float(memory.get("maxmemory", 0)))]),
         *family("fleet_process_console_subscribers", "gauge",
                 "Console sockets open on the process that answered.",
                 [(pid, float(len(hub.subscribers) if hub else 0))]),

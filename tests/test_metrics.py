@@ -83,6 +83,22 @@ async def test_metrics_follow_vehicles_orders_and_rejected_pings(live_server: st
     assert ("fleet_alerts_total", frozenset()) not in got  # no alert yet: no sample
 
 
+def test_redis_memory_shows_what_a_proof_of_delivery_costs(live_server: str) -> None:
+    def used() -> float:
+        text = httpx.get(f"{live_server}/metrics", headers=AUTH).text
+        return parse(text)[("fleet_redis_used_memory_bytes", frozenset())]
+
+    order_id = create(live_server)["order"]["id"]
+    before = used()
+    photo = b"\xff\xd8\xff\xe0" + os.urandom(600_000)  # a JPEG's first bytes, then noise
+    added = httpx.post(f"{live_server}/orders/{order_id}/proofs", headers={**AUTH,
+                       "Content-Type": "image/jpeg"}, content=photo)  # fmt: skip
+    assert added.status_code == 201, added.text
+    assert used() - before >= 600_000
+    limit = parse(httpx.get(f"{live_server}/metrics", headers=AUTH).text)
+    assert limit[("fleet_redis_maxmemory_bytes", frozenset())] >= 0
+
+
 def test_the_text_format_escapes_label_values() -> None:
     lines = family("fleet_t", "counter", "A test.", [({"reason": 'a"b\\c\nd'}, 1.5)])
     assert lines[-1] == 'fleet_t{reason="a\\"b\\\\c\\nd"} 1.5'
