@@ -236,8 +236,13 @@ class EtaRefresher:
         now: float,
         pace: tuple[float, dict[str, float]] = (1.0, {}),
     ) -> dict[str, Any] | None:
+        """The route's ETAs from the live position on current traffic, written and published
+        when one moved by the threshold or a stop was done since (the route then lists only
+        the stops ahead: none once the last is done, so no page shows a van busy with a
+        delivery it has made)."""
+        done = len(ahead) < len(route["stops"])
         if not ahead:
-            return None
+            return await self._publish(route, [], [], [], now) if done else None
         try:
             points = [self.roads.snap(position.lat, position.lon)]
             points += [self.roads.snap(s["lat"], s["lon"]) for s, _ in ahead]
@@ -267,11 +272,21 @@ class EtaRefresher:
                 if not was_late:
                     slipped.append(stop["order_id"])
             clock = eta + (order.service_s if stop["kind"] == "dropoff" else order.pickup_service_s)
-        if not moved:
+        if not moved and not done:
             return None
-        route["stops"] = [s for s, _ in ahead]
+        return await self._publish(route, [s for s, _ in ahead], late, slipped, now)
+
+    async def _publish(
+        self,
+        route: dict[str, Any],
+        stops: list[dict[str, Any]],
+        late: list[str],
+        slipped: list[str],
+        now: float,
+    ) -> dict[str, Any]:
+        route["stops"] = stops
         event = {"type": "eta", "vehicle_id": route["vehicle_id"], "version": route["version"],
-                 "stops": route["stops"], "late_risk": late, "slipped": slipped,
+                 "stops": stops, "late_risk": late, "slipped": slipped,
                  "at": int(now * 1000)}  # fmt: skip
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.route(route["vehicle_id"]), json.dumps(route))

@@ -290,6 +290,12 @@ async def test_a_van_at_its_next_drop_off_has_arrived_without_the_driver_saying_
             driver, {"type": "stop", "seq": 5, "order_id": order_id, "event": "delivered"}
         )
         assert delivered["status"] == "delivered"
+    # Its last stop done, the van's route lists nothing: it is not busy any more.
+    [emptied] = await refresher.refresh()
+    assert (emptied["type"], emptied["stops"]) == ("eta", [])
+    assert httpx.get(f"{base}/dispatch/routes/door-van", headers=AUTH).json()["stops"] == []
+    assert httpx.get(f"{base}/web/kpis", headers=AUTH).json()["utilisation"] == 0
+    assert await refresher.refresh() == []  # said once
     await client.aclose()
 
 
