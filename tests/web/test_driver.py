@@ -58,6 +58,7 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     phone.wait_for_timeout(500)
     phone.screenshot(path=artifacts / "driver-phone.png")
     phone.click("#actions [data-event=delivered]")
+    phone.click("#proof-deliver")  # the proof sheet: delivered without a photo or a signature
     wait_for(
         lambda: (
             httpx.get(f"{base}/orders/{order['id']}", headers=AUTH).json()["status"] == "delivered"

@@ -23,6 +23,7 @@ const state = {
   opened: false, // the console socket has been open once (a later open reloads: see resync)
   resyncs: 0, // reloads after missed events
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
+  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL}
 };
 window.fleetConsole = state; // for the browser tests and the curious
 
@@ -221,6 +222,10 @@ function onEvent(ev) {
     case "order":
       debounce("orders", loadOrders, 400);
       debounce("kpis", loadKpis, 1500);
+      if (state.order && state.order.id === ev.order_id) debounce("order-detail", loadOrderDetail, 300);
+      break;
+    case "order_proof":
+      if (state.order && state.order.id === ev.order_id) debounce("order-proofs", loadProofs, 200);
       break;
     case "vehicle": {
       if (ev.removed) { // DELETE /vehicles/{id}: gone from the registry, the map and the lists
@@ -449,6 +454,7 @@ $("#tool-replan").addEventListener("click", async () => {
 // ---------- vehicle detail ----------
 async function selectVehicle(id, { pan = true, show = true } = {}) {
   if (state.driverLink && state.driverLink.id !== id) state.driverLink = null;
+  releaseOrder();
   state.selected = id;
   vehicles.selected = id;
   vehicles.schedule();
@@ -541,12 +547,14 @@ function renderDetail() {
 }
 
 function closeDetail() {
+  const wasOrder = state.order !== null;
+  releaseOrder();
   state.selected = null;
   state.driverLink = null; // it holds a token: shown once, not kept around
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
-  showTab("vehicles");
+  showTab(wasOrder ? "orders" : "vehicles");
   renderVehicles();
 }
 
@@ -558,6 +566,7 @@ for (const chip of $$("#order-filters .chip")) {
     loadOrders();
   });
 }
+const ENDED = ["delivered", "returned", "cancelled"]; // on no route any more
 const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returned: "idle", cancelled: "idle" };
 
 function renderOrders() {
@@ -569,7 +578,7 @@ function renderOrders() {
   $("#order-list").replaceChildren(
     ...shown.slice(0, 300).map((o) => {
       const s = stops.get(o.id);
-      const open = !["delivered", "returned", "cancelled"].includes(o.status);
+      const open = !ENDED.includes(o.status);
       return el("li", { class: "item", dataset: { order: o.id }, onclick: () => focusOrder(o, s) },
         el("div", { class: "top" },
           el("span", { class: "title mono" }, o.id),
@@ -579,13 +588,14 @@ function renderOrders() {
           el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
           el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
           o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null),
-        open ? el("div", { class: "row", onclick: (e) => e.stopPropagation() },
-          ["received", "processed"].includes(o.status)
+        el("div", { class: "row", onclick: (e) => e.stopPropagation() },
+          el("button", { class: "btn small details", onclick: () => openOrder(o.id) }, "Details"),
+          open && ["received", "processed"].includes(o.status)
             ? el("form", { class: "row reassign", onsubmit: (e) => { e.preventDefault(); assignOrder(o.id, e.target.elements.vehicle.value.trim()); } },
                 el("input", { class: "text", name: "vehicle", list: "vehicle-ids", placeholder: "Reassign to…", style: "height:28px;width:130px;font-size:12.5px", "aria-label": "Reassign to vehicle" }),
                 el("button", { class: "btn small", type: "submit" }, "Assign"))
             : null,
-          el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel")) : null);
+          open ? el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel") : null));
     }),
     ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
   );
@@ -595,7 +605,7 @@ function renderOrders() {
 function drawOrders(stops) {
   orderLayer.clearLayers();
   for (const o of state.orders) {
-    if (["delivered", "returned", "cancelled"].includes(o.status)) continue;
+    if (ENDED.includes(o.status)) continue;
     const s = stops.get(o.id);
     const colour = s && s.late ? "#dc2626" : s ? "#2563eb" : "#d97706";
     L.circleMarker([o.dropoff.lat, o.dropoff.lon], { renderer: ordersRenderer, radius: 5, color: "#fff", weight: 1.5, fillColor: colour, fillOpacity: 1 })
@@ -606,7 +616,117 @@ function drawOrders(stops) {
 
 function focusOrder(o, s) {
   map.panTo([o.dropoff.lat, o.dropoff.lon]);
-  if (s) selectVehicle(s.vehicle, { pan: false });
+  // On its way: its vehicle's detail. (A route may still list a stop just done until re-planned.)
+  if (s && !ENDED.includes(o.status)) selectVehicle(s.vehicle, { pan: false });
+  else openOrder(o.id);
+}
+
+// ---------- order detail (with its proofs of delivery) ----------
+// The proofs' images need the staff token, so an <img> cannot load them by URL: each is fetched
+// once into an object URL, kept while the detail is open and revoked when it closes.
+function openOrder(id) {
+  releaseOrder();
+  state.selected = null; // one detail at a time
+  state.driverLink = null;
+  vehicles.selected = null;
+  vehicles.schedule();
+  routeLayer.clearLayers();
+  state.order = { id, data: state.orders.find((o) => o.id === id) || null, proofs: [], urls: new Map() };
+  showTab("detail");
+  renderOrderDetail();
+  loadOrderDetail();
+  loadProofs();
+}
+
+function releaseOrder() {
+  if (!state.order) return;
+  for (const url of state.order.urls.values()) URL.revokeObjectURL(url);
+  state.order = null;
+  $("#proof-large")?.remove();
+}
+
+async function loadOrderDetail() {
+  const open = state.order;
+  if (!open) return;
+  try {
+    const data = await call(`/orders/${encodeURIComponent(open.id)}`);
+    if (state.order !== open) return;
+    open.data = data;
+    renderOrderDetail();
+  } catch (err) {
+    toast(`Could not load order ${escapeHtml(open.id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+async function loadProofs() {
+  const open = state.order;
+  if (!open) return;
+  const path = `/orders/${encodeURIComponent(open.id)}/proofs`;
+  let list;
+  try {
+    list = await call(path);
+  } catch (err) {
+    toast(`Could not load the proofs of ${escapeHtml(open.id)}: ${escapeHtml(err.message)}`, { bad: true });
+    return;
+  }
+  await Promise.all(list.filter((p) => !open.urls.has(p.id)).map(async (p) => {
+    const res = await fetch(`${path}/${encodeURIComponent(p.id)}`, { headers: { Authorization: `Bearer ${state.token}` } }).catch(() => null);
+    if (!res || !res.ok) return; // listed without its image
+    const url = URL.createObjectURL(await res.blob());
+    if (state.order !== open || open.urls.has(p.id)) URL.revokeObjectURL(url); // closed, or loaded twice
+    else open.urls.set(p.id, url);
+  }));
+  if (state.order !== open) return;
+  open.proofs = list;
+  renderOrderDetail();
+}
+
+const byWhom = (p) => (p.by === "staff" ? "a dispatcher" : p.by.replace(/^vehicle:/, ""));
+
+function renderOrderDetail() {
+  const open = state.order;
+  if (!open) return;
+  const o = open.data;
+  const s = o && !ENDED.includes(o.status) ? stopIndex().get(open.id) : null;
+  const reached = (status) => (o && o.nodes[status] ? clockDate(Date.parse(o.nodes[status])) : null);
+  $("#pane-detail").replaceChildren(
+    el("div", { class: "detail", id: "order-detail", dataset: { order: open.id } },
+      el("div", { class: "row", style: "justify-content:space-between" },
+        el("h2", { class: "mono" }, open.id),
+        el("button", { class: "btn small", onclick: closeDetail }, "✕ Close")),
+      o ? el("div", { class: "row" },
+            el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " ")),
+            o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null)
+        : null,
+      o ? el("dl", { class: "facts" },
+            el("dt", {}, "Reference"), el("dd", {}, o.reference || "—"),
+            el("dt", {}, "Customer"), el("dd", {}, [o.customer.name, o.customer.phone].filter(Boolean).join(" · ") || "—"),
+            el("dt", {}, "Window"), el("dd", {}, `${clockDate(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
+            el("dt", {}, "Vehicle"), el("dd", {}, o.vehicle_id ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); selectVehicle(o.vehicle_id); } }, o.vehicle_id) : "unassigned"),
+            el("dt", {}, s ? "ETA" : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"))
+        : el("div", { class: "faint" }, "Loading…"),
+      el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Proof of delivery (${open.proofs.length})`),
+      open.proofs.length
+        ? el("div", { class: "proof-grid", id: "order-proofs" }, ...open.proofs.map((p) => {
+            const url = open.urls.get(p.id);
+            return el("figure", { dataset: { proof: p.id, kind: p.kind } },
+              url ? el("img", { src: url, class: p.kind, alt: p.kind, title: "Show larger", onclick: () => showProof(p, url) })
+                : el("div", { class: "noimg faint" }, "no image"),
+              el("figcaption", {}, `${p.kind} · ${clock(Date.parse(p.at))} · ${byWhom(p)}`));
+          }))
+        : el("div", { class: "faint", style: "font-size:12.5px" }, "None yet.")));
+}
+
+function showProof(p, url) {
+  $("#proof-large")?.remove();
+  const type = p.content_type.split("/")[1];
+  document.body.append(
+    el("div", { class: "overlay lightbox", id: "proof-large", title: "Close", onclick: (e) => { if (e.target.tagName !== "A") e.currentTarget.remove(); } },
+      el("figure", {},
+        el("img", { src: url, alt: p.kind }),
+        el("figcaption", {},
+          `${p.kind} of ${p.order_id} · ${clockDate(Date.parse(p.at))} · by ${byWhom(p)} · `,
+          el("a", { href: url, download: `${p.order_id}-${p.id}.${type === "jpeg" ? "jpg" : type}` }, "Download")))));
 }
 
 async function assignOrder(id, vehicleId) {
@@ -652,6 +772,7 @@ function setMode(mode) {
 }
 $("#tool-order").addEventListener("click", () => setMode("order"));
 $("#tool-traffic").addEventListener("click", () => setMode("traffic"));
+document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("#proof-large")?.remove(); });
 document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.mode) { if (state.mode === "traffic") discardDraft(); else setMode(state.mode); } });
 
 function onMapClick(e) {

@@ -1,7 +1,8 @@
 // The driver's page: streams the phone's position over /ws/driver (buffered while offline),
-// shows the route the server pushes, and reports what happened at each stop.
+// shows the route the server pushes, and reports what happened at each stop (with a photo or the
+// customer's signature as proof).
 /* global L */
-import { $, $$, el, wsUrl, toast, escapeHtml, clock, inMinutes, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
+import { $, $$, el, ApiError, wsUrl, toast, escapeHtml, clock, inMinutes, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
 
 const TOKEN_KEY = "fleet.driver-token";
 const QUEUE_KEY = "fleet.driver-queue";
@@ -141,7 +142,10 @@ function onMessage(msg) {
     d.pendingStops.delete(msg.seq);
     if (sent) {
       if (sent.event === "picked_up") d.done.add(`${sent.order_id}:pickup`);
-      if (sent.event === "delivered" || sent.event === "failed") d.done.add(`${sent.order_id}:dropoff`);
+      if (sent.event === "delivered" || sent.event === "failed") {
+        d.done.add(`${sent.order_id}:dropoff`);
+        if (sent.order_id === proofs.orderId) resetProofs(null); // recorded: the proofs went with it
+      }
     }
     toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(msg.status.replace("_", " "))}`);
     renderRoute();
@@ -167,6 +171,7 @@ function renderRoute() {
   const stops = remaining();
   const next = stops[0];
   for (const b of $$("#actions button")) b.disabled = !next;
+  if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
   if (next) {
     $("#next-title").textContent = `${next.kind === "pickup" ? "Pick up" : "Deliver"} ${next.order_id}`;
     $("#next-sub").textContent = `ETA ${clock(next.eta)} · ${inMinutes(next.eta)}${next.late_risk || next.late_s > 0 ? " · running late" : ""}`;
@@ -194,29 +199,235 @@ function renderRoute() {
   }
 }
 
-function report(event, reason) {
+const online = () => d.socket && d.socket.readyState === WebSocket.OPEN;
+
+/** Report the next stop's outcome (for ``orderId``'s stop only, if given); false when it could
+ * not be sent, said in a toast. */
+function report(event, { reason, proof, orderId } = {}) {
   const next = remaining()[0];
-  const s = d.socket;
-  if (!next || !s || s.readyState !== WebSocket.OPEN) { toast("Offline: try again when the connection is back.", { bad: true }); return; }
+  if (!next || !online()) { toast("Offline: try again when the connection is back.", { bad: true }); return false; }
+  if (orderId && next.order_id !== orderId) { toast("The next stop has changed: check it and try again.", { bad: true }); return false; }
   d.seq += 1;
   const msg = { type: "stop", seq: d.seq, order_id: next.order_id, event };
   if (reason) msg.reason = reason;
+  if (proof) msg.proof = proof;
   d.pendingStops.set(d.seq, { order_id: next.order_id, event });
-  s.send(JSON.stringify(msg));
+  d.socket.send(JSON.stringify(msg));
+  return true;
 }
 
 for (const b of $$("#actions button")) {
   b.addEventListener("click", () => {
-    if (b.dataset.event === "failed") { $("#fail-form").classList.remove("hidden"); return; }
+    if (b.dataset.event === "failed") return openSheet("#fail-form");
+    if (b.dataset.event === "delivered") return openSheet("#proof-form");
     report(b.dataset.event);
   });
 }
-$("#fail-cancel").addEventListener("click", () => $("#fail-form").classList.add("hidden"));
+$("#fail-cancel").addEventListener("click", closeSheets);
 $("#fail-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  report("failed", new FormData(e.target).get("reason"));
-  $("#fail-form").classList.add("hidden");
+  const reason = new FormData(e.target).get("reason");
+  whileBusy($("#fail-form [type=submit]"), () => reportWithProofs("failed", [proofs.doorPhoto], reason));
 });
+$("#proof-cancel").addEventListener("click", closeSheets);
+$("#proof-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  whileBusy($("#proof-deliver"), async () => {
+    if (proofs.signed && !proofs.signature) proofs.signature = { kind: "signature", blob: await canvasBlob(pad, "image/png"), id: null };
+    return reportWithProofs("delivered", [proofs.photo, proofs.signature]);
+  });
+});
+
+/** Run ``send`` with ``button`` disabled (no second report while uploading); close the forms
+ * once the stop is sent. */
+async function whileBusy(button, send) {
+  button.disabled = true;
+  try {
+    if (await send()) closeSheets();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---------- proof of delivery ----------
+// Photos and the signature are uploaded first (POST /orders/{id}/proofs with the driver token);
+// the stop event then names their ids. An upload refused or lost leaves the stop unreported, so
+// the driver can try again; what was uploaded already is not sent twice.
+const PHOTO_MAX_PX = 1600; // the long side: a phone's 12 MP photo becomes a few hundred KB
+const PHOTO_QUALITY = 0.8;
+const PROOF_MAX_BYTES = 1024 * 1024; // FLEET_PROOF_MAX_BYTES's default
+// The next stop's proofs so far: photo, doorPhoto (the failure form's), signature are
+// {kind, blob, id} (id once uploaded); signed: something is drawn on the pad.
+const proofs = { orderId: null, photo: null, doorPhoto: null, signature: null, signed: false };
+d.proofs = proofs;
+
+function openSheet(form) {
+  const next = remaining()[0];
+  if (!next) return;
+  if (next.order_id !== proofs.orderId) resetProofs(next.order_id);
+  for (const f of ["#fail-form", "#proof-form"]) $(f).classList.toggle("hidden", f !== form);
+  if (form === "#proof-form") fitSignature();
+}
+
+function closeSheets() {
+  $("#fail-form").classList.add("hidden");
+  $("#proof-form").classList.add("hidden");
+}
+
+function resetProofs(orderId) {
+  proofs.orderId = orderId;
+  proofs.photo = proofs.doorPhoto = null;
+  for (const preview of [$("#proof-photo-preview"), $("#door-photo-preview")]) showPreview(preview, null);
+  clearSignature();
+}
+
+function showPreview(img, blob) {
+  if (img.src.startsWith("blob:")) URL.revokeObjectURL(img.src);
+  if (blob) img.src = URL.createObjectURL(blob);
+  else img.removeAttribute("src");
+  img.classList.toggle("hidden", !blob);
+}
+
+const canvasBlob = (canvas, type, quality) => new Promise((resolve, reject) =>
+  canvas.toBlob((blob) => (blob ? resolve(blob) : reject(new Error("the image could not be made"))), type, quality));
+
+/** A picked photo as a JPEG at most PHOTO_MAX_PX on its long side, well under the upload limit. */
+async function shrinkPhoto(file) {
+  const url = URL.createObjectURL(file);
+  try {
+    const img = new Image();
+    img.src = url;
+    await img.decode(); // turned upright by its EXIF orientation, as shown
+    let scale = Math.min(1, PHOTO_MAX_PX / Math.max(img.naturalWidth, img.naturalHeight));
+    let quality = PHOTO_QUALITY;
+    for (;;) {
+      const canvas = el("canvas", { width: Math.max(1, Math.round(img.naturalWidth * scale)), height: Math.max(1, Math.round(img.naturalHeight * scale)) });
+      const ctx = canvas.getContext("2d");
+      ctx.fillStyle = "#fff"; // a transparent image: white, not black
+      ctx.fillRect(0, 0, canvas.width, canvas.height);
+      ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+      const blob = await canvasBlob(canvas, "image/jpeg", quality);
+      if (blob.size <= PROOF_MAX_BYTES * 0.9 || canvas.width < 400) return blob;
+      scale *= 0.75; // a photo full of detail: smaller, a little more compressed
+      quality = Math.max(0.6, quality - 0.1);
+    }
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+function photoPicker(input, button, preview, slot) {
+  button.addEventListener("click", () => input.click());
+  input.addEventListener("change", async () => {
+    const file = input.files[0];
+    input.value = ""; // the same photo may be picked again
+    if (!file) return;
+    button.disabled = true;
+    try {
+      const blob = await shrinkPhoto(file);
+      proofs[slot] = { kind: "photo", blob, id: null };
+      showPreview(preview, blob);
+    } catch {
+      toast("This photo cannot be read: take another one.", { bad: true });
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+photoPicker($("#proof-photo"), $("#proof-photo-take"), $("#proof-photo-preview"), "photo");
+photoPicker($("#door-photo"), $("#door-photo-take"), $("#door-photo-preview"), "doorPhoto");
+
+// The signature pad: drawn with a finger, a pen or the mouse (pointer events), sent as a PNG.
+const pad = $("#signature");
+const ink = pad.getContext("2d");
+let pen = null; // the last point of the line being drawn
+
+function fitSignature() {
+  const ratio = Math.min(2, window.devicePixelRatio || 1); // sharp, but not a 3× image
+  const width = Math.round(pad.clientWidth * ratio);
+  const height = Math.round(pad.clientHeight * ratio);
+  if (pad.width === width && pad.height === height) return;
+  pad.width = width; // which clears it
+  pad.height = height;
+  clearSignature();
+}
+
+function clearSignature() {
+  ink.fillStyle = "#fff";
+  ink.fillRect(0, 0, pad.width, pad.height);
+  proofs.signed = false;
+  proofs.signature = null;
+}
+$("#signature-clear").addEventListener("click", clearSignature);
+
+function padPoint(e) {
+  const r = pad.getBoundingClientRect();
+  return [(e.clientX - r.left) * (pad.width / r.width), (e.clientY - r.top) * (pad.height / r.height)];
+}
+
+function drawLine(from, to) {
+  ink.strokeStyle = "#0f172a";
+  ink.lineWidth = 2.5 * (pad.width / pad.clientWidth);
+  ink.lineCap = ink.lineJoin = "round";
+  ink.beginPath();
+  ink.moveTo(...from);
+  ink.lineTo(...to);
+  ink.stroke();
+  proofs.signed = true;
+  proofs.signature = null; // changed: a signature uploaded before is not this one
+}
+
+pad.addEventListener("pointerdown", (e) => {
+  e.preventDefault();
+  pad.setPointerCapture(e.pointerId);
+  pen = padPoint(e);
+  drawLine(pen, pen);
+});
+pad.addEventListener("pointermove", (e) => {
+  if (!pen) return;
+  const moves = e.getCoalescedEvents ? e.getCoalescedEvents() : [];
+  for (const m of moves.length ? moves : [e]) {
+    const p = padPoint(m);
+    drawLine(pen, p);
+    pen = p;
+  }
+});
+for (const type of ["pointerup", "pointercancel"]) pad.addEventListener(type, () => { pen = null; });
+
+async function upload(orderId, item) {
+  if (item.id) return item.id;
+  let res;
+  try {
+    res = await fetch(`/orders/${encodeURIComponent(orderId)}/proofs?kind=${item.kind}`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${d.token}`, "Content-Type": item.blob.type, Accept: "application/json" },
+      body: item.blob,
+    });
+  } catch {
+    throw new Error("no connection");
+  }
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  item.id = data.id;
+  return item.id;
+}
+
+/** Upload the proofs given (those not uploaded yet), then report the stop naming them; false,
+ * said in a toast, when an upload or the report failed: nothing is reported then. */
+async function reportWithProofs(event, items, reason) {
+  const orderId = proofs.orderId;
+  if (!online()) { toast("Offline: try again when the connection is back.", { bad: true }); return false; }
+  const ids = [];
+  for (const item of items.filter(Boolean)) {
+    try {
+      ids.push(await upload(orderId, item));
+    } catch (err) {
+      toast(`The ${item.kind} was not sent: ${escapeHtml(err.message)}. Nothing is reported yet: try again.`, { bad: true });
+      return false;
+    }
+  }
+  return report(event, { reason, proof: ids.join(","), orderId });
+}
 
 window.addEventListener("online", () => { if (!d.socket || d.socket.readyState > 1) connect(); });
 signIn();

@@ -1,4 +1,5 @@
-// The customer's tracking page: status timeline, live ETA, and the vehicle only once it is close.
+// The customer's tracking page: status timeline, live ETA, the vehicle only once it is close, and
+// the proof of delivery (photo, signature) once delivered.
 /* global L */
 import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon } from "./common.js";
 
@@ -99,6 +100,22 @@ function render(v) {
   renderEta(v);
   renderTimeline(v);
   renderMap(v);
+  renderProofs(v);
+}
+
+const PROOF_LABEL = { photo: "Photo at delivery", signature: "Signature" };
+
+function renderProofs(v) {
+  const proofs = v.proofs || [];
+  const shown = proofs.map((p) => p.id).join();
+  if (shown === page.proofsShown) return; // the images stay as they are: no reload, no flicker
+  page.proofsShown = shown;
+  $("#proofs").classList.toggle("hidden", !proofs.length);
+  $("#proof-list").replaceChildren(...proofs.map((p) =>
+    el("figure", { dataset: { proof: p.id, kind: p.kind } },
+      el("a", { href: p.url, target: "_blank", rel: "noopener", title: "Open full size" },
+        el("img", { src: p.url, class: p.kind, alt: PROOF_LABEL[p.kind] || p.kind })),
+      el("figcaption", {}, `${PROOF_LABEL[p.kind] || p.kind} · ${clock(p.at)}`))));
 }
 
 function renderTimeline(v) {
