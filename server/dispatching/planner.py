@@ -259,7 +259,8 @@ class Planner:
             phases[step], lap = round(time.perf_counter() - lap, 3), time.perf_counter()
 
         now = self.clock()
-        fleet = [v for v in await all_vehicles(self.redis) if v.status == "available"]
+        registered = await all_vehicles(self.redis)
+        fleet = [v for v in registered if v.status == "available"]
         where = {p.id: p for p in await positions(self.redis, [v.id for v in fleet])}
         fleet = [v for v in fleet if v.id in where]
         open_orders = [
@@ -400,6 +401,8 @@ class Planner:
         self._previous = plan
         ends = {o.id: _window(now, o.window, horizon)[1] for o in open_orders}
         changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles}, ends)
+        planned = {route.vehicle_id for route in plan.routes}
+        changed += await self._empty_routes([v.id for v in registered if v.id not in planned], now)
         done("store")
         by_id = {o.id: o for o in open_orders}
 
@@ -558,6 +561,30 @@ class Planner:
                     pipe.set(keys.route(vehicle_id), json.dumps(document))
                     queue_event(pipe, document)
             await pipe.execute()
+
+    async def _empty_routes(self, vehicle_ids: list[str], now: float) -> list[str]:
+        """Empty the routes of vehicles out of this plan (in maintenance, off shift, broken
+        down, without a position) that still list stops: their orders are planned on other vans
+        now, and their drivers must not drive to them too. A new version, published."""
+        if not vehicle_ids:
+            return []
+        raws = cast(
+            "list[bytes | None]", await self.redis.mget([keys.route(v) for v in vehicle_ids])
+        )
+        emptied = []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for vehicle_id, raw in zip(vehicle_ids, raws, strict=True):
+                old = json.loads(raw) if raw else None
+                if not old or not old["stops"]:
+                    continue
+                document = msgspec.to_builtins(
+                    Route(vehicle_id, old["version"] + 1, int(now * 1000), [], "")
+                )
+                pipe.set(keys.route(vehicle_id), json.dumps(document))
+                queue_event(pipe, document)
+                emptied.append(vehicle_id)
+            await pipe.execute()
+        return emptied
 
     async def _store(
         self,

@@ -114,6 +114,13 @@ async def test_orders_are_planned_and_routes_pushed_to_drivers(
         assert again["vehicles"] == 1
         route = httpx.get(f"{base}/dispatch/routes/van-2", headers=AUTH).json()
         assert {s["order_id"] for s in route["stops"]} == set(order_ids)
+        # ... and its driver is told: no stop left (van-2's driver goes to them now).
+        emptied = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
+        assert emptied["stops"] == []
+        last = await next_route(drivers["van-1"])
+        while last["version"] < emptied["version"]:
+            last = await next_route(drivers["van-1"])
+        assert last["stops"] == []
     finally:
         for driver in drivers.values():
             await driver.close()
