@@ -174,6 +174,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
                 margin=settings.replan_margin,
                 freeze_s=settings.plan_freeze_s,
                 promise_slack_s=settings.promise_slack_s or None,  # 0: off
+                time_zone=settings.time_zone,
             )
             wake_on = REPLAN_ON if reoptimize else PLAN_ONCE_ON
             hub.event_hooks.append(lambda raw: _maybe_replan(planner, raw, wake_on))

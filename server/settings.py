@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,15 @@ def _parse_optional_path(raw: str) -> Path | None:
 
 def _parse_str(raw: str) -> str:
     return raw.strip()
+
+
+def _parse_zone(raw: str) -> str:
+    name = raw.strip()
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError("must be an IANA time zone such as Europe/Helsinki or UTC") from None
+    return name
 
 
 def _meta(parse: Callable[[str], Any], doc: str) -> dict[str, Any]:
@@ -237,6 +247,10 @@ class Settings:
             _parse_float(0.1, 3600.0),
             "a failed webhook delivery is tried again after this, doubling up to 10 minutes",
         ),
+    )
+    time_zone: str = field(
+        default="UTC",
+        metadata=_meta(_parse_zone, "the time zone vehicles' working hours are in (IANA name)"),
     )
     archive_after_days: float = field(
         default=0.0,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import json
 import logging
@@ -33,6 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, cast
+from zoneinfo import ZoneInfo
 
 import msgspec
 import numpy as np
@@ -42,6 +44,7 @@ from redis.exceptions import RedisError
 from dispatch.errors import NoSolution
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
+from dispatch.shifts import on_shift, parse_clock
 from dispatch.solver import extend, solve
 from geo.errors import GeoError
 from geo.polyline import decode, encode
@@ -54,6 +57,7 @@ from server.lease import Lease
 from server.orders.model import Order, Window
 from server.orders.store import Conflict, OrderStore
 from server.tracking.queries import positions
+from server.tracking.vehicles import Vehicle as VehicleRecord
 from server.tracking.vehicles import all_vehicles
 from server.tracking.wire import Route, RouteStop
 
@@ -87,6 +91,15 @@ def _start_worker(stop: Any) -> None:
 
 def _solve_in_worker(problem: Problem, **options: Any) -> Plan:
     return solve(problem, stop=_STOP.is_set if _STOP is not None else None, **options)
+
+
+def _shift_left(vehicle: VehicleRecord, now: dt.datetime, zone: ZoneInfo) -> float | None:
+    """Seconds left of the vehicle's shift (infinite without working hours); None between
+    its shifts."""
+    if vehicle.shift is None:
+        return math.inf
+    start, end = parse_clock(vehicle.shift.start), parse_clock(vehicle.shift.end)
+    return on_shift(now, start, end, zone)
 
 
 def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
@@ -140,6 +153,7 @@ class Planner:
         margin: float = 0.02,
         freeze_s: float = 600.0,
         promise_slack_s: float | None = None,
+        time_zone: str = "UTC",
         clock: Callable[[], float] = server_clock.now,
     ) -> None:
         self.redis = redis
@@ -153,6 +167,7 @@ class Planner:
         self.margin = margin
         self.freeze_s = freeze_s
         self.promise_slack_s = promise_slack_s
+        self.zone = ZoneInfo(time_zone)
         self.clock = clock
         self.lease = Lease(redis, keys.PLANNER_LEASE, ttl_s=max(30.0, 5 * time_limit_s))
         self._wake = asyncio.Event()
@@ -267,6 +282,13 @@ class Planner:
             o for o in await self.orders.find(status=None, limit=5000, open_only=True)
             if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
         ]  # fmt: skip
+        # Working hours: a vehicle between its shifts is not planned, unless it has goods on
+        # board (it finishes those, late as the plan says); one on shift ends with it.
+        moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
+        shift_left = {v.id: _shift_left(v, moment, self.zone) for v in fleet}
+        carrying = {v for o in open_orders if (v := _carried_by(o, where)) is not None}
+        fleet = [v for v in fleet if shift_left[v.id] is not None or v.id in carrying]
+        where = {v.id: where[v.id] for v in fleet}
         promises = await self._promises(open_orders) if self.promise_slack_s is not None else {}
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         index: dict[tuple[str, str], int] = {}
@@ -305,7 +327,8 @@ class Planner:
         pins = {o: v for o, v in (await self.orders.pins()).items() if v in where}
         vehicles = [
             Vehicle(id=v.id, start=i, capacity=tuple(int(v.capacity.get(d, 0)) for d in dimensions),
-                    skills=frozenset(v.skills))
+                    skills=frozenset(v.skills),
+                    shift=(0, math.ceil(min(24 * 3600, shift_left[v.id] or 0))))
             for i, v in enumerate(fleet)
         ]  # fmt: skip
         tasks = [

@@ -1,6 +1,7 @@
-"""Vehicle registry: the record (capacity, skills, status), an OsmAnd device id, and a driver
-token stored hashed (replaceable). A vehicle whose status is not ``available`` is never
-planned."""
+"""Vehicle registry: the record (capacity, skills, status, working hours), an OsmAnd device id,
+and a driver token stored hashed (replaceable). A vehicle whose status is not ``available`` is
+never planned, nor one between its shifts (``shift``: daily ``start`` to ``end`` in
+``FLEET_TIME_ZONE``; see ``dispatch/shifts.py``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,15 @@ class Conflict(ApiError):
 
 Status = Literal["available", "maintenance", "off_shift", "broken_down"]
 Capacity = dict[str, Annotated[float, msgspec.Meta(ge=0)]]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class Shift(msgspec.Struct, forbid_unknown_fields=True):
+    """Daily working hours, local time (``FLEET_TIME_ZONE``); an end at or before the start
+    runs overnight."""
+
+    start: ClockTime
+    end: ClockTime
 
 
 def _default_capacity() -> dict[str, float]:
@@ -41,6 +51,7 @@ class VehicleIn(msgspec.Struct, forbid_unknown_fields=True):
     capacity: Capacity = msgspec.field(default_factory=_default_capacity)
     skills: list[str] = msgspec.field(default_factory=list)
     status: Status = "available"
+    shift: Shift | None = None  # None: any time
 
 
 class VehiclePatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -48,6 +59,7 @@ class VehiclePatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     capacity: Capacity | None = None
     skills: list[str] | None = None
     status: Status | None = None
+    shift: Shift | msgspec.UnsetType | None = msgspec.UNSET  # null: no working hours
 
 
 class Vehicle(msgspec.Struct):
@@ -57,6 +69,7 @@ class Vehicle(msgspec.Struct):
     capacity: dict[str, float] = msgspec.field(default_factory=_default_capacity)
     skills: list[str] = msgspec.field(default_factory=list)
     status: Status = "available"
+    shift: Shift | None = None
 
 
 class VehicleCreated(msgspec.Struct):
@@ -66,6 +79,7 @@ class VehicleCreated(msgspec.Struct):
     capacity: dict[str, float]
     skills: list[str]
     status: Status
+    shift: Shift | None
     token: str  # shown once: only its hash is stored
 
 
@@ -77,7 +91,16 @@ def _check_id(value: str, field: str) -> str:
     return value
 
 
+def _check_shift(shift: Shift | None) -> None:
+    if shift is not None and shift.start == shift.end:
+        raise BadRequest(
+            "a shift must not end when it starts (no working hours: leave shift out)",
+            details={"field": "shift"},
+        )
+
+
 async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreated:
+    _check_shift(data.shift)
     vehicle_id = _check_id(data.id, "id") if data.id else "v-" + secrets.token_hex(4)
     device_id = _check_id(data.device_id, "device_id") if data.device_id else vehicle_id
     record = Vehicle(
@@ -87,6 +110,7 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         capacity=data.capacity,
         skills=data.skills,
         status=data.status,
+        shift=data.shift,
     )
     if not await redis.hsetnx(keys.VEHICLES, vehicle_id, msgspec.json.encode(record)):
         raise Conflict(f"vehicle {vehicle_id} exists already", details={"field": "id"})
@@ -105,6 +129,7 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         capacity=record.capacity,
         skills=record.skills,
         status=record.status,
+        shift=record.shift,
         token=token,
     )
 
@@ -255,8 +280,12 @@ async def update_vehicle(redis: aioredis.Redis, vehicle_id: str, patch: VehicleP
     raw = cast("bytes | None", await redis.hget(keys.VEHICLES, vehicle_id))
     if raw is None:
         raise NotFound(f"no vehicle {vehicle_id}")
+    if not isinstance(patch.shift, msgspec.UnsetType):
+        _check_shift(patch.shift)
     record = msgspec.json.decode(raw, type=Vehicle)
-    changed = msgspec.structs.replace(record, **msgspec.to_builtins(patch))
+    changed = msgspec.convert(
+        {**msgspec.to_builtins(record), **msgspec.to_builtins(patch)}, Vehicle
+    )
     await redis.hset(keys.VEHICLES, vehicle_id, msgspec.json.encode(changed))
     return changed
 
