@@ -24,6 +24,7 @@ const state = {
   resyncs: 0, // reloads after missed events
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
   order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL}
+  report: null, // the selected vehicle's day: {id, from, data, at, showParts, loading, error, timer}
 };
 window.fleetConsole = state; // for the browser tests and the curious
 
@@ -66,7 +67,7 @@ const call = (path, opts = {}) =>
   });
 
 // ---------- map ----------
-let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, ordersRenderer;
+let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, dayStopsLayer, ordersRenderer;
 
 function colourOf(v) {
   const f = state.fleet.get(v.id);
@@ -89,6 +90,7 @@ async function start() {
   if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { padding: [20, 20], animate: false });
   else map.setView([60.17, 24.94], 13, { animate: false });
   if (b && map.getZoom() < 13) map.setZoom(13, { animate: false });
+  map.createPane("daystops").style.zIndex = 430;
   map.createPane("orders").style.zIndex = 420;
   map.createPane("routes").style.zIndex = 410;
   map.createPane("traffic").style.zIndex = 400;
@@ -99,9 +101,11 @@ async function start() {
   routeLayer = L.layerGroup().addTo(map);
   orderLayer = L.layerGroup().addTo(map);
   draftLayer = L.layerGroup().addTo(map);
+  dayStopsLayer = L.layerGroup().addTo(map);
   vehicles = new VehicleLayer({ colourOf }).addTo(map);
   state.map = map;
   state.layer = vehicles;
+  state.dayStopsLayer = dayStopsLayer;
   map.on("click", onMapClick);
   map.on("moveend", () => {
     clearTimeout(state.viewportTimer);
@@ -455,6 +459,7 @@ $("#tool-replan").addEventListener("click", async () => {
 async function selectVehicle(id, { pan = true, show = true } = {}) {
   if (state.driverLink && state.driverLink.id !== id) state.driverLink = null;
   releaseOrder();
+  if (!state.report || state.report.id !== id) openReport(id);
   state.selected = id;
   vehicles.selected = id;
   vehicles.schedule();
@@ -543,12 +548,14 @@ function renderDetail() {
                 el("div", { class: "muted", style: "font-size:12.5px" }, o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "", late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
               el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
           }))
-        : el("div", { class: "empty" }, "No stops planned.")));
+        : el("div", { class: "empty" }, "No stops planned."),
+      todaySection(id)));
 }
 
 function closeDetail() {
   const wasOrder = state.order !== null;
   releaseOrder();
+  closeReport();
   state.selected = null;
   state.driverLink = null; // it holds a token: shown once, not kept around
   vehicles.selected = null;
@@ -556,6 +563,129 @@ function closeDetail() {
   routeLayer.clearLayers();
   showTab(wasOrder ? "orders" : "vehicles");
   renderVehicles();
+}
+
+// ---------- the vehicle's day: trips and stops since midnight ----------
+// Midnight is the browser's local midnight of the server's clock (a simulation's day, not the
+// computer's). The day is loaded when the detail opens and reloaded once a minute while it
+// stays open; the detail's re-renders on position updates reuse what was loaded.
+const REPORT_REFRESH_MS = 60_000;
+
+function openReport(id) {
+  closeReport();
+  const report = { id, from: null, data: null, at: null, showParts: false, loading: false, error: null, timer: null };
+  report.timer = setInterval(() => { if (!document.hidden) loadReport(report); }, REPORT_REFRESH_MS);
+  state.report = report;
+  loadReport(report);
+}
+
+function closeReport() {
+  if (!state.report) return;
+  clearInterval(state.report.timer);
+  state.report = null;
+  dayStopsLayer.clearLayers();
+}
+
+async function loadReport(report) {
+  if (state.report !== report || report.loading) return;
+  report.loading = true;
+  const now = serverNow();
+  const midnight = new Date(now);
+  midnight.setHours(0, 0, 0, 0);
+  const from = midnight.getTime();
+  try {
+    // No `to`: the server's now (plus the minute of clock skew it allows a ping).
+    const data = await call(`/vehicles/${encodeURIComponent(report.id)}/report?from=${from}`);
+    if (state.report !== report) return; // closed, or another vehicle selected meanwhile
+    Object.assign(report, { from, data, at: now, error: null });
+    drawDayStops();
+  } catch (err) {
+    if (state.report !== report) return;
+    if (!report.error) toast(`Could not load the day of ${escapeHtml(report.id)}: ${escapeHtml(err.message)}`, { bad: true }); // once, not every minute
+    report.error = err.message;
+  } finally {
+    report.loading = false;
+  }
+  if (state.selected === report.id) renderDetail();
+}
+
+const kmText = (m) => `${(m / 1000).toFixed(1)} km`;
+const kmhText = (mps) => `${Math.round(mps * 3.6)} km/h`;
+function hoursMinutes(s) {
+  const min = Math.round(s / 60);
+  return min < 60 ? `${min} min` : `${Math.floor(min / 60)} h ${min % 60} min`;
+}
+
+/** The day's stops, numbered in time order (the list and the map's markers share the numbers). */
+function dayStops(data) {
+  return data.parts.filter((p) => p.type === "stop").map((p, i) => ({ ...p, n: i + 1 }));
+}
+
+function drawDayStops() {
+  dayStopsLayer.clearLayers();
+  const report = state.report;
+  if (!report || !report.data || !report.showParts) return;
+  for (const s of dayStops(report.data)) {
+    const icon = divIcon(`<div class="day-stop-pin">${s.n}</div>`, "", [16, 16]);
+    L.marker([s.lat, s.lon], { icon, pane: "daystops", keyboard: false, title: `Stop ${s.n}` })
+      .bindTooltip(`Stop ${s.n} · ${clock(s.start_ts)}–${clock(s.end_ts)} · ${hoursMinutes(s.duration_s)}`)
+      .addTo(dayStopsLayer);
+  }
+}
+
+function toggleDayParts() {
+  const report = state.report;
+  if (!report) return;
+  report.showParts = !report.showParts;
+  drawDayStops();
+  renderDetail();
+}
+
+function showDayStop(s) {
+  map.setView([s.lat, s.lon], Math.max(map.getZoom(), 15));
+  for (const marker of dayStopsLayer.getLayers()) {
+    if (marker.options.title === `Stop ${s.n}`) marker.openTooltip();
+  }
+}
+
+function todaySection(id) {
+  const report = state.report && state.report.id === id ? state.report : null;
+  const head = el("div", { class: "row", style: "justify-content:space-between" },
+    el("h3", { style: "margin:0;font-size:14px" }, "Today"),
+    report && report.data ? el("span", { class: "faint", style: "font-size:11.5px" }, `since ${clock(report.from)} · updated ${clock(report.at)}`) : null);
+  const box = (...children) => el("section", { class: "today", id: "today" }, head, ...children);
+  if (!report || !report.data) {
+    return box(el("div", { class: "faint", style: "font-size:12.5px" }, report && report.error ? "Could not load the day's trips." : "Loading…"));
+  }
+  const { summary, parts } = report.data;
+  if (!summary.trips) return box(el("div", { class: "faint", id: "today-empty", style: "font-size:12.5px" }, "No movement recorded today"));
+  const figure = (fid, value, label) => el("div", {}, el("div", { class: "v", id: fid }, value), el("div", { class: "l" }, label));
+  const numbers = new Map(dayStops(report.data).map((s) => [s.start_ts, s]));
+  return box(
+    el("div", { class: "today-figures" },
+      figure("today-km", kmText(summary.distance_m), "driven"),
+      figure("today-driving", hoursMinutes(summary.driving_s), "driving"),
+      figure("today-stopped", hoursMinutes(summary.stopped_s), "stopped"),
+      figure("today-stops", String(summary.stops), summary.stops === 1 ? "stop" : "stops"),
+      figure("today-top", kmhText(summary.max_speed_mps), "top speed")),
+    el("button", { class: "btn small" + (report.showParts ? " active" : ""), id: "today-toggle", "aria-expanded": String(report.showParts), onclick: toggleDayParts },
+      `${report.showParts ? "Hide" : "Show"} trips and stops (${parts.length})`),
+    report.showParts
+      ? el("ol", { class: "day-parts", id: "today-parts" }, ...[...parts].reverse().map((p) => {
+          const when = `${clock(p.start_ts)}–${clock(p.end_ts)}`;
+          if (p.type === "stop") {
+            const s = numbers.get(p.start_ts);
+            return el("li", { class: "part stop", title: "Show on the map", dataset: { stop: s.n }, onclick: () => showDayStop(s) },
+              el("span", { class: "day-stop-pin" }, String(s.n)),
+              el("span", {}, `Stop · ${when}`),
+              el("span", { class: "num" }, hoursMinutes(p.duration_s)));
+          }
+          return el("li", { class: "part trip" },
+            el("span", { class: "trip-mark" }, "→"),
+            el("span", {}, `Trip · ${when}`),
+            el("span", { class: "num" }, `${kmText(p.distance_m)} · top ${kmhText(p.max_speed_mps)}`));
+        }))
+      : null);
 }
 
 // ---------- orders ----------
@@ -626,6 +756,7 @@ function focusOrder(o, s) {
 // once into an object URL, kept while the detail is open and revoked when it closes.
 function openOrder(id) {
   releaseOrder();
+  closeReport();
   state.selected = null; // one detail at a time
   state.driverLink = null;
   vehicles.selected = null;
