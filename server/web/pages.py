@@ -91,6 +91,7 @@ class PagesController(Controller):
             # the pages count "2 min ago" and "in 5 min" from the server's time, not the
             # browser's: a computer's clock can be off, and a simulation runs faster
             "clock": {"now_ms": clock.now_ms(), "rate": clock.current().rate},
+            "time_zone": settings.time_zone,  # of vehicles' working hours (FLEET_TIME_ZONE)
         }
 
 

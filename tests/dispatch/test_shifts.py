@@ -75,11 +75,13 @@ def clock_text(moment: dt.datetime) -> str:
     return moment.strftime("%H:%M")
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Helsinki"])
 async def test_a_van_between_its_shifts_is_not_planned(
-    server_factory: Callable[..., str], andorra: Roads
+    server_factory: Callable[..., str], andorra: Roads, zone: str
 ) -> None:
-    base = server_factory(roads=andorra)  # FLEET_TIME_ZONE: UTC
-    now = dt.datetime.now(dt.UTC)
+    base = server_factory(roads=andorra, time_zone=zone)
+    assert httpx.get(f"{base}/web/config").json()["time_zone"] == zone
+    now = dt.datetime.now(ZoneInfo(zone))  # the hours are the fleet's local clock times
     ended = {"start": clock_text(now - dt.timedelta(hours=3)),
              "end": clock_text(now - dt.timedelta(hours=1))}  # fmt: skip
     tokens = {van: new_van(base, van) for van in VANS}
