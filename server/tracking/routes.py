@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
 import redis.asyncio as aioredis
 from litestar import Controller, delete, get, patch, post
 from litestar.di import NamedDependency
@@ -46,7 +47,10 @@ class VehiclesController(Controller):
     ) -> VehicleCreated:
         return await create_vehicle(redis, data)
 
-    @patch("/{vehicle_id:str}", summary="Change a vehicle: status, capacity, skills, name")
+    @patch(
+        "/{vehicle_id:str}",
+        summary="Change a vehicle: status, capacity, skills, name, working hours",
+    )
     async def update(
         self,
         vehicle_id: FromPath[str],
@@ -55,9 +59,9 @@ class VehiclesController(Controller):
     ) -> Vehicle:
         changed = await update_vehicle(redis, vehicle_id, data)
         async with redis.pipeline(transaction=False) as pipe:
-            queue_event(
-                pipe, {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status}
-            )
+            event = {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status,
+                     "shift": msgspec.to_builtins(changed.shift)}  # fmt: skip
+            queue_event(pipe, event)
             await pipe.execute()
         return changed
 

@@ -16,6 +16,7 @@ import json
 from collections import Counter
 from typing import Annotated, Any, cast
 
+import msgspec
 import redis.asyncio as aioredis
 from litestar import Controller, get
 from litestar.datastructures import State
@@ -71,6 +72,7 @@ class ConsoleDataController(Controller):
                     "status": record.status,
                     "capacity": record.capacity,
                     "skills": record.skills,
+                    "shift": msgspec.to_builtins(record.shift),
                     "connection": status.get(record.id.encode(), b"unknown").decode(),
                     "position": None
                     if p is None

@@ -88,6 +88,8 @@ async def test_a_van_between_its_shifts_is_not_planned(
     shifted = httpx.patch(f"{base}/vehicles/van-1", headers=AUTH, json={"shift": ended})
     assert shifted.status_code == 200, shifted.text
     assert shifted.json()["shift"] == ended
+    fleet = httpx.get(f"{base}/web/fleet", headers=AUTH).json()["vehicles"]
+    assert {v["id"]: v["shift"] for v in fleet} == {"van-1": ended, "van-2": None}
     for van, (lat, lon) in VANS.items():
         async with connect(ws_url(base, f"/ws/driver?token={tokens[van]}")) as driver:
             ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}

@@ -25,6 +25,8 @@ const state = {
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
   order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL}
   report: null, // the selected vehicle's day: {id, from, data, at, showParts, loading, error, timer}
+  hoursForm: null, // the open working-hours form: {id, node}
+  zone: "UTC", // the fleet's time zone, which working hours are in (/web/config `time_zone`)
 };
 window.fleetConsole = state; // for the browser tests and the curious
 
@@ -85,6 +87,7 @@ const kindOf = (f) => {
 
 async function start() {
   const config = await loadConfig();
+  setFleetZone(config.time_zone);
   map = createMap($("#map"), config, { zoomControl: true });
   const b = config.bbox;
   if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { padding: [20, 20], animate: false });
@@ -118,7 +121,7 @@ async function start() {
   if (placed.length) map.fitBounds(placed, { padding: [40, 40], maxZoom: 15, animate: false });
   connect();
   setInterval(loadKpis, 10000);
-  setInterval(() => { if (!document.hidden) renderVehicles(); }, 5000);
+  setInterval(() => { if (!document.hidden) { renderVehicles(); refreshHoursLine(); } }, 5000);
   setInterval(() => { if (state.density) refreshDensity(); }, 3000);
 }
 
@@ -240,7 +243,10 @@ function onEvent(ev) {
         break;
       }
       const f = state.fleet.get(ev.vehicle_id);
-      if (f) f.status = ev.status;
+      if (f) {
+        f.status = ev.status;
+        if ("shift" in ev) f.shift = ev.shift; // working hours: {start, end} or null
+      }
       vehicles.schedule();
       debounce("vehicles", renderVehicles, 300);
       if (state.selected === ev.vehicle_id) renderDetail();
@@ -385,17 +391,22 @@ function renderVehicles() {
   $("#count-vehicles").textContent = all.length;
   const shown = all.filter((f) => (state.vehicleFilter === "all" || kindOf(f) === state.vehicleFilter) && (!q || f.id.toLowerCase().includes(q) || (f.name || "").toLowerCase().includes(q)));
   const limit = 150;
+  const now = serverNow();
   list.replaceChildren(
     ...shown.slice(0, limit).map((f) => {
       const [cls, label] = KIND_LABEL[kindOf(f)];
       const stops = (f.route && f.route.stops && f.route.stops.length) || 0;
       const outOfService = f.status !== "available";
+      const hours = outOfService ? null : shiftAt(f.shift, now);
       return el("li", { class: "item" + (state.selected === f.id ? " selected" : ""), dataset: { vehicle: f.id }, onclick: () => selectVehicle(f.id) },
         el("div", { class: "top" }, el("span", { class: "title" }, f.name || f.id), el("span", { class: `badge ${cls}` }, outOfService ? f.status.replace("_", " ") : label)),
         el("div", { class: "sub" },
           el("span", {}, `${stops} stop${stops === 1 ? "" : "s"}`),
           el("span", {}, `ping ${f.position ? ago(f.position.ts) : "never"}`),
-          el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection)),
+          el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection),
+          hours && !hours.on
+            ? el("span", { class: "shift-hint", title: `Outside its working hours (${f.shift.start}–${f.shift.end}, ${state.zone}): the planner gives it no new work until ${f.shift.start}` }, `off shift until ${f.shift.start}`)
+            : null),
         el("div", { class: "row" },
           el("button", { class: "btn small", onclick: (e) => { e.stopPropagation(); setVehicleStatus(f.id, outOfService ? "available" : "maintenance"); } }, outOfService ? "Set available" : "Set maintenance")));
     }),
@@ -441,6 +452,124 @@ async function setVehicleStatus(id, status) {
   }
 }
 
+// ---------- working hours ----------
+// A vehicle's shift is daily clock times in the fleet's time zone (FLEET_TIME_ZONE, which
+// /web/config tells; UTC if it does not); an end at or before the start runs overnight. Whether
+// the vehicle is on shift is counted on the server's clock, as the planner does
+// (dispatch/shifts.py: the shift in progress, else the next one).
+const DAY_MS = 86_400_000;
+const zoneClocks = new Map(); // zone → Intl.DateTimeFormat telling its wall clock
+
+function setFleetZone(name) {
+  try {
+    wallClock(Date.now(), name || "UTC");
+    state.zone = name || "UTC";
+  } catch { // a zone this browser does not know
+    state.zone = "UTC";
+  }
+}
+
+/** The wall clock in `zone` at the instant `ms`: {y, mo, d, h, mi, s}. */
+function wallClock(ms, zone) {
+  let format = zoneClocks.get(zone);
+  if (!format) {
+    format = new Intl.DateTimeFormat("en-US", { timeZone: zone, hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" });
+    zoneClocks.set(zone, format);
+  }
+  const p = Object.fromEntries(format.formatToParts(ms).map(({ type, value }) => [type, Number(value)]));
+  return { y: p.year, mo: p.month, d: p.day, h: p.hour % 24, mi: p.minute, s: p.second };
+}
+
+/** How far `zone`'s clocks are ahead of UTC at the instant `ms`, in ms. */
+function offsetAt(ms, zone) {
+  const w = wallClock(ms, zone);
+  return Date.UTC(w.y, w.mo - 1, w.d, w.h, w.mi, w.s) - Math.floor(ms / 1000) * 1000;
+}
+
+/** The instant at which `zone`'s clocks show a day (days past the month's end roll over) and a
+ * time. As Python's zoneinfo: a time shown twice is the first; a time skipped when the clocks go
+ * forward takes the offset from before the change. */
+function instantAt(y, mo, d, h, mi, zone) {
+  const wall = Date.UTC(y, mo - 1, d, h, mi);
+  const before = offsetAt(wall - DAY_MS, zone);
+  if (offsetAt(wall - before, zone) === before) return wall - before;
+  const after = offsetAt(wall + DAY_MS, zone);
+  if (offsetAt(wall - after, zone) === after) return wall - after;
+  return wall - before;
+}
+
+/** The shift in progress at `now`, or the next one: {begins, ends, on} in ms; null without hours. */
+function shiftAt(shift, now, zone = state.zone) {
+  if (!shift) return null;
+  const [sh, sm] = shift.start.split(":").map(Number);
+  const [eh, em] = shift.end.split(":").map(Number);
+  const overnight = eh * 60 + em <= sh * 60 + sm;
+  const today = wallClock(now, zone);
+  for (const day of [today.d - 1, today.d, today.d + 1]) {
+    const begins = instantAt(today.y, today.mo, day, sh, sm, zone);
+    const ends = instantAt(today.y, today.mo, day + (overnight ? 1 : 0), eh, em, zone);
+    if (ends > now) return { begins, ends, on: begins <= now };
+  }
+  return null; // not reached: tomorrow's shift ends after now
+}
+
+/** "08:00–16:30 · on shift, ends in 2 h 10 min", "08:00–16:30 · off shift until 08:00", "Any time". */
+function hoursText(shift, now = serverNow()) {
+  const at = shiftAt(shift, now);
+  if (!at) return "Any time";
+  const span = `${shift.start}–${shift.end}`;
+  return at.on ? `${span} · on shift, ends ${inMinutes(at.ends, now)}` : `${span} · off shift until ${shift.start}`;
+}
+
+/** The detail's hours line, counted again (between re-renders, time passes). */
+function refreshHoursLine() {
+  const line = $("#detail-hours");
+  const f = state.selected && state.fleet.get(state.selected);
+  if (line && f) line.textContent = hoursText(f.shift);
+}
+
+function openHoursForm(id) {
+  const f = state.fleet.get(id) || { id };
+  const shift = f.shift || { start: "08:00", end: "17:00" };
+  const node = el("form", { class: "hours-form", id: "hours-form", onsubmit: (e) => {
+      e.preventDefault();
+      const form = e.target;
+      setVehicleShift(id, { start: form.elements.start.value.slice(0, 5), end: form.elements.end.value.slice(0, 5) });
+    } },
+    el("div", { class: "grid2" },
+      el("label", { class: "field" }, "Starts", el("input", { class: "text", type: "time", name: "start", value: shift.start, required: true })),
+      el("label", { class: "field" }, "Ends", el("input", { class: "text", type: "time", name: "end", value: shift.end, required: true }))),
+    el("div", { class: "faint", style: "font-size:12px" }, `Every day, ${state.zone} time; an end before the start runs overnight. Off shift, the planner gives it no new work.`),
+    el("div", { class: "row" },
+      el("button", { class: "btn small primary", type: "submit" }, "Save"),
+      el("button", { class: "btn small", type: "button", id: "hours-clear", title: "It may be planned at any time", onclick: () => setVehicleShift(id, null) }, "No hours"),
+      el("button", { class: "btn small", type: "button", onclick: closeHoursForm }, "Cancel")));
+  state.hoursForm = { id, node };
+  renderDetail();
+  node.elements.start.focus();
+}
+
+function closeHoursForm() {
+  state.hoursForm = null;
+  renderDetail();
+}
+
+async function setVehicleShift(id, shift) {
+  try {
+    const changed = await call(`/vehicles/${encodeURIComponent(id)}`, { method: "PATCH", body: { shift } });
+    const f = state.fleet.get(id);
+    if (f) { f.shift = changed.shift || null; f.status = changed.status; }
+    if (state.hoursForm && state.hoursForm.id === id) state.hoursForm = null;
+    renderVehicles();
+    if (state.selected === id) renderDetail();
+    toast(shift
+      ? `${escapeHtml(id)} works <b>${escapeHtml(shift.start)}–${escapeHtml(shift.end)}</b> (${escapeHtml(state.zone)}) now; the planner re-plans its orders.`
+      : `${escapeHtml(id)} has no working hours now: it may be planned at any time.`);
+  } catch (err) {
+    toast(`Could not change the working hours of ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
 $("#tool-replan").addEventListener("click", async () => {
   const btn = $("#tool-replan");
   btn.disabled = true;
@@ -458,6 +587,7 @@ $("#tool-replan").addEventListener("click", async () => {
 // ---------- vehicle detail ----------
 async function selectVehicle(id, { pan = true, show = true } = {}) {
   if (state.driverLink && state.driverLink.id !== id) state.driverLink = null;
+  if (state.hoursForm && state.hoursForm.id !== id) state.hoursForm = null;
   releaseOrder();
   if (!state.report || state.report.id !== id) openReport(id);
   state.selected = id;
@@ -513,43 +643,69 @@ function renderDetail() {
   const orders = new Map(state.orders.map((o) => [o.id, o]));
   const risky = new Set((f.route && f.route.late_risk) || []);
   const [cls, label] = KIND_LABEL[kindOf(f)] || ["idle", "—"];
-  pane.replaceChildren(
-    el("div", { class: "detail" },
-      el("div", { class: "row", style: "justify-content:space-between" },
-        el("h2", {}, f.name || id),
-        el("button", { class: "btn small", onclick: closeDetail }, "✕ Close")),
-      el("div", { class: "row" }, el("span", { class: `badge ${cls}` }, f.status && f.status !== "available" ? f.status.replace("_", " ") : label), el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection || "unknown")),
-      el("dl", { class: "facts" },
-        el("dt", {}, "Vehicle"), el("dd", { class: "mono" }, id),
-        el("dt", {}, "Driver"), el("dd", {}, f.name || "—"),
-        el("dt", {}, "Last ping"), el("dd", { id: "detail-age" }, p ? `${ago(p.ts)} · ${clock(p.ts)}` : "never"),
-        el("dt", {}, "Speed"), el("dd", {}, p && p.speed != null ? `${Math.round(p.speed * 3.6)} km/h` : "—"),
-        el("dt", {}, "Heading"), el("dd", {}, p && p.heading != null ? `${Math.round(p.heading)}°` : "—"),
-        el("dt", {}, "Route"), el("dd", { id: "detail-version" }, f.route ? `version ${f.route.version} · planned ${clock(f.route.planned_at)}` : "none"),
-        el("dt", {}, "Capacity"), el("dd", {}, Object.entries(f.capacity || {}).map(([k, v]) => `${v} ${k}`).join(", ") || "—")),
-      el("div", { class: "row" },
-        el("button", { class: "btn small", onclick: () => setVehicleStatus(id, f.status !== "available" ? "available" : "maintenance") }, f.status !== "available" ? "Set available" : "Set maintenance"),
-        p ? el("button", { class: "btn small", onclick: () => map.setView([p.lat, p.lon], Math.max(map.getZoom(), 15)) }, "Zoom to") : null,
-        el("button", { class: "btn small", id: "new-driver-link", onclick: () => newDriverLink(id) }, "New driver link")),
-      state.driverLink && state.driverLink.id === id
-        ? el("div", { class: "row" },
-            el("input", { id: "driver-link", class: "mono", readonly: true, value: state.driverLink.url, style: "flex:1;min-width:0", onclick: (e) => e.target.select() }),
-            el("button", { class: "btn small", onclick: () => copyDriverLink() }, "Copy"))
-        : null,
-      el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Next stops (${stops.length})`),
-      stops.length
-        ? el("ol", { class: "stops", id: "detail-stops" }, ...stops.map((s, i) => {
-            const o = orders.get(s.order_id);
-            const late = s.late_risk || s.late_s > 0 || risky.has(s.order_id);
-            return el("li", { class: `stop ${s.kind}${late ? " late" : ""}`, dataset: { order: s.order_id } },
-              el("span", { class: "n" }, String(i + 1)),
-              el("div", {},
-                el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} · `, el("span", { class: "mono" }, s.order_id)),
-                el("div", { class: "muted", style: "font-size:12.5px" }, o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "", late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
-              el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
-          }))
-        : el("div", { class: "empty" }, "No stops planned."),
-      todaySection(id)));
+  const now = serverNow();
+  const hoursForm = state.hoursForm && state.hoursForm.id === id ? state.hoursForm.node : null;
+  // The hours are on the fleet's clock; the other times here on the browser's: named if they differ.
+  const otherClock = f.shift && offsetAt(now, state.zone) !== -new Date(now).getTimezoneOffset() * 60_000;
+  fillDetail(pane, hoursForm, [
+    el("div", { class: "row", style: "justify-content:space-between" },
+      el("h2", {}, f.name || id),
+      el("button", { class: "btn small", onclick: closeDetail }, "✕ Close")),
+    el("div", { class: "row" }, el("span", { class: `badge ${cls}` }, f.status && f.status !== "available" ? f.status.replace("_", " ") : label), el("span", { class: `badge ${CONN_BADGE[f.connection] || "idle"}` }, f.connection || "unknown")),
+    el("dl", { class: "facts" },
+      el("dt", {}, "Vehicle"), el("dd", { class: "mono" }, id),
+      el("dt", {}, "Driver"), el("dd", {}, f.name || "—"),
+      el("dt", {}, "Last ping"), el("dd", { id: "detail-age" }, p ? `${ago(p.ts)} · ${clock(p.ts)}` : "never"),
+      el("dt", {}, "Speed"), el("dd", {}, p && p.speed != null ? `${Math.round(p.speed * 3.6)} km/h` : "—"),
+      el("dt", {}, "Heading"), el("dd", {}, p && p.heading != null ? `${Math.round(p.heading)}°` : "—"),
+      el("dt", {}, "Route"), el("dd", { id: "detail-version" }, f.route ? `version ${f.route.version} · planned ${clock(f.route.planned_at)}` : "none"),
+      el("dt", {}, "Capacity"), el("dd", {}, Object.entries(f.capacity || {}).map(([k, v]) => `${v} ${k}`).join(", ") || "—"),
+      el("dt", {}, "Working hours"), el("dd", { class: "hours" },
+        el("span", { id: "detail-hours" }, hoursText(f.shift, now)),
+        otherClock ? el("span", { class: "faint", id: "detail-hours-zone" }, `(${state.zone})`) : null,
+        hoursForm ? null : el("button", { class: "btn small", id: "hours-edit", title: "Set its daily working hours", onclick: () => openHoursForm(id) }, "Edit"))),
+    hoursForm,
+    el("div", { class: "row" },
+      el("button", { class: "btn small", onclick: () => setVehicleStatus(id, f.status !== "available" ? "available" : "maintenance") }, f.status !== "available" ? "Set available" : "Set maintenance"),
+      p ? el("button", { class: "btn small", onclick: () => map.setView([p.lat, p.lon], Math.max(map.getZoom(), 15)) }, "Zoom to") : null,
+      el("button", { class: "btn small", id: "new-driver-link", onclick: () => newDriverLink(id) }, "New driver link")),
+    state.driverLink && state.driverLink.id === id
+      ? el("div", { class: "row" },
+          el("input", { id: "driver-link", class: "mono", readonly: true, value: state.driverLink.url, style: "flex:1;min-width:0", onclick: (e) => e.target.select() }),
+          el("button", { class: "btn small", onclick: () => copyDriverLink() }, "Copy"))
+      : null,
+    el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Next stops (${stops.length})`),
+    stops.length
+      ? el("ol", { class: "stops", id: "detail-stops" }, ...stops.map((s, i) => {
+          const o = orders.get(s.order_id);
+          const late = s.late_risk || s.late_s > 0 || risky.has(s.order_id);
+          return el("li", { class: `stop ${s.kind}${late ? " late" : ""}`, dataset: { order: s.order_id } },
+            el("span", { class: "n" }, String(i + 1)),
+            el("div", {},
+              el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} · `, el("span", { class: "mono" }, s.order_id)),
+              el("div", { class: "muted", style: "font-size:12.5px" }, o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "", late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
+            el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
+        }))
+      : el("div", { class: "empty" }, "No stops planned."),
+    todaySection(id),
+  ]);
+}
+
+/** The vehicle detail's content replaced by `parts`, except `keep` (the open hours form), which
+ * stays where it is: the detail re-renders on every ping, and a form taken out of the page would
+ * lose the focus and what is half typed in it. */
+function fillDetail(pane, keep, parts) {
+  parts = parts.filter((c) => c !== null && c !== undefined && c !== false);
+  const old = pane.firstElementChild;
+  if (!keep || !old || keep.parentNode !== old) {
+    pane.replaceChildren(el("div", { class: "detail" }, ...parts));
+    return;
+  }
+  const at = parts.indexOf(keep);
+  while (old.firstChild !== keep) old.firstChild.remove();
+  while (keep.nextSibling) keep.nextSibling.remove();
+  keep.before(...parts.slice(0, at));
+  keep.after(...parts.slice(at + 1));
 }
 
 function closeDetail() {
@@ -558,6 +714,7 @@ function closeDetail() {
   closeReport();
   state.selected = null;
   state.driverLink = null; // it holds a token: shown once, not kept around
+  state.hoursForm = null;
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
@@ -759,6 +916,7 @@ function openOrder(id) {
   closeReport();
   state.selected = null; // one detail at a time
   state.driverLink = null;
+  state.hoursForm = null;
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
