@@ -51,14 +51,20 @@ def send_track(driver: Driver, fixes: list[Fix], shift_ms: int) -> None:
         assert reply["accepted"] == len(batch), reply
 
 
-def zone_at_noon() -> tuple[str, dt.datetime]:
+def etc_zone(offset_h: int) -> str:
+    return "Etc/GMT" if offset_h == 0 else f"Etc/GMT{-offset_h:+d}"  # POSIX: GMT-2 is UTC+2
+
+
+def zone_at_noon() -> tuple[str, dt.datetime, str]:
     """A time zone where it is now between noon and one o'clock, and its last midnight: a
-    morning's track ending now lies after midnight whenever the test runs."""
+    morning's track ending now lies after midnight whenever the test runs; and another zone,
+    hours apart, for the browser (the console counts the fleet's day, not the browser's)."""
     now = dt.datetime.now(dt.UTC)
     offset = 12 - now.hour  # -11 … +12 hours
-    name = "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"  # POSIX signs: GMT-2 is UTC+2
+    name = etc_zone(offset)
     local = now.astimezone(ZoneInfo(name))
-    return name, local.replace(hour=0, minute=0, second=0, microsecond=0)
+    elsewhere = etc_zone(offset - 7 if offset - 7 >= -12 else offset + 5)
+    return name, local.replace(hour=0, minute=0, second=0, microsecond=0), elsewhere
 
 
 def number(text: str) -> float:
@@ -79,20 +85,20 @@ def test_the_vehicle_detail_shows_the_vans_day_as_the_report_tells_it(
     new_page: Callable[..., Any],
     artifacts: Path,
 ) -> None:
-    base = fleet_server()
+    zone, midnight, browser_zone = zone_at_noon()
+    base = fleet_server(time_zone=zone)
     fixes = a_morning()
     shift = int(time.time() * 1000) - 60_000 - fixes[-1].ts  # the last fix a minute ago
     driver = drivers(base, "van-1")
     send_track(driver, fixes, shift)
     httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "van-2"}).raise_for_status()
-    zone, midnight = zone_at_noon()
-    page = open_console(new_page, base, timezone_id=zone)
+    page = open_console(new_page, base, timezone_id=browser_zone)
     reports: list[str] = []
     page.on("request", lambda r: reports.append(r.url) if "/report?" in r.url else None)
 
     page.locator("#vehicle-list [data-vehicle='van-1']").click()
     page.wait_for_selector("#today-km")
-    # The range it asked for: from the browser's midnight to the server's now.
+    # The range it asked for: from the fleet's midnight to the server's now.
     shown = page.evaluate(
         "() => ({from: fleetConsole.report.from, to: fleetConsole.report.data.end})"
     )

@@ -723,8 +723,8 @@ function closeDetail() {
 }
 
 // ---------- the vehicle's day: trips and stops since midnight ----------
-// Midnight is the browser's local midnight of the server's clock (a simulation's day, not the
-// computer's). The day is loaded when the detail opens and reloaded once a minute while it
+// Midnight is the fleet's (FLEET_TIME_ZONE, as `time_zone` in /web/config), on the server's
+// clock (a simulation's day, not the computer's), whatever zone the browser is in. The day is loaded when the detail opens and reloaded once a minute while it
 // stays open; the detail's re-renders on position updates reuse what was loaded.
 const REPORT_REFRESH_MS = 60_000;
 
@@ -747,9 +747,8 @@ async function loadReport(report) {
   if (state.report !== report || report.loading) return;
   report.loading = true;
   const now = serverNow();
-  const midnight = new Date(now);
-  midnight.setHours(0, 0, 0, 0);
-  const from = midnight.getTime();
+  const today = wallClock(now, state.zone);
+  const from = instantAt(today.y, today.mo, today.d, 0, 0, state.zone);
   try {
     // No `to`: the server's now (plus the minute of clock skew it allows a ping).
     const data = await call(`/vehicles/${encodeURIComponent(report.id)}/report?from=${from}`);
