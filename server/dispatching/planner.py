@@ -44,7 +44,6 @@ from redis.exceptions import RedisError
 from dispatch.errors import NoSolution
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
-from dispatch.shifts import on_shift, parse_clock
 from dispatch.solver import extend, solve
 from geo.errors import GeoError
 from geo.polyline import decode, encode
@@ -57,7 +56,6 @@ from server.lease import Lease
 from server.orders.model import Order, Window
 from server.orders.store import Conflict, OrderStore
 from server.tracking.queries import positions
-from server.tracking.vehicles import Vehicle as VehicleRecord
 from server.tracking.vehicles import all_vehicles
 from server.tracking.wire import Route, RouteStop
 
@@ -91,15 +89,6 @@ def _start_worker(stop: Any) -> None:
 
 def _solve_in_worker(problem: Problem, **options: Any) -> Plan:
     return solve(problem, stop=_STOP.is_set if _STOP is not None else None, **options)
-
-
-def _shift_left(vehicle: VehicleRecord, now: dt.datetime, zone: ZoneInfo) -> float | None:
-    """Seconds left of the vehicle's shift (infinite without working hours); None between
-    its shifts."""
-    if vehicle.shift is None:
-        return math.inf
-    start, end = parse_clock(vehicle.shift.start), parse_clock(vehicle.shift.end)
-    return on_shift(now, start, end, zone)
 
 
 def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
@@ -285,7 +274,7 @@ class Planner:
         # Working hours: a vehicle between its shifts is not planned, unless it has goods on
         # board (it finishes those, late as the plan says); one on shift ends with it.
         moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
-        shift_left = {v.id: _shift_left(v, moment, self.zone) for v in fleet}
+        shift_left = {v.id: v.shift_left(moment, self.zone) for v in fleet}
         carrying = {v for o in open_orders if (v := _carried_by(o, where)) is not None}
         fleet = [v for v in fleet if shift_left[v.id] is not None or v.id in carrying]
         where = {v.id: where[v.id] for v in fleet}

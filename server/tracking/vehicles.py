@@ -5,14 +5,18 @@ never planned, nor one between its shifts (``shift``: daily ``start`` to ``end``
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 import secrets
 from typing import Annotated, Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 import msgspec
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
+from dispatch.shifts import on_shift, parse_clock
 from server import keys
 from server.auth import token_hash
 from server.bulk import hmget_each
@@ -70,6 +74,14 @@ class Vehicle(msgspec.Struct):
     skills: list[str] = msgspec.field(default_factory=list)
     status: Status = "available"
     shift: Shift | None = None
+
+    def shift_left(self, now: dt.datetime, zone: ZoneInfo) -> float | None:
+        """Seconds left of the shift in progress at ``now`` (infinite without working hours);
+        None between shifts."""
+        if self.shift is None:
+            return math.inf
+        start, end = parse_clock(self.shift.start), parse_clock(self.shift.end)
+        return on_shift(now, start, end, zone)
 
 
 class VehicleCreated(msgspec.Struct):

@@ -12,9 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections import Counter
 from typing import Annotated, Any, cast
+from zoneinfo import ZoneInfo
 
 import msgspec
 import redis.asyncio as aioredis
@@ -120,7 +122,17 @@ class ConsoleDataController(Controller):
         records = await all_vehicles(redis)
         available = [v.id for v in records if v.status == "available"]
         routes = await _routes(redis, available)
-        busy = sum(1 for r in routes if r and r.get("stops"))
+        busy = {v for v, r in zip(available, routes, strict=True) if r and r.get("stops")}
+        # Utilisation: vans with work over vans that could work now (available and on shift,
+        # or still busy after their shift).
+        moment, zone = (
+            dt.datetime.fromtimestamp(now / 1000, tz=dt.UTC),
+            ZoneInfo(settings.time_zone),
+        )
+        working = [
+            v for v in records
+            if v.status == "available" and (v.id in busy or v.shift_left(moment, zone) is not None)
+        ]  # fmt: skip
         online = Counter(v.decode() for v in connection.values())
         return {
             "on_time_rate": on_time / len(delivered) if delivered else None,
@@ -130,7 +142,7 @@ class ConsoleDataController(Controller):
             "orders_by_status": by_status,
             "active_vehicles": online.get("online", 0),
             "vehicles": len(records),
-            "utilisation": busy / len(available) if available else None,
+            "utilisation": len(busy) / len(working) if working else None,
             "failures": {k.decode(): int(v) for k, v in failures.items()},
             "eta_error_s": sum(errors) / len(errors) if errors else None,
             "eta_error_orders": len(errors),

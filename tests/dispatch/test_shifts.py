@@ -99,6 +99,8 @@ async def test_a_van_between_its_shifts_is_not_planned(
     planned = httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()
     assert (planned["vehicles"], planned["assigned"]) == (1, len(DROPS))
     assert httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).status_code == 404
+    # Utilisation counts the vans that could work: van-2, busy; not van-1, off shift.
+    assert httpx.get(f"{base}/web/kpis", headers=AUTH).json()["utilisation"] == 1.0
     # Its working hours moved to now: it is planned again.
     on = {"start": clock_text(now - dt.timedelta(hours=1)),
           "end": clock_text(now + dt.timedelta(hours=2))}  # fmt: skip
