@@ -1,7 +1,7 @@
 """Quality KPIs from delivered orders (pure: the orders and the time are passed in).
 
-The brief's figures beside the on-time rate: how long each time node takes, and how many orders
-a vehicle delivers a day.
+The brief's figures beside the on-time rate: how long each time node takes, how many orders a
+vehicle delivers a day, and order accuracy as the share delivered at the first attempt.
 """
 
 from __future__ import annotations
@@ -32,6 +32,24 @@ def node_times_s(delivered: Sequence[Delivery]) -> dict[str, float | None]:
         ]
         out[node] = sum(spans) / len(spans) if spans else None
     return out
+
+
+def first_attempt_rate(delivered: Sequence[Delivery]) -> float | None:
+    """The share of ``delivered`` that no attempt failed before (None: none delivered): the
+    brief's "order accuracy" as a fleet can act on it, since a failed attempt is an address
+    wrong, a customer absent or a refusal.
+
+    >>> from datetime import datetime, UTC
+    >>> at = datetime(2026, 11, 29, tzinfo=UTC)
+    >>> done = [Delivery(delivered_at=at, window_end=at, promised_eta=None,
+    ...                  nodes_ms={"delivered": 1, **failed})
+    ...         for failed in [{}, {}, {"failed": 0}, {}]]
+    >>> first_attempt_rate(done), first_attempt_rate([])
+    (0.75, None)
+    """
+    if not delivered:
+        return None
+    return sum(1 for d in delivered if "failed" not in d.nodes_ms) / len(delivered)
 
 
 def orders_per_vehicle_day(delivered: Sequence[Delivery], now_ms: int) -> float | None:

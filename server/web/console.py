@@ -33,7 +33,7 @@ from server.errors import NotFound
 from server.openapi import BBOX_SCHEMA
 from server.orders.lifecycle import FINAL, STATUSES
 from server.orders.outcomes import ErrorRateLimit, recent_attempts
-from server.orders.quality import node_times_s, orders_per_vehicle_day
+from server.orders.quality import first_attempt_rate, node_times_s, orders_per_vehicle_day
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.queries import (
@@ -156,6 +156,7 @@ class ConsoleDataController(Controller):
             "alerts": {k.decode(): int(v) for k, v in alerts.items()},
             "node_times_s": node_times_s(delivered),
             "orders_per_vehicle_day": orders_per_vehicle_day(delivered, now),
+            "first_attempt_rate": first_attempt_rate(delivered),
         }
 
     @get("/density", summary="Live vehicles per H3 cell inside a viewport")

@@ -130,6 +130,7 @@ async def test_the_kpis_give_the_error_rate_node_times_and_orders_per_vehicle(
         "rate": 0.25, "failed": 1, "attempts": 4, "window_s": 86_400.0, "limit": 0.08
     }  # fmt: skip
     assert kpis["orders_per_vehicle_day"] == 3.0
+    assert kpis["first_attempt_rate"] == 1.0  # the failed one is not delivered
     times = kpis["node_times_s"]
     assert set(times) == {"processing", "departure", "delivery", "lead_time"}
     assert 0 < times["processing"] < 5

@@ -336,7 +336,8 @@ async function loadKpis() {
   const over = er.rate !== null && er.rate > er.limit;
   $("#kpi-errors").textContent = er.rate === null ? "—" : pct(er.rate);
   $("#kpi-errors").classList.toggle("bad", over);
-  $("#kpi-errors").title = `${er.failed} of ${er.attempts} drop-off attempts failed in the last ${Math.round(er.window_s / 3600)} h (alert above ${pct(er.limit)})`;
+  const first = k.first_attempt_rate === null ? "" : ` · ${pct(k.first_attempt_rate)} of the deliveries made at the first attempt`;
+  $("#kpi-errors").title = `${er.failed} of ${er.attempts} drop-off attempts failed in the last ${Math.round(er.window_s / 3600)} h (alert above ${pct(er.limit)})${first}`;
   const t = k.node_times_s;
   const span = (s) => (s === null ? "—" : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
   $("#kpi-ontime").title = `${k.delivered} delivered · mean processing ${span(t.processing)}, to departure ${span(t.departure)}, on the road ${span(t.delivery)}, lead time ${span(t.lead_time)}`;
