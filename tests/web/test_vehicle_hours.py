@@ -97,6 +97,12 @@ def test_working_hours_set_in_the_console_keep_a_van_out_of_plans_between_its_sh
     wait_for(lambda: hint.count() == 1, "the off-shift hint in the vehicles list")
     assert hint.inner_text() == f"off shift until {start}"
     page.screenshot(path=artifacts / "console-vehicle-off-shift.png")
+    listed = page.locator("#vehicle-list [data-vehicle='van-1']")
+    page.click("#vehicle-filters [data-f='idle']")  # off duty is not idle capacity
+    wait_for(lambda: listed.count() == 0, "the van out of the idle vehicles")
+    page.click("#vehicle-filters [data-f='service']")
+    wait_for(lambda: listed.count() == 1, "the van among those out of service")
+    page.click("#vehicle-filters [data-f='all']")
 
     # An order now: the van off shift gets no route for it.
     answer = httpx.post(f"{base}/orders", headers=AUTH, json=order_body(*EAST))

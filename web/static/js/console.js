@@ -82,7 +82,9 @@ function colourOf(v) {
 const kindOf = (f) => {
   if (f.status && f.status !== "available") return "service";
   if (f.connection === "offline" || f.connection === "stale") return "stale";
-  return f.route && f.route.stops && f.route.stops.length ? "busy" : "idle";
+  if (f.route && f.route.stops && f.route.stops.length) return "busy";
+  const hours = shiftAt(f.shift, serverNow()); // outside its working hours: not idle capacity
+  return hours && !hours.on ? "service" : "idle";
 };
 
 async function start() {
