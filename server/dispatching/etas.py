@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -236,16 +237,19 @@ class EtaRefresher:
         now: float,
         pace: tuple[float, dict[str, float]] = (1.0, {}),
     ) -> dict[str, Any] | None:
-        """The route's ETAs from the live position on current traffic, written and published
-        when one moved by the threshold or a stop was done since (the route then lists only
-        the stops ahead: none once the last is done, so no page shows a van busy with a
-        delivery it has made)."""
+        """The route's ETAs from the live position on current traffic (and when the vehicle is
+        back at its depot, for a route that ends there), written and published when one moved
+        by the threshold or a stop was done since (the route then lists only the stops ahead:
+        none once the last is done, so no page shows a van busy with a delivery it has made)."""
         done = len(ahead) < len(route["stops"])
-        if not ahead:
+        end = route.get("end")
+        if not ahead and not end:
             return await self._publish(route, [], [], [], now) if done else None
         try:
             points = [self.roads.snap(position.lat, position.lon)]
             points += [self.roads.snap(s["lat"], s["lon"]) for s, _ in ahead]
+            if end:
+                points.append(self.roads.snap(end["lat"], end["lon"]))
             legs = self.roads.matrix_s(points, points)
             # from the fix, the first leg by whichever road near it leads there soonest
             legs[0, 1] = self.roads.from_fixes_s([(position.lat, position.lon)], points[1:2])[0, 0]
@@ -255,7 +259,11 @@ class EtaRefresher:
         clock, moved, late, slipped = now, False, [], []
         # A van at its next stop is there: its fix snapped onto the other side of a one-way
         # street would otherwise cost a trip round the block.
-        at_stop = haversine_m(position.lat, position.lon, ahead[0][0]["lat"], ahead[0][0]["lon"])
+        at_stop = (
+            haversine_m(position.lat, position.lon, ahead[0][0]["lat"], ahead[0][0]["lon"])
+            if ahead
+            else math.inf
+        )
         for i, (stop, order) in enumerate(ahead):
             leg = 0.0 if i == 0 and at_stop <= AT_STOP_M else float(legs[i, i + 1])
             clock += leg * float(factor[i, i + 1]) if np.isfinite(leg) else 0.0
@@ -272,6 +280,12 @@ class EtaRefresher:
                 if not was_late:
                     slipped.append(stop["order_id"])
             clock = eta + (order.service_s if stop["kind"] == "dropoff" else order.pickup_service_s)
+        if end:  # the way back to the depot from the last stop (or from here)
+            k = len(ahead)
+            leg = float(legs[k, k + 1])
+            back = clock + (leg * float(factor[k, k + 1]) if np.isfinite(leg) else 0.0)
+            moved = moved or abs(back * 1000 - end["eta"]) > self.threshold_s * 1000
+            end["eta"] = int(back * 1000)
         if not moved and not done:
             return None
         return await self._publish(route, [s for s, _ in ahead], late, slipped, now)
@@ -286,7 +300,7 @@ class EtaRefresher:
     ) -> dict[str, Any]:
         route["stops"] = stops
         event = {"type": "eta", "vehicle_id": route["vehicle_id"], "version": route["version"],
-                 "stops": stops, "late_risk": late, "slipped": slipped,
+                 "stops": stops, "end": route.get("end"), "late_risk": late, "slipped": slipped,
                  "at": int(now * 1000)}  # fmt: skip
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.route(route["vehicle_id"]), json.dumps(route))

@@ -14,8 +14,11 @@ planned once, when it comes: after the first plan, a round puts the orders witho
 into the routes as they stand, each where it adds the least cost (``dispatch.solver.extend``);
 no planned stop ever changes vehicle or order, and there are no improvement rounds.
 
-Simplifications of this first version: an order without a pickup is taken to leave with the
-vehicle (no depot trip is planned); vehicles without a live position are not planned.
+A vehicle with a ``depot`` ends its routes there: the way back is planned, drawn and timed
+(the route's ``end``), and the end of its shift is when it must be back. Simplifications: an
+order without a pickup is taken to leave with the vehicle (no trip to the depot to load it is
+planned); vehicles without a live position are not planned; our cheapest insertion (the warm
+start) prices a stop put last without the way back, which OR-Tools' search then counts.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from server.orders.model import Order, Window
 from server.orders.store import Conflict, OrderStore
 from server.tracking.queries import positions
 from server.tracking.vehicles import all_vehicles
-from server.tracking.wire import Route, RouteStop
+from server.tracking.wire import Route, RouteEnd, RouteStop
 
 log = logging.getLogger("fleet.planner")
 PLANNABLE = ("received", "processed", "departed")
@@ -275,7 +278,7 @@ class Planner:
         # board (it finishes those, late as the plan says); one on shift ends with it.
         moment = dt.datetime.fromtimestamp(now, tz=dt.UTC)
         shift_left = {v.id: v.shift_left(moment, self.zone) for v in fleet}
-        carrying = {v for o in open_orders if (v := _carried_by(o, where)) is not None}
+        carrying = {c for o in open_orders if (c := _carried_by(o, where)) is not None}
         fleet = [v for v in fleet if shift_left[v.id] is not None or v.id in carrying]
         where = {v.id: where[v.id] for v in fleet}
         promises = await self._promises(open_orders) if self.promise_slack_s is not None else {}
@@ -287,6 +290,11 @@ class Planner:
                 places.append((o.pickup.lat, o.pickup.lon))
             index[(o.id, "dropoff")] = len(places)
             places.append((o.dropoff.lat, o.dropoff.lon))
+        depot_at: dict[str, int] = {}  # vehicle → where its routes end (its depot), in places
+        for record in fleet:
+            if record.depot is not None:
+                depot_at[record.id] = len(places)
+                places.append((record.depot.lat, record.depot.lon))
         done("read")
         # One vectorised snap (a vehicle off the roads is taken to the nearest one).
         seconds = np.zeros((0, 0))
@@ -316,7 +324,7 @@ class Planner:
         pins = {o: v for o, v in (await self.orders.pins()).items() if v in where}
         vehicles = [
             Vehicle(id=v.id, start=i, capacity=tuple(int(v.capacity.get(d, 0)) for d in dimensions),
-                    skills=frozenset(v.skills),
+                    skills=frozenset(v.skills), end=depot_at.get(v.id),
                     shift=(0, math.ceil(min(24 * 3600, shift_left[v.id] or 0))))
             for i, v in enumerate(fleet)
         ]  # fmt: skip
@@ -412,7 +420,9 @@ class Planner:
             )  # fmt: skip
         self._previous = plan
         ends = {o.id: _window(now, o.window, horizon)[1] for o in open_orders}
-        changed = await self._store(plan, snapped, now, {v.id: v.start for v in vehicles}, ends)
+        changed = await self._store(
+            plan, snapped, now, {v.id: v.start for v in vehicles}, ends, depot_at
+        )
         planned = {route.vehicle_id for route in plan.routes}
         changed += await self._empty_routes([v.id for v in registered if v.id not in planned], now)
         done("store")
@@ -561,7 +571,8 @@ class Planner:
         drawn = await self._draw_all([
             (document.get("geometry", ""), snapped[starts[v]],
              [(s["lat"], s["lon"]) for s in document["stops"]
-              if (s["order_id"], s["kind"]) in ahead])
+              if (s["order_id"], s["kind"]) in ahead]
+             + ([(document["end"]["lat"], document["end"]["lon"])] if document.get("end") else []))
             for v, document in documents.items()
         ])  # fmt: skip
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -605,12 +616,15 @@ class Planner:
         now: float,
         starts: dict[str, int],
         ends: dict[str, int],
+        depots: dict[str, int],
     ) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed. The
         road geometry is drawn again then, or when the vehicle has left the one it has (it is
         published again, same version). One read, one thread for the drawing, one write.
         ``ends``: each order's window end (seconds from ``now``), against which a drop-off's
-        ``late_s`` is told (the plan's own is against the promise when that comes first)."""
+        ``late_s`` is told (the plan's own is against the promise when that comes first).
+        ``depots``: where the routes of vehicles with a depot end (their way back is drawn and
+        their return time given)."""
         ids = [route.vehicle_id for route in plan.routes]
         if not ids:
             return []
@@ -630,18 +644,23 @@ class Planner:
             ]
             version = (old["version"] if old else 0) + (0 if same else 1)
             geometry = old.get("geometry", "") if same and old else ""
-            drafts.append((route.vehicle_id, stops, same, version, geometry))
+            depot = depots.get(route.vehicle_id)
+            end = None if depot is None else RouteEnd(
+                lat=snapped[depot][0], lon=snapped[depot][1], eta=int((now + route.end_s) * 1000)
+            )  # fmt: skip
+            drafts.append((route.vehicle_id, stops, same, version, geometry, end))
         drawn = await self._draw_all([
-            (geometry, snapped[starts[vehicle_id]], [(s.lat, s.lon) for s in stops])
-            for vehicle_id, stops, _, _, geometry in drafts
+            (geometry, snapped[starts[vehicle_id]],
+             [(s.lat, s.lon) for s in stops] + ([(end.lat, end.lon)] if end else []))
+            for vehicle_id, stops, _, _, geometry, end in drafts
         ])  # fmt: skip
         changed = []
         async with self.redis.pipeline(transaction=True) as pipe:
-            for (vehicle_id, stops, same, version, _), (geometry, redraw) in zip(
+            for (vehicle_id, stops, same, version, _, end), (geometry, redraw) in zip(
                 drafts, drawn, strict=True
             ):
                 document = msgspec.to_builtins(
-                    Route(vehicle_id, version, int(now * 1000), stops, geometry)
+                    Route(vehicle_id, version, int(now * 1000), stops, geometry, end)
                 )
                 pipe.set(keys.route(vehicle_id), json.dumps(document))
                 if not same or redraw:

@@ -36,6 +36,14 @@ Capacity = dict[str, Annotated[float, msgspec.Meta(ge=0)]]
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 
+class Depot(msgspec.Struct, forbid_unknown_fields=True):
+    """Where the vehicle ends its shift: its routes end there (the planner counts the way
+    back, and the end of the shift is when it must be back)."""
+
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+
+
 class Shift(msgspec.Struct, forbid_unknown_fields=True):
     """Daily working hours, local time (``FLEET_TIME_ZONE``); an end at or before the start
     runs overnight."""
@@ -56,6 +64,7 @@ class VehicleIn(msgspec.Struct, forbid_unknown_fields=True):
     skills: list[str] = msgspec.field(default_factory=list)
     status: Status = "available"
     shift: Shift | None = None  # None: any time
+    depot: Depot | None = None  # None: routes end at the last stop
 
 
 class VehiclePatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -64,6 +73,7 @@ class VehiclePatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     skills: list[str] | None = None
     status: Status | None = None
     shift: Shift | msgspec.UnsetType | None = msgspec.UNSET  # null: no working hours
+    depot: Depot | msgspec.UnsetType | None = msgspec.UNSET  # null: end at the last stop
 
 
 class Vehicle(msgspec.Struct):
@@ -74,6 +84,7 @@ class Vehicle(msgspec.Struct):
     skills: list[str] = msgspec.field(default_factory=list)
     status: Status = "available"
     shift: Shift | None = None
+    depot: Depot | None = None
 
     def shift_left(self, now: dt.datetime, zone: ZoneInfo) -> float | None:
         """Seconds left of the shift in progress at ``now`` (infinite without working hours);
@@ -92,6 +103,7 @@ class VehicleCreated(msgspec.Struct):
     skills: list[str]
     status: Status
     shift: Shift | None
+    depot: Depot | None
     token: str  # shown once: only its hash is stored
 
 
@@ -123,6 +135,7 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         skills=data.skills,
         status=data.status,
         shift=data.shift,
+        depot=data.depot,
     )
     if not await redis.hsetnx(keys.VEHICLES, vehicle_id, msgspec.json.encode(record)):
         raise Conflict(f"vehicle {vehicle_id} exists already", details={"field": "id"})
@@ -142,6 +155,7 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         skills=record.skills,
         status=record.status,
         shift=record.shift,
+        depot=record.depot,
         token=token,
     )
 

@@ -81,16 +81,26 @@ class RouteStop(msgspec.Struct):
     late_s: int = 0
 
 
+class RouteEnd(msgspec.Struct):
+    """Where the route ends (the vehicle's depot) and when the vehicle is expected back."""
+
+    lat: float
+    lon: float
+    eta: int  # Unix ms
+
+
 class Route(msgspec.Struct, tag="route", tag_field="type"):
     """The vehicle's current route; ``version`` grows by one with every change of its stops.
     ``geometry``: the road path from where the vehicle was when it was planned through every
-    stop, a Google encoded polyline (precision 6)."""
+    stop (and back to its depot), a Google encoded polyline (precision 6). ``end``: the
+    vehicle's depot and when it is back there, for a vehicle with one."""
 
     vehicle_id: str
     version: int
     planned_at: int  # Unix ms
     stops: list[RouteStop]
     geometry: str = ""
+    end: RouteEnd | None = None
 
 
 class Error(msgspec.Struct, tag="error", tag_field="type"):

@@ -75,6 +75,7 @@ class ConsoleDataController(Controller):
                     "capacity": record.capacity,
                     "skills": record.skills,
                     "shift": msgspec.to_builtins(record.shift),
+                    "depot": msgspec.to_builtins(record.depot),
                     "connection": status.get(record.id.encode(), b"unknown").decode(),
                     "position": None
                     if p is None
@@ -188,6 +189,8 @@ class ConsoleDataController(Controller):
         found = await positions(redis, [vehicle_id])
         points = [(found[0].lat, found[0].lon)] if found else []
         points += [(s["lat"], s["lon"]) for s in route["stops"]]
+        if route.get("end"):  # back to its depot
+            points.append((route["end"]["lat"], route["end"]["lon"]))
         roads = cast("Roads | None", state.get("roads"))
         geometry = (
             [

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import AUTH
+from tests.conftest import AUTH, scaled
 from tests.web.conftest import DESKTOP, PHONE, open_console, order_body, wait_for
 
 START = (42.5078, 1.5211)  # Andorra la Vella
@@ -28,7 +28,10 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     fleet_server: Callable[..., str], new_page: Callable[..., Any], artifacts: Path
 ) -> None:
     base = fleet_server()
-    vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "phone-van"}).json()
+    depot = {"lat": 42.5110, "lon": 1.5290}  # the van's routes end there
+    vehicle = httpx.post(
+        f"{base}/vehicles", headers=AUTH, json={"id": "phone-van", "depot": depot}
+    ).json()
     console = open_console(new_page, base)
     phone = new_page(
         viewport=PHONE,
@@ -55,6 +58,9 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
     httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
     phone.wait_for_selector(f"text=Deliver {order['id']}")
     assert "ETA" in phone.inner_text("#next-sub")
+    assert "Back at the depot" in phone.inner_text("#route-end")  # the last line of the route
+    console.locator("#vehicle-list [data-vehicle='phone-van']").click()
+    assert "Back at its depot" in console.inner_text("#detail-route-end", timeout=scaled(10_000))
     phone.wait_for_timeout(500)
     phone.screenshot(path=artifacts / "driver-phone.png")
     phone.click("#actions [data-event=delivered]")
@@ -66,6 +72,7 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
         "the delivery to be recorded",
     )
     phone.wait_for_selector("text=No stops left")
+    assert "Back to the depot" in phone.inner_text("#next-sub")
     kpis = httpx.get(f"{base}/web/kpis", headers=AUTH).json()
     assert kpis["delivered"] == 1
     assert kpis["error_rate"]["attempts"] == 1

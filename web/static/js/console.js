@@ -223,7 +223,11 @@ function onEvent(ev) {
     }
     case "eta": {
       const f = state.fleet.get(ev.vehicle_id);
-      if (f && f.route) { f.route.stops = ev.stops; f.route.late_risk = ev.late_risk; }
+      if (f && f.route) {
+        f.route.stops = ev.stops;
+        f.route.late_risk = ev.late_risk;
+        if ("end" in ev) f.route.end = ev.end; // back at its depot by then
+      }
       debounce("orders-render", renderOrders, 500);
       if (state.selected === ev.vehicle_id) renderDetail();
       break;
@@ -690,6 +694,10 @@ function renderDetail() {
             el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
         }))
       : el("div", { class: "empty" }, "No stops planned."),
+    f.route && f.route.end
+      ? el("div", { class: "row muted", id: "detail-route-end", style: "font-size:12.5px" },
+          `Back at its depot ${clock(f.route.end.eta)} · ${inMinutes(f.route.end.eta)}`)
+      : null,
     todaySection(id),
   ]);
 }

@@ -170,6 +170,7 @@ function renderRoute() {
   $("#vehicle-name").textContent = d.route ? d.route.vehicle_id : "Driver";
   const stops = remaining();
   const next = stops[0];
+  const end = d.route && d.route.end; // the depot the route ends at, and when the van is back
   for (const b of $$("#actions button")) b.disabled = !next;
   if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
   if (next) {
@@ -177,13 +178,19 @@ function renderRoute() {
     $("#next-sub").textContent = `ETA ${clock(next.eta)} · ${inMinutes(next.eta)}${next.late_risk || next.late_s > 0 ? " · running late" : ""}`;
   } else {
     $("#next-title").textContent = "No stops left";
-    $("#next-sub").textContent = d.route ? "All done for now. New stops appear here by themselves." : "Waiting for the dispatcher to plan your route.";
+    $("#next-sub").textContent = !d.route ? "Waiting for the dispatcher to plan your route."
+      : end ? `Back to the depot, there at ${clock(end.eta)}. New stops appear here by themselves.`
+      : "All done for now. New stops appear here by themselves.";
   }
   $("#stops").replaceChildren(...stops.map((s, i) =>
     el("li", { class: `stop ${s.kind}${s.late_risk || s.late_s > 0 ? " late" : ""}` },
       el("span", { class: "n" }, String(i + 1)),
       el("div", {}, el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} ${s.order_id}`)),
-      el("div", { class: "eta" }, clock(s.eta)))));
+      el("div", { class: "eta" }, clock(s.eta)))),
+    ...(end ? [el("li", { class: "stop depot", id: "route-end" },
+      el("span", { class: "n" }, "⌂"),
+      el("div", {}, el("div", { style: "font-weight:600" }, "Back at the depot")),
+      el("div", { class: "eta" }, clock(end.eta)))] : []));
   stopLayer.clearLayers();
   const line = [];
   if (d.me) line.push([d.me.lat, d.me.lon]);
@@ -191,6 +198,10 @@ function renderRoute() {
     line.push([s.lat, s.lon]);
     L.marker([s.lat, s.lon], { icon: divIcon(`<div class="stop-pin ${s.kind}">${i + 1}</div>`, "", [22, 22]), keyboard: false }).addTo(stopLayer);
   });
+  if (end) {
+    line.push([end.lat, end.lon]);
+    L.marker([end.lat, end.lon], { icon: divIcon('<div class="stop-pin depot">⌂</div>', "", [22, 22]), keyboard: false }).addTo(stopLayer);
+  }
   if (line.length > 1) L.polyline(line, { color: "#2563eb", weight: 3, dashArray: "6 6", interactive: false }).addTo(stopLayer);
   const shown = d.route ? `${d.route.version}:${stops.length}` : "";
   if (line.length > 1 && shown !== d.fittedTo) {
