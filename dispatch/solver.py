@@ -433,12 +433,15 @@ def _plan_of(
         ]  # fmt: skip
         served |= {v.task_id for v in visits}
         hops = list(itertools.pairwise(line.seq.tolist()))
+        if vehicle.end is not None:  # and back to where its route ends
+            hops.append((int(line.seq[-1]), vehicle.end))
         distance = (
             sum(int(problem.distances[a, b]) for a, b in hops)
             if problem.distances is not None
             else 0
         )
-        plan_routes.append(Route(vehicle.id, visits, int(line.depart[-1]),
+        back = int(t[line.seq[-1], vehicle.end]) if vehicle.end is not None else 0
+        plan_routes.append(Route(vehicle.id, visits, int(line.depart[-1]) + back,
                                  sum(int(t[a, b]) for a, b in hops), distance))  # fmt: skip
         objective += _route_cost(t, vehicle, route, stops, costs, share)
     skipped = {d.task_id for d in dropped}
@@ -624,16 +627,19 @@ def _reinserted_while_it_pays(
 def _route_cost(
     t: Ints, vehicle: Vehicle, route: list[int], stops: list[Stop], costs: Costs, share: float
 ) -> float:
-    """A route's driving, lateness and work past the even share, as the objective prices them
-    (the soft shift end and distances aside)."""
+    """A route's driving (back to its end location too, when it has one), lateness and work
+    past the even share, as the objective prices them (the soft shift end and distances
+    aside)."""
     if not route:
         return 0.0
     line = _Timeline(t, vehicle, route, stops)
-    driving = line.work - sum(stops[k].service_s for k in route)
+    back = float(t[line.seq[-1], vehicle.end]) if vehicle.end is not None else 0.0
+    work = line.work + back
+    driving = work - sum(stops[k].service_s for k in route)
     return (
         costs.per_second * driving
         + costs.lateness_per_second * float(line.late_now.sum())
-        + costs.balance * max(0.0, line.work - share)
+        + costs.balance * max(0.0, work - share)
     )
 
 

@@ -418,10 +418,14 @@ def test_plan_once_dispatch_puts_new_orders_in_and_moves_nothing_planned() -> No
     assert violations(problem, first) == []
 
 
-def test_a_plan_timed_and_costed_from_its_routes_is_the_models() -> None:
+@pytest.mark.parametrize("back_to", [None, 1])
+def test_a_plan_timed_and_costed_from_its_routes_is_the_models(back_to: int | None) -> None:
     # When OR-Tools has no time left to hand a solution back, the plan is made from the
-    # routes themselves: the same times, ends and cost as the model gives.
+    # routes themselves: the same times, ends and cost as the model gives; with the vans'
+    # routes ending at a depot (location 1), the way back counts in both.
     problem = dataclasses.replace(three_vans_five_orders(), costs=Costs(balance=1))
+    vans = [dataclasses.replace(v, end=back_to) for v in problem.vehicles]
+    problem = dataclasses.replace(problem, vehicles=vans)
     plan = solve(problem, time_limit=LIMIT)
     vans = [v for v in problem.vehicles if v.available]
     stops = _stops(problem)
