@@ -84,7 +84,7 @@ def check_image(content_type: str, data: bytes) -> str:
     >>> check_image("image/png", b"<svg/>")
     Traceback (most recent call last):
     ...
-    server.errors.BadRequest: the body is not a image/png image
+    server.errors.BadRequest: the body's bytes are not image/png
     """
     media = content_type.split(";", 1)[0].strip().lower()
     magic = CONTENT_TYPES.get(media)
@@ -94,7 +94,7 @@ def check_image(content_type: str, data: bytes) -> str:
         )
     webp = media != "image/webp" or data[8:12] == b"WEBP"
     if not data.startswith(magic) or not webp:
-        raise BadRequest(f"the body is not a {media} image", details={"field": "body"})
+        raise BadRequest(f"the body's bytes are not {media}", details={"field": "body"})
     return media
 
 
