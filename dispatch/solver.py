@@ -745,10 +745,11 @@ class _Timeline:
     and leaves each position (0: where it is now), how late each stop is, what it carries.
 
     Gap ``g`` is between positions ``g`` and ``g + 1`` (the last gap: after the last stop,
-    whose way on is free)."""
+    whose way on is free, or, for a vehicle whose route ends somewhere, the way back there)."""
 
     def __init__(self, t: Ints, vehicle: Vehicle, route: list[int], stops: list[Stop]) -> None:
         self.t, self.stops = t, stops
+        self.end = vehicle.end
         self.seq = seq = np.array(
             [vehicle.start] + [stops[k].location for k in route], dtype=np.int64
         )
@@ -820,6 +821,8 @@ class _Timeline:
         """Added driving for a stop at ``x`` in each gap."""
         t, seq, nxt = self.t, self.seq, self.nxt
         extra: Ints = t[seq, x] + np.where(self.inner, t[x, nxt] - t[seq, nxt], 0)
+        if self.end is not None:  # put last, the way back starts from it
+            extra[-1] += t[x, self.end] - t[seq[-1], self.end]
         return extra
 
     def unbalance(self, added: Floats, costs: Costs, share: float) -> Floats:
@@ -890,6 +893,8 @@ class _Timeline:
         same_knock = self.knock_on(rows, self.onward(rows, same_leave, d))
         inner, nxt = self.inner[rows], self.nxt[rows]
         same = t[seq[rows], p] + t[p, d] + np.where(inner, t[d, nxt] - t[seq[rows], nxt], 0)
+        if self.end is not None:  # both put last: the way back starts from the drop-off
+            same = same + np.where(rows == self.n - 1, t[d, self.end] - t[seq[-1], self.end], 0)
         total[np.arange(len(rows)), rows] = costs.per_second * same + (
             costs.lateness_per_second * (p_late[rows] + same_late + same_knock)
         )

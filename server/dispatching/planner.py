@@ -17,8 +17,7 @@ no planned stop ever changes vehicle or order, and there are no improvement roun
 A vehicle with a ``depot`` ends its routes there: the way back is planned, drawn and timed
 (the route's ``end``), and the end of its shift is when it must be back. Simplifications: an
 order without a pickup is taken to leave with the vehicle (no trip to the depot to load it is
-planned); vehicles without a live position are not planned; our cheapest insertion (the warm
-start) prices a stop put last without the way back, which OR-Tools' search then counts.
+planned); vehicles without a live position are not planned.
 """
 
 from __future__ import annotations

@@ -492,3 +492,25 @@ def test_the_plan_drivers_follow_is_costed_as_it_stands() -> None:
     assert with_new.reference_objective >= plan.objective + drop
     assert with_new.initial_objective < plan.objective + drop
     assert with_new.objective <= with_new.initial_objective
+
+
+@pytest.mark.parametrize("with_pickup", [False, True])
+def test_insertion_counts_the_way_back_to_a_vans_depot(with_pickup: bool) -> None:
+    """Van A must end at its depot (0) and is at its stop 1, 50 s from the new stop 2 but 200 s
+    from 2 back to the depot (100 s from 1); van B, at 3, ends anywhere, 100 s from 2. Put last
+    on A the stop costs 50 + 200 - 100 = 150 s: B's 100 s is cheaper."""
+    times = np.array(
+        [[0, 100, 200, 300],
+         [100, 0, 50, 300],
+         [200, 50, 0, 100],
+         [300, 300, 100, 0]], dtype=np.int64,
+    )  # fmt: skip
+    vans = [Vehicle(id="A", start=1, end=0, capacity=(10,)),
+            Vehicle(id="B", start=3, capacity=(10,))]  # fmt: skip
+    new = Task(id="t2", pickup=2 if with_pickup else None, dropoff=2, size=(1,))
+    problem = Problem(times=times, vehicles=vans, tasks=[new])
+    plan = extend(problem, Plan([Route("A", [], 0, 0, 0), Route("B", [], 0, 0, 0)]))
+    assert plan.vehicle_of("t2") == "B"
+    without_depot = dataclasses.replace(problem, vehicles=[dataclasses.replace(vans[0], end=None),
+                                                           vans[1]])  # fmt: skip
+    assert extend(without_depot, None).vehicle_of("t2") == "A", "50 s: A, had it no depot"
