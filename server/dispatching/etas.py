@@ -284,7 +284,10 @@ class EtaRefresher:
             k = len(ahead)
             leg = float(legs[k, k + 1])
             back = clock + (leg * float(factor[k, k + 1]) if np.isfinite(leg) else 0.0)
-            moved = moved or abs(back * 1000 - end["eta"]) > self.threshold_s * 1000
+            # Home with nothing to do, its time back is now: not news each pass.
+            home = not ahead and haversine_m(position.lat, position.lon, end["lat"],
+                                             end["lon"]) <= AT_STOP_M  # fmt: skip
+            moved = moved or (not home and abs(back * 1000 - end["eta"]) > self.threshold_s * 1000)
             end["eta"] = int(back * 1000)
         if not moved and not done:
             return None

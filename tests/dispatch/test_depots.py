@@ -3,6 +3,7 @@ time it is back current — over a real server, Redis and driver socket on Andor
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,7 @@ async def test_a_van_with_a_depot_plans_its_way_back_and_keeps_it_current(
     assert patched.json()["depot"] == depot
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         lat, lon = VANS["van-1"]
-        ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
+        ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000) - 600_000}
         await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
         order_id = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[0])).json()[
             "order"
@@ -84,6 +85,17 @@ async def test_a_van_with_a_depot_plans_its_way_back_and_keeps_it_current(
         assert back["end"]["eta"] == pytest.approx(
             (later + from_here) * 1000, abs=max(30_000, 0.2 * from_here * 1000)
         )
+        # Home with nothing to do: its time back is now, which is not news at every pass.
+        async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+            ping = {"lat": end["lat"], "lon": end["lon"], "ts": int(time.time() * 1000)}
+            await driver.send(json.dumps({"type": "pings", "seq": 2, "pings": [ping]}))
+            while (frame := json.loads(await driver.recv()))["type"] != "ack":
+                pass  # the route it is sent on connecting
+            assert frame["accepted"] == 1, frame
+        for hours in (1.5, 2.5):
+            at = time.time() + hours * 3600
+            refresher = EtaRefresher(client, orders, andorra, clock=lambda at=at: at)
+            assert await refresher.refresh() == []
     finally:
         await client.aclose()
     # Without a depot the route ends at its last stop again.
