@@ -164,6 +164,7 @@ class Planner:
         self._wake = asyncio.Event()
         self._pool: ProcessPoolExecutor | None = None
         self._previous: Plan | None = None  # the plan the drivers follow
+        self._ends: dict[str, tuple[float, float] | None] = {}  # the depots the routes end at
         self._candidate: Plan | None = None  # the best plan found since: the next warm start
         # The last candidate under each set of traffic events in force: when a jam ends, the
         # plan made before it began is often a better warm start than the jam's own.
@@ -399,9 +400,13 @@ class Planner:
             while len(self._by_traffic) > TRAFFIC_STATES:
                 del self._by_traffic[next(iter(self._by_traffic))]
         waiting = {o.id for o in open_orders if o.status == "received"}
-        if plan is None or not self._better(
+        # A depot set, moved or removed changes where routes end: the plan is taken whatever
+        # its cost, so the stored routes say so.
+        ends_now = {v.id: (v.depot.lat, v.depot.lon) if v.depot else None for v in fleet}
+        new_ends = any(self._ends.get(v) != end for v, end in ends_now.items())
+        if plan is None or not (new_ends or self._better(
             plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins
-        ):
+        )):  # fmt: skip
             if not idle:
                 ahead = {(t.id, "dropoff") for t in tasks}
                 ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
@@ -422,6 +427,7 @@ class Planner:
         changed = await self._store(
             plan, snapped, now, {v.id: v.start for v in vehicles}, ends, depot_at
         )
+        self._ends.update(ends_now)
         planned = {route.vehicle_id for route in plan.routes}
         changed += await self._empty_routes([v.id for v in registered if v.id not in planned], now)
         done("store")
@@ -642,27 +648,30 @@ class Planner:
                 (s.order_id, s.kind) for s in stops
             ]
             version = (old["version"] if old else 0) + (0 if same else 1)
-            geometry = old.get("geometry", "") if same and old else ""
             depot = depots.get(route.vehicle_id)
             end = None if depot is None else RouteEnd(
                 lat=snapped[depot][0], lon=snapped[depot][1], eta=int((now + route.end_s) * 1000)
             )  # fmt: skip
-            drafts.append((route.vehicle_id, stops, same, version, geometry, end))
+            was = (old or {}).get("end")
+            new_end = (was and (was["lat"], was["lon"])) != (end and (end.lat, end.lon))
+            # (a depot set, moved or removed: the path to draw and the news to send change)
+            geometry = old.get("geometry", "") if same and old and not new_end else ""
+            drafts.append((route.vehicle_id, stops, same, new_end, version, geometry, end))
         drawn = await self._draw_all([
             (geometry, snapped[starts[vehicle_id]],
              [(s.lat, s.lon) for s in stops] + ([(end.lat, end.lon)] if end else []))
-            for vehicle_id, stops, _, _, geometry, end in drafts
+            for vehicle_id, stops, _, _, _, geometry, end in drafts
         ])  # fmt: skip
         changed = []
         async with self.redis.pipeline(transaction=True) as pipe:
-            for (vehicle_id, stops, same, version, _, end), (geometry, redraw) in zip(
+            for (vehicle_id, stops, same, new_end, version, _, end), (geometry, redraw) in zip(
                 drafts, drawn, strict=True
             ):
                 document = msgspec.to_builtins(
                     Route(vehicle_id, version, int(now * 1000), stops, geometry, end)
                 )
                 pipe.set(keys.route(vehicle_id), json.dumps(document))
-                if not same or redraw:
+                if not same or new_end or redraw:
                     queue_event(pipe, document)
                 if not same:
                     changed.append(vehicle_id)

@@ -60,7 +60,8 @@ class VehiclesController(Controller):
         changed = await update_vehicle(redis, vehicle_id, data)
         async with redis.pipeline(transaction=False) as pipe:
             event = {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status,
-                     "shift": msgspec.to_builtins(changed.shift)}  # fmt: skip
+                     "shift": msgspec.to_builtins(changed.shift),
+                     "depot": msgspec.to_builtins(changed.depot)}  # fmt: skip
             queue_event(pipe, event)
             await pipe.execute()
         return changed

@@ -101,6 +101,8 @@ async def test_a_van_with_a_depot_plans_its_way_back_and_keeps_it_current(
     # Without a depot the route ends at its last stop again.
     cleared = httpx.patch(f"{base}/vehicles/van-1", headers=AUTH, json={"depot": None})
     assert cleared.json()["depot"] is None
+    httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()  # nothing else new
+    assert httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()["end"] is None
     httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[1])).raise_for_status()
     httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
     route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()

@@ -13,7 +13,8 @@ const state = {
   alerts: [],
   traffic: [],
   selected: null,
-  mode: null, // "order" | "traffic" | null
+  mode: null, // "order" | "traffic" | "depot" | null
+  depotFor: null, // in "depot" mode: the vehicle whose depot the next map click sets
   draft: [],
   density: false,
   socket: null,
@@ -69,7 +70,7 @@ const call = (path, opts = {}) =>
   });
 
 // ---------- map ----------
-let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, dayStopsLayer, ordersRenderer;
+let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, dayStopsLayer, depotLayer, ordersRenderer;
 
 function colourOf(v) {
   const f = state.fleet.get(v.id);
@@ -107,10 +108,12 @@ async function start() {
   orderLayer = L.layerGroup().addTo(map);
   draftLayer = L.layerGroup().addTo(map);
   dayStopsLayer = L.layerGroup().addTo(map);
+  depotLayer = L.layerGroup().addTo(map);
   vehicles = new VehicleLayer({ colourOf }).addTo(map);
   state.map = map;
   state.layer = vehicles;
   state.dayStopsLayer = dayStopsLayer;
+  state.depotLayer = depotLayer;
   map.on("click", onMapClick);
   map.on("moveend", () => {
     clearTimeout(state.viewportTimer);
@@ -252,6 +255,7 @@ function onEvent(ev) {
       if (f) {
         f.status = ev.status;
         if ("shift" in ev) f.shift = ev.shift; // working hours: {start, end} or null
+        if ("depot" in ev) f.depot = ev.depot; // where its routes end: {lat, lon} or null
       }
       vehicles.schedule();
       debounce("vehicles", renderVehicles, 300);
@@ -577,6 +581,49 @@ async function setVehicleShift(id, shift) {
   }
 }
 
+// ---------- depot ----------
+// Where the vehicle's routes end (the planner plans the way back); without one, at the last stop.
+// "Set on map" puts the map in "depot" mode: its next click sets the depot (Esc stops).
+const depotText = (d) => (d ? `${d.lat.toFixed(5)}, ${d.lon.toFixed(5)}` : "none — routes end at the last stop");
+let depotShown = ""; // what depotLayer shows: "id@lat,lon", or "" for nothing
+
+function pickDepot(id) {
+  state.depotFor = id;
+  setMode("depot"); // a second click on "Set on map" stops, as the tools do
+}
+
+function placeDepot(latlng) {
+  const id = state.depotFor;
+  setMode("depot");
+  setVehicleDepot(id, { lat: latlng.lat, lon: latlng.lng });
+}
+
+async function setVehicleDepot(id, depot) {
+  try {
+    const changed = await call(`/vehicles/${encodeURIComponent(id)}`, { method: "PATCH", body: { depot } });
+    const f = state.fleet.get(id);
+    if (f) { f.depot = changed.depot || null; f.status = changed.status; }
+    renderVehicles();
+    if (state.selected === id) renderDetail();
+    toast(changed.depot
+      ? `The routes of ${escapeHtml(id)} end at its depot now (${depotText(changed.depot)}); the planner re-plans its orders.`
+      : `${escapeHtml(id)} has no depot now: its routes end at the last stop.`);
+  } catch (err) {
+    toast(`Could not change the depot of ${escapeHtml(id)}: ${escapeHtml(err.message)}`, { bad: true });
+  }
+}
+
+/** The selected vehicle's depot on the map (`f` null: none), redrawn only when it changes: the
+ * detail re-renders on every ping. */
+function drawDepot(f) {
+  const d = f ? f.depot : null;
+  const key = d ? `${f.id}@${d.lat},${d.lon}` : "";
+  if (key === depotShown) return;
+  depotShown = key;
+  depotLayer.clearLayers();
+  if (d) L.marker([d.lat, d.lon], { icon: divIcon('<div class="stop-pin depot">⌂</div>', "", [22, 22]), interactive: false, keyboard: false }).addTo(depotLayer);
+}
+
 $("#tool-replan").addEventListener("click", async () => {
   const btn = $("#tool-replan");
   btn.disabled = true;
@@ -595,6 +642,7 @@ $("#tool-replan").addEventListener("click", async () => {
 async function selectVehicle(id, { pan = true, show = true } = {}) {
   if (state.driverLink && state.driverLink.id !== id) state.driverLink = null;
   if (state.hoursForm && state.hoursForm.id !== id) state.hoursForm = null;
+  if (state.depotFor && state.depotFor !== id) setMode("depot"); // the pick was for another vehicle
   releaseOrder();
   if (!state.report || state.report.id !== id) openReport(id);
   state.selected = id;
@@ -652,6 +700,7 @@ function renderDetail() {
   const [cls, label] = KIND_LABEL[kindOf(f)] || ["idle", "—"];
   const now = serverNow();
   const hoursForm = state.hoursForm && state.hoursForm.id === id ? state.hoursForm.node : null;
+  const picking = state.mode === "depot" && state.depotFor === id;
   // The hours are on the fleet's clock; the other times here on the browser's: named if they differ.
   const otherClock = f.shift && offsetAt(now, state.zone) !== -new Date(now).getTimezoneOffset() * 60_000;
   fillDetail(pane, hoursForm, [
@@ -670,7 +719,11 @@ function renderDetail() {
       el("dt", {}, "Working hours"), el("dd", { class: "hours" },
         el("span", { id: "detail-hours" }, hoursText(f.shift, now)),
         otherClock ? el("span", { class: "faint", id: "detail-hours-zone" }, `(${state.zone})`) : null,
-        hoursForm ? null : el("button", { class: "btn small", id: "hours-edit", title: "Set its daily working hours", onclick: () => openHoursForm(id) }, "Edit"))),
+        hoursForm ? null : el("button", { class: "btn small", id: "hours-edit", title: "Set its daily working hours", onclick: () => openHoursForm(id) }, "Edit")),
+      el("dt", {}, "Depot"), el("dd", { class: "depot" },
+        el("span", { id: "detail-depot", class: f.depot ? "mono" : "" }, depotText(f.depot)),
+        el("button", { class: "btn small" + (picking ? " active" : ""), id: "depot-pick", title: picking ? "Stop (Esc)" : "Click the map where its routes end", onclick: () => pickDepot(id) }, picking ? "Click the map…" : "Set on map"),
+        f.depot ? el("button", { class: "btn small", id: "depot-remove", title: "Its routes end at the last stop", onclick: () => setVehicleDepot(id, null) }, "Remove") : null)),
     hoursForm,
     el("div", { class: "row" },
       el("button", { class: "btn small", onclick: () => setVehicleStatus(id, f.status !== "available" ? "available" : "maintenance") }, f.status !== "available" ? "Set available" : "Set maintenance"),
@@ -700,6 +753,7 @@ function renderDetail() {
       : null,
     todaySection(id),
   ]);
+  drawDepot(f);
 }
 
 /** The vehicle detail's content replaced by `parts`, except `keep` (the open hours form), which
@@ -726,6 +780,8 @@ function closeDetail() {
   state.selected = null;
   state.driverLink = null; // it holds a token: shown once, not kept around
   state.hoursForm = null;
+  if (state.mode === "depot") setMode("depot");
+  drawDepot(null);
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
@@ -927,6 +983,8 @@ function openOrder(id) {
   state.selected = null; // one detail at a time
   state.driverLink = null;
   state.hoursForm = null;
+  if (state.mode === "depot") setMode("depot");
+  drawDepot(null);
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
@@ -1051,7 +1109,9 @@ async function cancelOrder(id) {
 
 // ---------- tools: new order, traffic drawing, density ----------
 function setMode(mode) {
+  const wasDepot = state.mode === "depot";
   state.mode = state.mode === mode ? null : mode;
+  if (state.mode !== "depot") state.depotFor = null;
   $("#tool-order").classList.toggle("active", state.mode === "order");
   $("#tool-traffic").classList.toggle("active", state.mode === "traffic");
   map.getContainer().style.cursor = state.mode ? "crosshair" : "";
@@ -1065,9 +1125,12 @@ function setMode(mode) {
     hint.innerHTML = 'Click the corners of the area. <button class="btn small" id="draw-finish">Finish</button> <button class="btn small" id="draw-cancel">Cancel</button>';
     $("#draw-finish").onclick = (e) => { e.stopPropagation(); finishDraft(); };
     $("#draw-cancel").onclick = (e) => { e.stopPropagation(); discardDraft(); };
+  } else if (state.mode === "depot") {
+    hint.innerHTML = `Click the map where the routes of <b>${escapeHtml(state.depotFor)}</b> end. <b>Esc</b> to stop.`;
   }
   if (state.mode !== "traffic") map.doubleClickZoom.enable();
   hint.classList.toggle("hidden", !state.mode);
+  if (wasDepot !== (state.mode === "depot") && state.selected) renderDetail(); // its "Set on map"
 }
 $("#tool-order").addEventListener("click", () => setMode("order"));
 $("#tool-traffic").addEventListener("click", () => setMode("traffic"));
@@ -1075,6 +1138,7 @@ document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("#proof-
 document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.mode) { if (state.mode === "traffic") discardDraft(); else setMode(state.mode); } });
 
 function onMapClick(e) {
+  if (state.mode === "depot") return placeDepot(e.latlng);
   if (state.mode === "order") return openOrderForm(e.latlng);
   if (state.mode === "traffic") {
     state.draft.push(e.latlng);
