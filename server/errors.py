@@ -7,6 +7,7 @@ Exception tree of the server package::
     └── ApiError                    a request cannot be served; carries status and code
         ├── NotFound                404 not_found
         ├── BadRequest              400 bad_request (and 422 validation_failed)
+        ├── Conflict                409 conflict
         └── ServiceUnavailable      503 not_ready
 
 A Redis connection that fails or times out (redis-py's ``ConnectionError``/``TimeoutError``, which
@@ -61,6 +62,10 @@ class BadRequest(ApiError):
 
 class NotFound(ApiError):
     status, code = 404, "not_found"
+
+
+class Conflict(ApiError):
+    status, code = 409, "conflict"
 
 
 class ServiceUnavailable(ApiError):

@@ -53,10 +53,11 @@ from geo.roads import Roads
 from server import clock as server_clock
 from server import keys
 from server.dispatching.etas import OFF_ROUTE_M
+from server.errors import Conflict
 from server.events import queue_event
 from server.lease import Lease
 from server.orders.model import Order, Window
-from server.orders.store import Conflict, OrderStore
+from server.orders.store import OrderStore
 from server.tracking.queries import positions
 from server.tracking.vehicles import all_vehicles
 from server.tracking.wire import Route, RouteEnd, RouteStop

@@ -25,10 +25,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from server import clock, keys
-from server.errors import ApiError, BadRequest, NotFound
+from server.errors import ApiError, BadRequest, Conflict, NotFound
 from server.events import queue_event
 from server.orders.crypto import Sealer
-from server.orders.store import Conflict
 
 ProofKind = Literal["photo", "signature"]
 KINDS: tuple[ProofKind, ...] = ("photo", "signature")

@@ -19,7 +19,7 @@ from redis.exceptions import WatchError
 from server import clock, keys
 from server.auth import token_hash
 from server.bulk import hmget_each
-from server.errors import ApiError, NotFound
+from server.errors import Conflict, NotFound
 from server.events import queue_event
 from server.orders.crypto import Sealer
 from server.orders.lifecycle import OPEN, TransitionError, check_transition, steps_to
@@ -38,10 +38,6 @@ from server.orders.outcomes import OUTCOMES, count_attempt
 IDEMPOTENCY_TTL_S = 24 * 3600
 SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
 SCAN_PAGE = 1000  # order ids looked at per round trip when a status holds more
-
-
-class Conflict(ApiError):
-    status, code = 409, "conflict"
 
 
 def _ms(when: dt.datetime) -> int:

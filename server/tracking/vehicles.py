@@ -20,15 +20,11 @@ from dispatch.shifts import on_shift, parse_clock
 from server import keys
 from server.auth import token_hash
 from server.bulk import hmget_each
-from server.errors import ApiError, BadRequest, NotFound
+from server.errors import BadRequest, Conflict, NotFound
 from server.events import queue_event
 from server.orders.lifecycle import OPEN
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class Conflict(ApiError):
-    status, code = 409, "conflict"
 
 
 Status = Literal["available", "maintenance", "off_shift", "broken_down"]
