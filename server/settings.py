@@ -16,8 +16,10 @@ import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlparse
+
+from server.tracking.wire import FailureReason
 
 PREFIX = "FLEET_"
 
@@ -121,6 +123,17 @@ def _parse_zone(raw: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValueError("must be an IANA time zone such as Europe/Helsinki or UTC") from None
     return name
+
+
+def _parse_reasons(raw: str) -> frozenset[str]:
+    known = get_args(FailureReason)
+    reasons = {r.strip().lower() for r in raw.split(",") if r.strip()}
+    if unknown := sorted(reasons - set(known)):
+        raise ValueError(
+            f"names {', '.join(unknown)}: a comma-separated list of {', '.join(known)}"
+            " (or empty) is allowed"
+        )
+    return frozenset(reasons)
 
 
 def _meta(parse: Callable[[str], Any], doc: str) -> dict[str, Any]:
@@ -274,7 +287,24 @@ class Settings:
     failed_policy: str = field(
         default="retry",
         metadata=_meta(
-            _parse_choice("retry", "return"), "after a failed delivery: retry or return"
+            _parse_choice("retry", "return"),
+            "after a failed delivery: retry (back to the planner) or return (to the sender)",
+        ),
+    )
+    max_attempts: int = field(
+        default=3,
+        metadata=_meta(
+            _parse_int(0, 100),
+            "drop-off attempts an order gets: the last one failed, it goes back to the sender "
+            "(0: no limit)",
+        ),
+    )
+    return_on: frozenset[str] = field(
+        default=frozenset({"refused"}),
+        metadata=_meta(
+            _parse_reasons,
+            "failure reasons after which the parcel goes back to the sender at once, not to "
+            "another attempt (comma-separated; empty: none)",
         ),
     )
     eta_refresh_s: float = field(

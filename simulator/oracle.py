@@ -86,7 +86,7 @@ class Yardstick:
             order = orders.get(order_id)
             if order is None:
                 return None
-            goal = order.pickup if kind == "pickup" else order.dropoff
+            goal = order.dropoff if kind == "dropoff" else order.pickup  # (a return: the shop)
             if (order_id, kind) in started:
                 position = goal
                 continue
@@ -111,7 +111,7 @@ class Yardstick:
 
     def _service(self, kind: str) -> float:
         sc = self.scenario
-        return sc.pickup_service_s if kind == "pickup" else sc.dropoff_service_s
+        return sc.dropoff_service_s if kind == "dropoff" else sc.pickup_service_s
 
     def _navigate(self, t_s: float) -> None:
         """Give the roads the incidents reported and not yet over at ``t_s``, as the vans' maps

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from simulator.oracle import Replayed
 
 HORIZONS_S = (300, 900, 1800)
-OPEN = ("processed", "departed", "picked_up", "arrived")
+OPEN = ("processed", "departed", "picked_up", "arrived", "returning")
 
 
 def _percentile(values: list[float], q: float) -> float | None:

@@ -145,12 +145,12 @@ class SimVehicle:
     def _arrive(self, stop: dict[str, Any], t: float) -> None:
         order = self.orders.get(stop["order_id"])
         kind = stop["kind"]
-        if kind == "pickup":
-            start, service = t, self.scenario.pickup_service_s
-        else:
+        if kind == "dropoff":
             opens = order.window_start_s if order else t
             start, service = max(t, opens), self.scenario.dropoff_service_s
             self._event(stop["order_id"], "arrived")
+        else:  # a pickup, or a refused parcel handed back at the shop
+            start, service = t, self.scenario.pickup_service_s
         self.serving = (stop["order_id"], kind)
         self.serve_until = start + service
         self.records.append(StopRecord(stop["order_id"], kind, self.plan.id, t, start, outcome=""))
@@ -163,6 +163,9 @@ class SimVehicle:
         if kind == "pickup":
             outcome = "picked_up"
             self._event(order_id, "picked_up")
+        elif kind == "return":
+            outcome = "returned"
+            self._event(order_id, "returned")
         elif order is not None and order.failure is not None and order_id not in self.failed_once:
             outcome = "failed"
             self._event(order_id, "failed", reason=order.failure)

@@ -222,8 +222,10 @@ class EtaRefresher:
         ahead = []
         for stop in route["stops"]:
             order = await self.orders.get(stop["order_id"])
-            done = order.status in FINAL or (
-                stop["kind"] == "pickup" and order.status in ("picked_up", "arrived")
+            done = (
+                order.status in FINAL
+                or (stop["kind"] == "pickup" and order.status in ("picked_up", "arrived"))
+                or (stop["kind"] == "dropoff" and order.status == "returning")  # failed there
             )
             if not done:
                 ahead.append((stop, order))
@@ -267,7 +269,8 @@ class EtaRefresher:
         for i, (stop, order) in enumerate(ahead):
             leg = 0.0 if i == 0 and at_stop <= AT_STOP_M else float(legs[i, i + 1])
             clock += leg * float(factor[i, i + 1]) if np.isfinite(leg) else 0.0
-            window = order.window if stop["kind"] == "dropoff" else order.pickup_window
+            # (a parcel taken back to the sender has no window: nobody waits for it)
+            window = {"dropoff": order.window, "pickup": order.pickup_window}.get(stop["kind"])
             opens = window.start.timestamp() if window is not None else now
             eta = max(clock, opens, now)
             if abs(eta * 1000 - stop["eta"]) > self.threshold_s * 1000:

@@ -59,13 +59,13 @@ from server.lease import Lease
 from server.orders.model import Order, Window
 from server.orders.store import OrderStore
 from server.tracking.queries import positions
-from server.tracking.vehicles import all_vehicles
+from server.tracking.vehicles import Depot, all_vehicles
 from server.tracking.wire import Route, RouteEnd, RouteStop
 
 log = logging.getLogger("fleet.planner")
 PLANNABLE = ("received", "processed", "departed")
 TRAFFIC_STATES = 8  # candidates remembered by the set of traffic events in force
-ON_BOARD = ("picked_up", "arrived")
+ON_BOARD = ("picked_up", "arrived", "returning")  # on a van: only that van can drop them off
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +102,15 @@ def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
     if (order.status in ON_BOARD or retried) and order.vehicle_id in where:
         return order.vehicle_id
     return None
+
+
+def _return_place(order: Order, depots: dict[str, Depot | None]) -> tuple[float, float] | None:
+    """Where the parcel of an order going back to the sender is taken: its pickup place, or
+    the depot of the van that has it (for an order loaded there); none without either."""
+    if order.pickup is not None:
+        return (order.pickup.lat, order.pickup.lon)
+    depot = depots.get(order.vehicle_id or "")
+    return (depot.lat, depot.lon) if depot is not None else None
 
 
 def _window(now: float, window: Window | None, horizon: int) -> tuple[int, int]:
@@ -166,6 +175,7 @@ class Planner:
         self._pool: ProcessPoolExecutor | None = None
         self._previous: Plan | None = None  # the plan the drivers follow
         self._ends: dict[str, tuple[float, float] | None] = {}  # the depots the routes end at
+        self._returns: set[str] = set()  # the orders the routes take back to the sender
         self._candidate: Plan | None = None  # the best plan found since: the next warm start
         # The last candidate under each set of traffic events in force: when a jam ends, the
         # plan made before it began is often a better warm start than the jam's own.
@@ -284,13 +294,18 @@ class Planner:
         where = {v.id: where[v.id] for v in fleet}
         promises = await self._promises(open_orders) if self.promise_slack_s is not None else {}
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
+        # A parcel going back to the sender is dropped off where it came from: the shop, or
+        # the depot of the van that has it (none now: nowhere to plan, it waits on the van).
+        depots = {v.id: v.depot for v in fleet}
+        back_to = {o.id: _return_place(o, depots) for o in open_orders if o.status == "returning"}
+        open_orders = [o for o in open_orders if o.id not in back_to or back_to[o.id] is not None]
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
             if o.pickup is not None and _carried_by(o, where) is None:
                 index[(o.id, "pickup")] = len(places)
                 places.append((o.pickup.lat, o.pickup.lon))
             index[(o.id, "dropoff")] = len(places)
-            places.append((o.dropoff.lat, o.dropoff.lon))
+            places.append(back_to.get(o.id) or (o.dropoff.lat, o.dropoff.lon))
         depot_at: dict[str, int] = {}  # vehicle → where its routes end (its depot), in places
         for record in fleet:
             if record.depot is not None:
@@ -335,8 +350,9 @@ class Planner:
                 pickup=index.get((o.id, "pickup")),
                 dropoff=index[(o.id, "dropoff")],
                 pickup_window=_window(now, o.pickup_window, horizon),
-                dropoff_window=_kept(_window(now, o.window, horizon), promises.get(o.id),
-                                     now, self.promise_slack_s or 0.0),
+                dropoff_window=(0, horizon) if o.id in back_to else _kept(
+                    _window(now, o.window, horizon), promises.get(o.id), now,
+                    self.promise_slack_s or 0.0),
                 pickup_service_s=int(o.pickup_service_s),
                 dropoff_service_s=int(o.service_s),
                 size=tuple(math.ceil(o.size.get(d, 0)) for d in dimensions),
@@ -401,15 +417,17 @@ class Planner:
             while len(self._by_traffic) > TRAFFIC_STATES:
                 del self._by_traffic[next(iter(self._by_traffic))]
         waiting = {o.id for o in open_orders if o.status == "received"}
-        # A depot set, moved or removed changes where routes end: the plan is taken whatever
-        # its cost, so the stored routes say so.
+        # A depot set, moved or removed changes where routes end, and a parcel to take back
+        # changes where its stop is: the plan is taken whatever its cost, so the stored routes
+        # say so.
         ends_now = {v.id: (v.depot.lat, v.depot.lon) if v.depot else None for v in fleet}
         new_ends = any(self._ends.get(v) != end for v, end in ends_now.items())
+        new_ends = new_ends or bool(back_to.keys() - self._returns)
         if plan is None or not (new_ends or self._better(
             plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins
         )):  # fmt: skip
             if not idle:
-                ahead = {(t.id, "dropoff") for t in tasks}
+                ahead = {(t.id, "return" if t.id in back_to else "dropoff") for t in tasks}
                 ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
                 await self._redraw(snapped, {v.id: v.start for v in vehicles}, ahead)
                 done("redraw")
@@ -424,11 +442,15 @@ class Planner:
                 candidate=self._candidate.objective if self._candidate else None,
             )  # fmt: skip
         self._previous = plan
-        ends = {o.id: _window(now, o.window, horizon)[1] for o in open_orders}
+        ends = {
+            o.id: horizon if o.id in back_to else _window(now, o.window, horizon)[1]
+            for o in open_orders
+        }
         changed = await self._store(
-            plan, snapped, now, {v.id: v.start for v in vehicles}, ends, depot_at
+            plan, snapped, now, {v.id: v.start for v in vehicles}, ends, depot_at, set(back_to)
         )
         self._ends.update(ends_now)
+        self._returns = set(back_to)
         planned = {route.vehicle_id for route in plan.routes}
         changed += await self._empty_routes([v.id for v in registered if v.id not in planned], now)
         done("store")
@@ -510,6 +532,8 @@ class Planner:
                     continue  # back with the planner (a failed attempt): promised no more
                 if stop["kind"] == "pickup" and order.status not in PLANNABLE:
                     continue  # picked up already
+                if stop["kind"] == "dropoff" and order.status == "returning":
+                    continue  # failed: the way back is planned afresh
                 if order.id in taken or pins.get(order.id, vehicle_id) != vehicle_id:
                     break
                 if kept and stop["eta"] / 1000 > now + self.freeze_s:
@@ -623,6 +647,7 @@ class Planner:
         starts: dict[str, int],
         ends: dict[str, int],
         depots: dict[str, int],
+        returns: set[str],
     ) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed. The
         road geometry is drawn again then, or when the vehicle has left the one it has (it is
@@ -630,7 +655,8 @@ class Planner:
         ``ends``: each order's window end (seconds from ``now``), against which a drop-off's
         ``late_s`` is told (the plan's own is against the promise when that comes first).
         ``depots``: where the routes of vehicles with a depot end (their way back is drawn and
-        their return time given)."""
+        their return time given). ``returns``: the orders whose drop-off takes the parcel back to
+        the sender (a stop of kind ``return``)."""
         ids = [route.vehicle_id for route in plan.routes]
         if not ids:
             return []
@@ -638,7 +664,8 @@ class Planner:
         drafts = []
         for route, raw in zip(plan.routes, raws, strict=True):
             stops = [
-                RouteStop(order_id=v.task_id, kind=v.kind, lat=snapped[v.location][0],
+                RouteStop(order_id=v.task_id, lat=snapped[v.location][0],
+                          kind="return" if v.task_id in returns and v.kind == "dropoff" else v.kind,
                           lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
                           late_s=v.late_s if v.kind == "pickup"
                           else max(0, v.start_s - ends[v.task_id]))

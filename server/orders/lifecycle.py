@@ -3,13 +3,17 @@
 ::
 
     received → processed (assigned) → departed → picked_up → arrived → delivered
-        │            │                  │          │          └─→ failed → processed (re-planned)
-        └────────────┴──────────────────┴──────────┴─→ cancelled     └─→ returned
+        │            │                  │          │          └─→ failed → received (re-planned)
+        └────────────┴──────────────────┴──────────┴─→ cancelled     └─→ returning → returned
 
 Time-node limits, from the operating rules of the companies that run fleet (all configurable):
 an order is *processed* within 2 h of receipt, *departed* within 3 h of processing, and its total
 lead time (received → delivered) stays under 48 h. (Acknowledgement within 1 h of arrival is met
 by construction: an order is received the moment the API accepts it.)
+
+A failed drop-off goes back to the planner for another attempt, or its parcel goes back to the
+sender (:func:`after_failure`): *returning* while the van carries it back to where it came from
+(the shop, or the van's depot), *returned* once it is there.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 
 STATUSES = (
     "received", "processed", "departed", "picked_up", "arrived",
-    "delivered", "failed", "returned", "cancelled",
+    "delivered", "failed", "returning", "returned", "cancelled",
 )  # fmt: skip
 FINAL = frozenset({"delivered", "returned", "cancelled"})
 OPEN = frozenset(STATUSES) - FINAL
@@ -29,7 +33,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "departed": frozenset({"picked_up", "arrived", "received", "cancelled", "failed"}),
     "picked_up": frozenset({"arrived", "delivered", "failed"}),
     "arrived": frozenset({"delivered", "failed", "picked_up"}),
-    "failed": frozenset({"processed", "received", "returned"}),
+    "failed": frozenset({"processed", "received", "returning", "returned"}),
+    "returning": frozenset({"returned"}),
     "delivered": frozenset(),
     "returned": frozenset(),
     "cancelled": frozenset(),
@@ -58,6 +63,28 @@ class NodeLimits:
     processing_s: float = 2 * 3600.0
     departure_s: float = 3 * 3600.0
     lead_time_s: float = 48 * 3600.0
+
+
+RETRY, RETURN = "received", "returning"
+
+
+def after_failure(
+    reason: str, failures: int, *, policy: str, max_attempts: int, return_on: frozenset[str]
+) -> str:
+    """Where an order goes after its ``failures``-th failed drop-off (this one included):
+    back to the planner (``received``) for another attempt, or back to the sender
+    (``returning``) when the policy says so, the reason is one not worth another trip (a
+    refusal, by default), or it was the last attempt allowed (``max_attempts``; 0: no limit).
+
+    >>> rules = {"policy": "retry", "max_attempts": 3, "return_on": frozenset({"refused"})}
+    >>> after_failure("customer_absent", 1, **rules), after_failure("customer_absent", 3, **rules)
+    ('received', 'returning')
+    >>> after_failure("refused", 1, **rules)
+    'returning'
+    """
+    if policy == "return" or reason in return_on or 0 < max_attempts <= failures:
+        return RETURN
+    return RETRY
 
 
 def breaches(nodes: dict[str, int], now_ms: int, limits: NodeLimits) -> list[str]:

@@ -74,6 +74,7 @@ class Order(msgspec.Struct):
     vehicle_id: str | None
     nodes: dict[str, dt.datetime]  # status → when it was first reached
     created: dt.datetime
+    failures: int = 0  # failed drop-off attempts so far
 
 
 class OrderCreated(msgspec.Struct):

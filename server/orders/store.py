@@ -168,6 +168,8 @@ class OrderStore:
                     pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
                     if target in OUTCOMES:  # a drop-off attempt: what the error rate counts
                         count_attempt(pipe, target, now)
+                    if target == "failed":
+                        pipe.hincrby(key, "failures", 1)
                     self._audit(pipe, order_id, target, current, by, reason, now)
                     event = {"type": "order", "order_id": order_id, "status": target, "by": by}
                     queue_event(pipe, event)
@@ -277,6 +279,7 @@ class OrderStore:
             vehicle_id=raw[b"vehicle_id"].decode() or None,
             nodes=nodes,
             created=_when(int(raw[b"created"])),
+            failures=int(raw.get(b"failures", b"0")),
         )
 
     async def _created_answer(self, order_id: str) -> OrderCreated:

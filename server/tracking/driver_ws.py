@@ -147,9 +147,7 @@ async def serve_driver(channel: Channel, token: str, services: DriverServices) -
             link.routes.put_nowait(current)
         pusher = asyncio.create_task(_push_routes(channel, link.routes))
         try:
-            stops = StopHandler(
-                services.orders, ingestor.redis, vehicle_id, services.settings.failed_policy
-            )
+            stops = StopHandler(services.orders, ingestor.redis, vehicle_id, services.settings)
             await _serve_driver(channel, vehicle_id, services, stops, last, inside, link)
         finally:
             await stop_task(pusher, log)

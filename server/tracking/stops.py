@@ -1,9 +1,12 @@
-"""Stop events from the driver socket: arrived, picked up, delivered, failed (with a reason).
+"""Stop events from the driver socket: arrived, picked up, delivered, failed (with a reason),
+returned (the parcel of a failed delivery handed back where it came from).
 
 Only the vehicle an order is assigned to may report on it. A reported node moves the order
 through the nodes in between (each timestamped and audited). A failure is counted by reason
-(``fleet:stats:failures``) and, by ``FLEET_FAILED_POLICY``, sent back to the planner for a new
-attempt (``retry``: the order returns to ``received``) or returned to the depot (``return``).
+(``fleet:stats:failures``) and goes, by :func:`server.orders.lifecycle.after_failure`, back to
+the planner for another attempt (``received``) or back to the sender (``returning``: the planner
+routes the van that has the parcel to the order's pickup place, or to its depot for an order
+loaded there; with neither, there is no trip to plan and the order is ``returned`` at once).
 """
 
 from __future__ import annotations
@@ -12,18 +15,22 @@ import redis.asyncio as aioredis
 
 from server import keys
 from server.errors import ApiError
+from server.orders.lifecycle import RETURN, after_failure
+from server.orders.model import Order
 from server.orders.store import OrderStore
+from server.settings import Settings
+from server.tracking.vehicles import get_vehicle
 from server.tracking.wire import StopAck, StopEvent, encode, error_frame
 
 
 class StopHandler:
     def __init__(
-        self, orders: OrderStore, redis: aioredis.Redis, vehicle_id: str, failed_policy: str
+        self, orders: OrderStore, redis: aioredis.Redis, vehicle_id: str, settings: Settings
     ) -> None:
         self.orders = orders
         self.redis = redis
         self.vehicle_id = vehicle_id
-        self.failed_policy = failed_policy
+        self.settings = settings
 
     async def handle(self, event: StopEvent) -> bytes:
         """Apply the event; the frame to answer with (``stop_ack`` or ``error``)."""
@@ -47,11 +54,24 @@ class StopHandler:
                 order.id, event.event, by=self.vehicle_id, reason=note
             )
             if event.event == "failed":
-                await self.redis.hincrby(keys.FAILURES, event.reason or "other", 1)
-                follow = "received" if self.failed_policy == "retry" else "returned"
-                order = await self.orders.transition(
-                    order.id, follow, by="policy", reason=f"after {event.reason}"
-                )
+                order = await self._after_failure(order, event.reason or "other")
         except ApiError as exc:
             return error_frame("invalid_transition", exc.message, event.seq)
         return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
+
+    async def _after_failure(self, order: Order, reason: str) -> Order:
+        await self.redis.hincrby(keys.FAILURES, reason, 1)
+        s = self.settings
+        follow = after_failure(
+            reason, order.failures, policy=s.failed_policy, max_attempts=s.max_attempts,
+            return_on=s.return_on,
+        )  # fmt: skip
+        why = f"after {reason}, attempt {order.failures}"
+        if follow == RETURN and order.pickup is None:
+            try:
+                depot = (await get_vehicle(self.redis, self.vehicle_id)).depot
+            except ApiError:  # the vehicle was retired meanwhile
+                depot = None
+            if depot is None:  # nowhere to plan the way back to: the driver takes it home
+                follow, why = "returned", f"{why}; no pickup place or depot to take it back to"
+        return await self.orders.transition(order.id, follow, by="policy", reason=why)

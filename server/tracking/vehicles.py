@@ -298,13 +298,17 @@ async def all_vehicles(redis: aioredis.Redis) -> list[Vehicle]:
     return sorted((msgspec.json.decode(v, type=Vehicle) for v in raw.values()), key=lambda v: v.id)
 
 
-async def update_vehicle(redis: aioredis.Redis, vehicle_id: str, patch: VehiclePatch) -> Vehicle:
+async def get_vehicle(redis: aioredis.Redis, vehicle_id: str) -> Vehicle:
     raw = cast("bytes | None", await redis.hget(keys.VEHICLES, vehicle_id))
     if raw is None:
         raise NotFound(f"no vehicle {vehicle_id}")
+    return msgspec.json.decode(raw, type=Vehicle)
+
+
+async def update_vehicle(redis: aioredis.Redis, vehicle_id: str, patch: VehiclePatch) -> Vehicle:
+    record = await get_vehicle(redis, vehicle_id)
     if not isinstance(patch.shift, msgspec.UnsetType):
         _check_shift(patch.shift)
-    record = msgspec.json.decode(raw, type=Vehicle)
     changed = msgspec.convert(
         {**msgspec.to_builtins(record), **msgspec.to_builtins(patch)}, Vehicle
     )

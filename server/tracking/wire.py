@@ -37,7 +37,7 @@ class PingBatch(msgspec.Struct, tag="pings", tag_field="type", frozen=True):
     pings: list[Ping]
 
 
-StopKind = Literal["arrived", "picked_up", "delivered", "failed"]
+StopKind = Literal["arrived", "picked_up", "delivered", "failed", "returned"]
 FailureReason = Literal["customer_absent", "refused", "address_wrong", "other"]
 
 
@@ -74,7 +74,7 @@ class Ack(msgspec.Struct, tag="ack", tag_field="type"):
 
 class RouteStop(msgspec.Struct):
     order_id: str
-    kind: str  # pickup | dropoff
+    kind: str  # pickup | dropoff | return (the parcel back to where it came from)
     lat: float
     lon: float
     eta: int  # Unix ms

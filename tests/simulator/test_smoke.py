@@ -3,6 +3,7 @@ over the driver socket, a report whose figures add up; in real time and three ti
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -69,3 +70,27 @@ def test_smoke_scenario_report_is_consistent(
         assert {s["order_id"] for s in traced["stops"]} <= set(traced["orders"])
         assert len({t["t_s"] for t in traced["routes_seen"] if t["type"] == "route"}) >= 1
         assert all(t["vehicle_id"].startswith("sim-") for t in traced["routes_seen"])
+
+
+def test_refused_parcels_are_driven_back_to_the_shop(
+    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path
+) -> None:
+    """Every first attempt refused: the simulated drivers take each parcel back to its shop
+    (a ``return`` stop) and hand it back; no order is delivered after a refusal."""
+    scenario = dataclasses.replace(
+        SCENARIOS["smoke"], duration_s=300, orders=2, failure_reasons=(("refused", 1.0),)
+    )
+    document = simulate(
+        scenario, osm_file=helsinki_pbf, roads_cache=helsinki_cache,
+        report_path=tmp_path / "refused.json", baseline=False, speed=10.0, say=lambda _: None,
+    )  # fmt: skip
+    [run] = document["runs"]
+    assert run["orders"]["delivered"] == 0, run["orders"]
+    assert run["orders"]["consistent"]
+    trace = json.loads((tmp_path / "refused-trace.json").read_text())
+    [traced] = trace["runs"]
+    finals = [o["final_status"] for o in traced["orders"].values()]
+    returns = [s for s in traced["stops"] if s["kind"] == "return"]
+    assert finals == ["returned", "returned"], traced["stops"]
+    assert sorted(s["order_id"] for s in returns) == sorted(traced["orders"])
+    assert {s["outcome"] for s in returns} == {"returned"}
