@@ -5,7 +5,8 @@ updates, ``alert``s, …, or ``*``: every type logged), and ``order_eta``, made 
 and ETA updates: one per drop-off whose ETA is new or moved by a minute or more (what a shop
 texts its customer); the answer holds a secret, shown once. One process at a time
 (lease ``fleet:lease:webhooks``) reads ``fleet:events:log`` from each webhook's cursor and POSTs
-every wanted event, one request each, oldest first::
+every wanted event, one request each, oldest first (each webhook in order, the webhooks side by
+side, so a slow receiver delays only its own events)::
 
     POST <url>
     Content-Type: application/json
@@ -29,6 +30,7 @@ Keys: ``fleet:webhooks`` (hash: id → JSON, the secret sealed) and ``fleet:webh
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -225,16 +227,19 @@ class WebhookSender:
             self._client = httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False)
         _, _, dropped = await _log_position(self.redis)
         self._round_ends = time.monotonic() + ROUND_BUDGET_S
-        sent = 0
-        for blob in raw.values():
-            hook = msgspec.json.decode(blob, type=_Stored)
-            if self.clock() < self._not_before.get(hook.id, 0.0):
-                continue
+
+        async def one(hook: _Stored) -> int:
             try:
-                sent += await self._deliver_to(hook, dropped)
+                return await self._deliver_to(hook, dropped)
             except DecryptionError as exc:  # another installation's key: say so, keep going
                 await self._failed(hook, f"cannot sign: {exc}")
-        return sent
+                return 0
+
+        # Each webhook in order, the webhooks side by side: a slow or dead receiver (up to
+        # TIMEOUT_S a request) holds back its own events, not everyone's.
+        hooks = [msgspec.json.decode(blob, type=_Stored) for blob in raw.values()]
+        due = [h for h in hooks if self.clock() >= self._not_before.get(h.id, 0.0)]
+        return sum(await asyncio.gather(*(one(h) for h in due)))
 
     async def _deliver_to(self, hook: _Stored, dropped: int) -> int:
         """Deliver what ``hook`` wants after its cursor. ``seen`` counts the events ever logged

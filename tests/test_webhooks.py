@@ -36,13 +36,18 @@ class Receiver:
     def __init__(self) -> None:
         self.got: list[dict[str, Any]] = []  # every request: headers, body, the code answered
         self.codes: list[int] = []  # answered in turn, then 204 for ever
+        self.delay_s = 0.0  # how long each answer takes
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                at = time.monotonic()
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(outer.delay_s)
                 code = outer.codes.pop(0) if outer.codes else 204
-                outer.got.append({"headers": dict(self.headers), "body": body, "code": code})
+                outer.got.append(
+                    {"headers": dict(self.headers), "body": body, "code": code, "at": at}
+                )
                 self.send_response(code)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -148,6 +153,43 @@ def test_a_receiver_away_longer_than_the_log_is_told_of_the_gap(
             await client.aclose()
 
     asyncio.run(run())
+
+
+def test_a_slow_receiver_holds_back_only_its_own_events(redis_url: str) -> None:
+    slow, slower, fast = Receiver(), Receiver(), Receiver()
+    slow.delay_s = slower.delay_s = 1.0
+
+    async def run() -> float:
+        client = aioredis.Redis.from_url(redis_url)
+        sealer = Sealer(b"w" * 32)
+        sender = WebhookSender(client, sealer)
+        try:
+            for receiver in (slow, slower, fast):
+                await create_webhook(client, sealer, WebhookIn(receiver.url, ["order"]))
+            async with client.pipeline(transaction=False) as pipe:
+                for n in range(3):
+                    queue_event(pipe, {"type": "order", "order_id": f"o-{n}", "status": "received"})
+                await pipe.execute()
+            started = time.monotonic()
+            assert await sender.deliver() == 9
+            return started
+        finally:
+            await sender.close()
+            await client.aclose()
+
+    try:
+        started = asyncio.run(run())
+        for receiver in (slow, slower, fast):
+            assert [b["data"]["order_id"] for b in receiver.taken()] == ["o-0", "o-1", "o-2"]
+        # Side by side: every receiver had its first event at once, whatever the order they
+        # were taken in; one after the other, one of them would have waited 3 s (or 6).
+        firsts = [r.got[0]["at"] - started for r in (slow, slower, fast)]
+        assert max(firsts) < 0.8, firsts
+        assert fast.got[-1]["at"] - started < 0.8, "the fast receiver did not wait for the slow"
+    finally:
+        for receiver in (slow, slower, fast):
+            receiver.server.shutdown()
+            receiver.server.server_close()
 
 
 def test_bad_webhooks_are_refused_with_the_field(
