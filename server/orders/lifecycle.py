@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "picked_up": frozenset({"arrived", "delivered", "failed"}),
     "arrived": frozenset({"delivered", "failed", "picked_up"}),
     "failed": frozenset({"processed", "received", "returning", "returned"}),
-    "returning": frozenset({"returned"}),
+    "returning": frozenset({"returned", "received"}),  # (a dispatcher's new attempt)
     "delivered": frozenset(),
     "returned": frozenset(),
     "cancelled": frozenset(),

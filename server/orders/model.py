@@ -86,7 +86,9 @@ class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
     vehicle_id: Annotated[str, msgspec.Meta(max_length=64)] | None  # None: the planner chooses
 
 
-class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+class ReasonIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Why a dispatcher moves an order (cancelled, returned, sent out again): for the audit."""
+
     reason: Annotated[str, msgspec.Meta(max_length=200)] = ""
 
 

@@ -15,18 +15,18 @@ from geo.errors import OutsideServiceArea
 from geo.roads import Roads
 from server import keys
 from server.auth import staff_only, staff_or_vehicle
-from server.errors import ApiError, BadRequest, NotFound
+from server.errors import ApiError, BadRequest, Conflict, NotFound
 from server.orders.alerts import recent_alerts
 from server.orders.lifecycle import STATUSES
 from server.orders.model import (
     AssignIn,
     AuditEntry,
-    CancelIn,
     Order,
     OrderCreated,
     OrderIn,
     OrderPatch,
     Place,
+    ReasonIn,
     Window,
 )
 from server.orders.proofs import (
@@ -135,10 +135,44 @@ class OrdersController(Controller):
         self,
         order_id: FromPath[str],
         orders: NamedDependency[OrderStore],
-        data: JSONBody[CancelIn | None] = None,  # the reason is optional, and so is the body
+        data: JSONBody[ReasonIn | None] = None,  # the reason is optional, and so is the body
     ) -> Order:
         reason = data.reason if data is not None else ""
         return await orders.transition(order_id, "cancelled", by="api", reason=reason)
+
+    @post(
+        "/{order_id:str}/returned",
+        summary="Record that a returning order's parcel is back with its sender",
+        status_code=200,
+    )
+    async def returned(
+        self,
+        order_id: FromPath[str],
+        orders: NamedDependency[OrderStore],
+        data: JSONBody[ReasonIn | None] = None,
+    ) -> Order:
+        reason = data.reason if data is not None else ""
+        return await orders.transition(order_id, "returned", by="api", reason=reason)
+
+    @post(
+        "/{order_id:str}/retry",
+        summary="Send a returning order out for another attempt (from the van that has it)",
+        status_code=200,
+    )
+    async def retry(
+        self,
+        order_id: FromPath[str],
+        orders: NamedDependency[OrderStore],
+        data: JSONBody[ReasonIn | None] = None,
+    ) -> Order:
+        order = await orders.get(order_id)
+        if order.status != "returning":
+            raise Conflict(
+                f"only a returning order can be sent out again; this one is {order.status}",
+                details={"status": order.status},
+            )
+        reason = data.reason if data is not None else ""
+        return await orders.transition(order_id, "received", by="api", reason=reason)
 
     @post("/{order_id:str}/assign", summary="Put an order on a chosen vehicle", status_code=200)
     async def assign(

@@ -156,3 +156,32 @@ def test_return_reasons_are_checked_at_start() -> None:
     assert load_settings({"FLEET_RETURN_ON": ""}).return_on == frozenset()
     with pytest.raises(SettingsError, match="names rained"):
         load_settings({"FLEET_RETURN_ON": "refused,rained"})
+
+
+async def test_a_dispatcher_sends_a_returning_parcel_out_again_or_records_it_back(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    token = new_van(base)
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        body = {**order(*DROPS[0]), "pickup": {"lat": SHOP[0], "lon": SHOP[1]}}
+        order_id = (await planned(base, driver, body))["order"]["id"]
+        assert await fail_at_the_door(driver, order_id, "refused", 2) == "returning"
+        # The customer called back: another attempt, from the van that has the parcel.
+        again = httpx.post(f"{base}/orders/{order_id}/retry", headers=AUTH,
+                           json={"reason": "customer called: deliver after 5 pm"})  # fmt: skip
+        assert again.status_code == 200, again.text
+        assert again.json()["status"] == "received"
+        replan(base)
+        assert [(o, k) for o, k, _, _ in route_of(base)] == [(order_id, "dropoff")]
+        twice = httpx.post(f"{base}/orders/{order_id}/retry", headers=AUTH)
+        assert twice.status_code == 409, "only a returning order is sent out again"
+        assert await fail_at_the_door(driver, order_id, "refused", 4) == "returning"
+        back = httpx.post(f"{base}/orders/{order_id}/returned", headers=AUTH,
+                          json={"reason": "the shop has it"})  # fmt: skip
+        assert back.status_code == 200, back.text
+    audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
+    assert [(a["status"], a["by"]) for a in audit][-2:] == [("returning", "policy"),
+                                                           ("returned", "api")]  # fmt: skip
+    assert audit[-1]["reason"] == "the shop has it"
+    assert httpx.post(f"{base}/orders/{order_id}/returned", headers=AUTH).status_code == 409
