@@ -64,6 +64,13 @@ def _check_snappable(roads: Roads | None, place: Place, field: str) -> None:
         raise Unsnappable(str(exc), details={"field": field}) from None
 
 
+async def _move(orders: OrderStore, order_id: str, target: str, data: ReasonIn | None) -> Order:
+    """A dispatcher's status change, with the reason given (if any) for the audit."""
+    return await orders.transition(
+        order_id, target, by="api", reason=data.reason if data is not None else ""
+    )
+
+
 class OrdersController(Controller):
     path = "/orders"
     tags = ["orders"]  # noqa: RUF012 - Litestar reads this class attribute
@@ -137,8 +144,7 @@ class OrdersController(Controller):
         orders: NamedDependency[OrderStore],
         data: JSONBody[ReasonIn | None] = None,  # the reason is optional, and so is the body
     ) -> Order:
-        reason = data.reason if data is not None else ""
-        return await orders.transition(order_id, "cancelled", by="api", reason=reason)
+        return await _move(orders, order_id, "cancelled", data)
 
     @post(
         "/{order_id:str}/returned",
@@ -151,8 +157,7 @@ class OrdersController(Controller):
         orders: NamedDependency[OrderStore],
         data: JSONBody[ReasonIn | None] = None,
     ) -> Order:
-        reason = data.reason if data is not None else ""
-        return await orders.transition(order_id, "returned", by="api", reason=reason)
+        return await _move(orders, order_id, "returned", data)
 
     @post(
         "/{order_id:str}/retry",
@@ -171,8 +176,7 @@ class OrdersController(Controller):
                 f"only a returning order can be sent out again; this one is {order.status}",
                 details={"status": order.status},
             )
-        reason = data.reason if data is not None else ""
-        return await orders.transition(order_id, "received", by="api", reason=reason)
+        return await _move(orders, order_id, "received", data)
 
     @post("/{order_id:str}/assign", summary="Put an order on a chosen vehicle", status_code=200)
     async def assign(
