@@ -57,7 +57,12 @@ from server.orders.crypto import Sealer, load_or_create_key
 from server.orders.lifecycle import NodeLimits
 from server.orders.outcomes import ErrorRateLimit
 from server.orders.proofs import ProofStore
-from server.orders.routes import AlertsController, OrdersController, ProofsController
+from server.orders.routes import (
+    AlertsController,
+    OrdersController,
+    ProofsController,
+    StopDetailsController,
+)
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.console import Hub, console_socket
@@ -285,6 +290,7 @@ def create_app(settings: Settings, *, roads: Roads | None = None) -> Litestar:
             GeofencesController,
             OrdersController,
             ProofsController,
+            StopDetailsController,
             AlertsController,
             DispatchController,
             TrafficController,

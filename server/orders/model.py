@@ -11,6 +11,7 @@ Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=24 * 3600)]
 Priority = Literal["normal", "express"]
+Notes = Annotated[str, msgspec.Meta(max_length=500)]
 
 
 class Place(msgspec.Struct, forbid_unknown_fields=True):
@@ -43,6 +44,7 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority = "normal"
     customer: Customer = msgspec.field(default_factory=Customer)
     reference: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    notes: Notes = ""  # for the driver: "door code 4521, 3rd floor"; personal data, sealed
 
 
 class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -53,6 +55,7 @@ class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     skills: list[str] | None = None
     priority: Priority | None = None
     customer: Customer | None = None
+    notes: Notes | None = None
 
 
 class Order(msgspec.Struct):
@@ -75,6 +78,32 @@ class Order(msgspec.Struct):
     nodes: dict[str, dt.datetime]  # status → when it was first reached
     created: dt.datetime
     failures: int = 0  # failed drop-off attempts so far
+    notes: str = ""
+
+
+class StopDetails(msgspec.Struct):
+    """What the driver of an order needs at its stops: the addresses, whom to ask for and how
+    to reach them, the notes. Personal data: only its own driver (while the order is open) and
+    staff read it."""
+
+    id: str
+    status: str
+    reference: str
+    pickup: Place | None
+    pickup_window: Window | None
+    dropoff: Place
+    window: Window
+    customer: Customer
+    notes: str
+    size: dict[str, float]
+
+    @classmethod
+    def of(cls, order: Order) -> StopDetails:
+        return cls(
+            id=order.id, status=order.status, reference=order.reference, pickup=order.pickup,
+            pickup_window=order.pickup_window, dropoff=order.dropoff, window=order.window,
+            customer=order.customer, notes=order.notes, size=order.size,
+        )  # fmt: skip
 
 
 class OrderCreated(msgspec.Struct):

@@ -17,7 +17,7 @@ from server import keys
 from server.auth import staff_only, staff_or_vehicle
 from server.errors import ApiError, BadRequest, Conflict, NotFound
 from server.orders.alerts import recent_alerts
-from server.orders.lifecycle import STATUSES
+from server.orders.lifecycle import FINAL, STATUSES
 from server.orders.model import (
     AssignIn,
     AuditEntry,
@@ -27,10 +27,12 @@ from server.orders.model import (
     OrderPatch,
     Place,
     ReasonIn,
+    StopDetails,
     Window,
 )
 from server.orders.proofs import (
     CONTENT_TYPES,
+    NotYourOrder,
     Proof,
     ProofKind,
     ProofStore,
@@ -275,6 +277,32 @@ class ProofsController(Controller):
         self, order_id: FromPath[str], proof_id: FromPath[str], proofs: NamedDependency[ProofStore]
     ) -> Response[bytes]:
         return image_response(*await proofs.image(order_id, proof_id))
+
+
+class StopDetailsController(Controller):
+    path = "/orders/{order_id:str}/stop-details"
+    tags = ["orders"]  # noqa: RUF012 - Litestar reads this class attribute
+
+    @get(
+        "/",
+        summary="What the order's driver needs at its stops: addresses, customer, notes",
+        description="For the driver token of the order's vehicle while the order is open "
+        "(403 `not_your_order` otherwise), or a staff token.",
+        responses={403: ResponseSpec(None, description="Not this vehicle's order, or ended")},
+        bearer=True,
+    )
+    async def details(
+        self,
+        order_id: FromPath[str],
+        request: Request[Any, Any, Any],
+        orders: NamedDependency[OrderStore],
+    ) -> StopDetails:
+        vehicle_id = await staff_or_vehicle(request)
+        order = await orders.get(order_id)
+        if vehicle_id is not None and (order.vehicle_id != vehicle_id or order.status in FINAL):
+            # (the same answer either way: a driver learns nothing of others' orders)
+            raise NotYourOrder(f"{order_id} is not an open order of {vehicle_id}")
+        return StopDetails.of(order)
 
 
 class AlertsController(Controller):

@@ -22,7 +22,7 @@ from server.bulk import hmget_each
 from server.errors import Conflict, NotFound
 from server.events import queue_event
 from server.orders.crypto import Sealer
-from server.orders.lifecycle import OPEN, TransitionError, check_transition, steps_to
+from server.orders.lifecycle import FINAL, OPEN, TransitionError, check_transition, steps_to
 from server.orders.model import (
     AuditEntry,
     Customer,
@@ -93,6 +93,7 @@ class OrderStore:
             "customer": doc.pop("customer"),
             "dropoff_address": doc["dropoff"].pop("address", ""),
             "pickup_address": (doc.get("pickup") or {}).pop("address", ""),
+            "notes": doc.pop("notes"),
         }
         fields: dict[Any, Any] = {
             "doc": json.dumps(doc),
@@ -228,19 +229,20 @@ class OrderStore:
             await pipe.execute()
 
     async def update(self, order_id: str, patch: OrderPatch) -> Order:
-        """Change what may still change: only before the vehicle has left."""
+        """Change what may still change: what the plan depends on only before the vehicle has
+        left; the customer's contact and the notes for the driver while the order is open."""
         order = await self.get(order_id)
-        if order.status not in ("received", "processed"):
+        changes = msgspec.to_builtins(patch)
+        personal = {k: changes.pop(k) for k in ("customer", "notes") if k in changes}
+        if order.status in FINAL or (changes and order.status not in ("received", "processed")):
             raise Conflict(f"an order that is {order.status} can no longer be changed")
         raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.order(order_id)))
         doc = json.loads(raw[b"doc"])
-        changes = msgspec.to_builtins(patch)
-        customer = changes.pop("customer", None)
         doc.update(changes)
         fields: dict[Any, Any] = {"doc": json.dumps(doc)}
-        if customer is not None:
+        if personal:
             pii = json.loads(self.sealer.open("pii", raw[b"pii"].decode()))
-            pii["customer"] = customer
+            pii.update(personal)
             fields["pii"] = self.sealer.seal("pii", json.dumps(pii))
         await self.redis.hset(keys.order(order_id), mapping=fields)
         return await self.get(order_id)
@@ -260,6 +262,7 @@ class OrderStore:
         if doc.get("pickup"):
             doc["pickup"]["address"] = pii["pickup_address"]
         doc["customer"] = pii["customer"]
+        doc["notes"] = pii.get("notes", "")  # (orders made before notes have none)
         data = msgspec.convert(doc, OrderIn)
         nodes = {k: _when(v) for k, v in json.loads(raw[b"nodes"]).items()}
         return Order(
@@ -280,6 +283,7 @@ class OrderStore:
             nodes=nodes,
             created=_when(int(raw[b"created"])),
             failures=int(raw.get(b"failures", b"0")),
+            notes=data.notes,
         )
 
     async def _created_answer(self, order_id: str) -> OrderCreated:
