@@ -38,8 +38,11 @@ CONTENT_TYPES = {
     "image/png": b"\x89PNG\r\n\x1a\n",
     "image/webp": b"RIFF",
 }
-#: Statuses in which the driver of the order's vehicle may add a proof (staff: any).
-DRIVER_STATUSES = frozenset({"processed", "departed", "picked_up", "arrived", "delivered"})
+#: Statuses in which the driver of the order's vehicle may add a proof (staff: any); while
+#: returning, of the parcel handed back (the shop's signature, say).
+DRIVER_STATUSES = frozenset(
+    {"processed", "departed", "picked_up", "arrived", "delivered", "returning"}
+)
 
 
 class TooLarge(ApiError):

@@ -27,6 +27,7 @@ from tests.dispatch.test_planning_service import (
     order_store,
     reply_to,
 )
+from tests.orders.test_proofs import png, upload
 from tests.tracking.test_driver_socket import send, ws_url
 
 SHOP = DROPS[1]
@@ -89,8 +90,12 @@ async def test_a_refused_parcel_goes_back_to_the_shop_and_ends_returned(
         expected_view = ("returning", None, None, False)
         assert (view["status"], view["eta"], view["vehicle"], view["final"]) == expected_view
 
-        handed = await reply_to(driver, {"type": "stop", "seq": 5, "order_id": order_id,
-                                         "event": "returned"})  # fmt: skip
+        # The shop signs for it; the driver reports the hand-back with the signature.
+        signed = upload(base, order_id, token, png())
+        assert signed.status_code == 201, signed.text
+        frame = {"type": "stop", "seq": 5, "order_id": order_id, "event": "returned",
+                 "proof": signed.json()["id"]}  # fmt: skip
+        handed = await reply_to(driver, frame)
         assert handed == {"type": "stop_ack", "seq": 5, "order_id": order_id, "status": "returned"}
         twice = await reply_to(driver, {"type": "stop", "seq": 6, "order_id": order_id,
                                         "event": "returned"})  # fmt: skip
@@ -99,6 +104,7 @@ async def test_a_refused_parcel_goes_back_to_the_shop_and_ends_returned(
     audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
     assert [a["status"] for a in audit][-3:] == ["failed", "returning", "returned"]
     assert audit[-2]["reason"] == "after refused, attempt 1"
+    assert audit[-1]["reason"] == f"proof {signed.json()['id']}"
     assert httpx.get(f"{base}/track/{link}").json()["final"] is True
     # The ETA pass drops the stop done: the driver's list is empty.
     client, orders = order_store(redis_url, tmp_path)
