@@ -230,6 +230,20 @@ def order_body(lat: float, lon: float, hours: float = 3, **extra: Any) -> dict[s
     }
 
 
+def open_phone(new_page: Callable[..., Any], base: str, token: str, at: tuple[float, float]) -> Any:
+    """The driver's page of a vehicle's ``token`` on a phone at ``at``, connected."""
+    phone = new_page(
+        viewport=PHONE,
+        is_mobile=True,
+        has_touch=True,
+        geolocation={"latitude": at[0], "longitude": at[1], "accuracy": 8},
+        permissions=["geolocation"],
+    )
+    phone.goto(f"{base}/driver#token={token}")
+    phone.wait_for_selector("#conn.ok")
+    return phone
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 15.0) -> Any:
     """Poll ``check`` until it returns something truthy."""
     deadline = time.monotonic() + scaled(timeout_s)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import AUTH, scaled
-from tests.web.conftest import DESKTOP, PHONE, open_console, order_body, wait_for
+from tests.web.conftest import DESKTOP, PHONE, open_console, open_phone, order_body, wait_for
 
 START = (42.5078, 1.5211)  # Andorra la Vella
 DROP = (42.5105, 1.5350)
@@ -33,15 +33,7 @@ def test_the_driver_page_moves_its_vehicle_on_the_console_and_reports_a_delivery
         f"{base}/vehicles", headers=AUTH, json={"id": "phone-van", "depot": depot}
     ).json()
     console = open_console(new_page, base)
-    phone = new_page(
-        viewport=PHONE,
-        is_mobile=True,
-        has_touch=True,
-        geolocation={"latitude": START[0], "longitude": START[1], "accuracy": 8},
-        permissions=["geolocation"],
-    )
-    phone.goto(f"{base}/driver#token={vehicle['token']}")
-    phone.wait_for_selector("#conn.ok")
+    phone = open_phone(new_page, base, vehicle["token"], START)
     first = wait_for(lambda: on_console(console, "phone-van"), "the phone's van on the console")
     assert abs(first[0] - START[0]) < 1e-6
     assert abs(first[1] - START[1]) < 1e-6

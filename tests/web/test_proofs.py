@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import AUTH
-from tests.web.conftest import PHONE, open_console, order_body, wait_for
+from tests.web.conftest import PHONE, open_console, open_phone, order_body, wait_for
 
 START = (42.5078, 1.5211)  # Andorra la Vella
 DROP_A = (42.5105, 1.5350)
@@ -114,15 +114,7 @@ def audit_note(base: str, order_id: str, status: str) -> str:
 def phone_of_driver(new_page: Callable[..., Any], base: str, vehicle_id: str) -> Any:
     """A new vehicle's driver page on a phone at START, once the server knows where it is."""
     vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": vehicle_id}).json()
-    phone = new_page(
-        viewport=PHONE,
-        is_mobile=True,
-        has_touch=True,
-        geolocation={"latitude": START[0], "longitude": START[1], "accuracy": 8},
-        permissions=["geolocation"],
-    )
-    phone.goto(f"{base}/driver#token={vehicle['token']}")
-    phone.wait_for_selector("#conn.ok")
+    phone = open_phone(new_page, base, vehicle["token"], START)
 
     def located() -> bool:
         fleet = httpx.get(f"{base}/web/fleet", headers=AUTH).json()["vehicles"]

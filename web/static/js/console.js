@@ -310,12 +310,13 @@ async function loadFleet() {
   for (const id of [...vehicles.vehicles.keys()]) if (!seen.has(id)) vehicles.remove(id); // removed
   vehicles.schedule();
   renderVehicles();
+  renderOrders(); // their vehicles, stops and ETAs come from the routes (the orders may be in first)
   renderAlerts();
 }
 
 async function loadOrders() {
   const f = state.orderFilter;
-  const q = ["delivered", "failed", "cancelled"].includes(f) ? `status=${f}&limit=300` : "open=true&limit=1000";
+  const q = BY_STATUS.includes(f) ? `status=${f}&limit=300` : "open=true&limit=1000";
   state.orders = await call(`/orders?${q}`);
   renderOrders();
   renderAlerts();
@@ -354,15 +355,17 @@ async function loadKpis() {
   $("#kpi-active").title = k.orders_per_vehicle_day === null ? "" : `${k.orders_per_vehicle_day.toFixed(1)} orders per vehicle in the last 24 h`;
 }
 
-/** order id → {vehicle, eta, late, index} from every route the console knows. */
+/** order id → {vehicle, kind, eta, late, index} from every route the console knows: the stop
+ * where the order's parcel is left (its drop-off, or for an order going back to its sender, the
+ * return). */
 function stopIndex() {
   const out = new Map();
   for (const f of state.fleet.values()) {
     const stops = (f.route && f.route.stops) || [];
     const risky = new Set(f.route && f.route.late_risk ? f.route.late_risk : []);
     stops.forEach((s, i) => {
-      if (s.kind !== "dropoff") return;
-      out.set(s.order_id, { vehicle: f.id, eta: s.eta, late: !!(s.late_risk || s.late_s > 0 || risky.has(s.order_id)), index: i + 1 });
+      if (s.kind !== "dropoff" && s.kind !== "return") return;
+      out.set(s.order_id, { vehicle: f.id, kind: s.kind, lat: s.lat, lon: s.lon, eta: s.eta, late: !!(s.late_risk || s.late_s > 0 || risky.has(s.order_id)), index: i + 1 });
     });
   }
   return out;
@@ -676,14 +679,25 @@ async function selectVehicle(id, { pan = true, show = true } = {}) {
   renderDetail();
 }
 
+// A route's stops by kind: a return takes a parcel that could not be delivered back to its sender
+// (the order's pickup place, or the van's depot); it has no time window.
+const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return" };
+const stopVerb = (s) => STOP_VERB[s.kind] || "Deliver";
+
+/** What the console says of a stop under its title: its order's window, or where a return goes. */
+function stopNote(s, o) {
+  if (s.kind === "return") return o && o.pickup ? "back to the sender" : "back to the depot";
+  return o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "";
+}
+
 function drawStops(stops) {
   const orders = new Map(state.orders.map((o) => [o.id, o]));
   stops.forEach((s, i) => {
     const late = s.late_risk || s.late_s > 0;
-    const o = orders.get(s.order_id);
+    const note = stopNote(s, orders.get(s.order_id));
     const icon = divIcon(`<div class="stop-pin ${s.kind}${late ? " late" : ""}">${i + 1}</div>`, "", [22, 22]);
     L.marker([s.lat, s.lon], { icon, pane: "markerPane", keyboard: false })
-      .bindPopup(`<b>${i + 1}. ${s.kind === "pickup" ? "Pick up" : "Deliver"} ${escapeHtml(s.order_id)}</b><br>ETA ${clock(s.eta)}${o ? `<br>Window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : ""}${late ? '<br><span style="color:#dc2626">late risk</span>' : ""}`)
+      .bindPopup(`<b>${i + 1}. ${stopVerb(s)} ${escapeHtml(s.order_id)}</b><br>ETA ${clock(s.eta)}${note ? `<br>${note.charAt(0).toUpperCase()}${note.slice(1)}` : ""}${late ? '<br><span style="color:#dc2626">late risk</span>' : ""}`)
       .addTo(routeLayer);
   });
 }
@@ -742,8 +756,8 @@ function renderDetail() {
           return el("li", { class: `stop ${s.kind}${late ? " late" : ""}`, dataset: { order: s.order_id } },
             el("span", { class: "n" }, String(i + 1)),
             el("div", {},
-              el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} · `, el("span", { class: "mono" }, s.order_id)),
-              el("div", { class: "muted", style: "font-size:12.5px" }, o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "", late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
+              el("div", { style: "font-weight:600" }, `${stopVerb(s)} · `, el("span", { class: "mono" }, s.order_id)),
+              el("div", { class: "muted", style: "font-size:12.5px" }, stopNote(s, o), late ? el("span", { class: "badge bad", style: "margin-left:6px" }, "late risk") : null)),
             el("div", { class: "eta" }, clock(s.eta), el("div", { class: "faint", style: "font-size:11.5px;font-weight:400" }, inMinutes(s.eta))));
         }))
       : el("div", { class: "empty" }, "No stops planned."),
@@ -920,7 +934,9 @@ for (const chip of $$("#order-filters .chip")) {
   });
 }
 const ENDED = ["delivered", "returned", "cancelled"]; // on no route any more
-const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returned: "idle", cancelled: "idle" };
+// `returning`: a failed drop-off going back to its sender, on the route of the van that has it.
+const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returning: "return", returned: "idle", cancelled: "idle" };
+const BY_STATUS = ["delivered", "failed", "returning", "cancelled"]; // the filters that list one status
 
 function renderOrders() {
   const stops = stopIndex();
@@ -939,7 +955,7 @@ function renderOrders() {
         el("div", { class: "sub" },
           o.reference ? el("span", {}, o.reference) : null,
           el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
-          el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
+          el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index}${s.kind === "return" ? " (return)" : ""} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
           o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null),
         el("div", { class: "row", onclick: (e) => e.stopPropagation() },
           el("button", { class: "btn small details", onclick: () => openOrder(o.id) }, "Details"),
@@ -948,7 +964,7 @@ function renderOrders() {
                 el("input", { class: "text", name: "vehicle", list: "vehicle-ids", placeholder: "Reassign to…", style: "height:28px;width:130px;font-size:12.5px", "aria-label": "Reassign to vehicle" }),
                 el("button", { class: "btn small", type: "submit" }, "Assign"))
             : null,
-          open ? el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel") : null));
+          open && o.status !== "returning" ? el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel") : null)); // a parcel on its way back is not cancelled
     }),
     ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
   );
@@ -960,15 +976,17 @@ function drawOrders(stops) {
   for (const o of state.orders) {
     if (ENDED.includes(o.status)) continue;
     const s = stops.get(o.id);
-    const colour = s && s.late ? "#dc2626" : s ? "#2563eb" : "#d97706";
-    L.circleMarker([o.dropoff.lat, o.dropoff.lon], { renderer: ordersRenderer, radius: 5, color: "#fff", weight: 1.5, fillColor: colour, fillOpacity: 1 })
+    const colour = s && s.late ? "#dc2626" : s && s.kind === "return" ? "#c2410c" : s ? "#2563eb" : "#d97706";
+    const at = s && s.kind === "return" ? s : o.dropoff; // going back: where the parcel goes now
+    L.circleMarker([at.lat, at.lon], { renderer: ordersRenderer, radius: 5, color: "#fff", weight: 1.5, fillColor: colour, fillOpacity: 1 })
       .bindTooltip(`${o.id} · ${o.status}${s ? ` · ${s.vehicle} ETA ${clock(s.eta)}` : ""}`)
       .addTo(orderLayer);
   }
 }
 
 function focusOrder(o, s) {
-  map.panTo([o.dropoff.lat, o.dropoff.lon]);
+  const at = s && s.kind === "return" ? s : o.dropoff;
+  map.panTo([at.lat, at.lon]);
   // On its way: its vehicle's detail. (A route may still list a stop just done until re-planned.)
   if (s && !ENDED.includes(o.status)) selectVehicle(s.vehicle, { pan: false });
   else openOrder(o.id);
@@ -1060,7 +1078,8 @@ function renderOrderDetail() {
             el("dt", {}, "Customer"), el("dd", {}, [o.customer.name, o.customer.phone].filter(Boolean).join(" · ") || "—"),
             el("dt", {}, "Window"), el("dd", {}, `${clockDate(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
             el("dt", {}, "Vehicle"), el("dd", {}, o.vehicle_id ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); selectVehicle(o.vehicle_id); } }, o.vehicle_id) : "unassigned"),
-            el("dt", {}, s ? "ETA" : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"))
+            el("dt", {}, s ? (s.kind === "return" ? "Return ETA" : "ETA") : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"),
+            o.failures > 0 ? [el("dt", {}, "Failed attempts"), el("dd", { id: "order-failures" }, String(o.failures))] : null)
         : el("div", { class: "faint" }, "Loading…"),
       el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Proof of delivery (${open.proofs.length})`),
       open.proofs.length
@@ -1313,6 +1332,11 @@ function renderAlerts() {
   if (unassigned.length) items.push({ cls: "warn", title: `${unassigned.length} unassigned order${unassigned.length === 1 ? "" : "s"}`, sub: unassigned.slice(0, 5).map((o) => o.id).join(", "), tag: "unassigned" });
   const failed = state.orders.filter((o) => o.status === "failed");
   for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed" });
+  const returning = state.orders.filter((o) => o.status === "returning");
+  for (const o of returning) {
+    const s = stops.get(o.id);
+    items.push({ cls: "return", title: `Returning to sender: ${o.id}`, sub: s ? `${s.vehicle} · back ${clock(s.eta)}` : o.vehicle_id || "", tag: "returning" });
+  }
   $("#count-alerts").textContent = items.length;
   $("#kpi-alerts").textContent = items.length;
   $("#alert-list").replaceChildren(

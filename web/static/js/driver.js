@@ -1,6 +1,7 @@
 // The driver's page: streams the phone's position over /ws/driver (buffered while offline),
 // shows the route the server pushes, and reports what happened at each stop (with a photo or the
-// customer's signature as proof).
+// customer's signature as proof). A stop is a pickup, a drop-off, or a return: a parcel that
+// could not be delivered, taken back to where it came from (the shop, or the van's depot).
 /* global L */
 import { $, $$, el, ApiError, wsUrl, toast, escapeHtml, clock, inMinutes, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
 
@@ -17,7 +18,7 @@ const d = {
   inflight: null, // {seq, count}
   seq: 0,
   route: null,
-  done: new Set(), // "order_id:kind" reported done from this phone
+  done: new Set(), // "order_id:kind" reported done from this phone (kind: pickup, dropoff, return)
   me: null,
   acked: 0,
   pendingStops: new Map(), // seq → {order_id, event}
@@ -142,8 +143,12 @@ function onMessage(msg) {
     d.pendingStops.delete(msg.seq);
     if (sent) {
       if (sent.event === "picked_up") d.done.add(`${sent.order_id}:pickup`);
+      if (sent.event === "returned") d.done.add(`${sent.order_id}:return`);
       if (sent.event === "delivered" || sent.event === "failed") {
-        d.done.add(`${sent.order_id}:dropoff`);
+        // A failed drop-off the server tries again (the order back with the planner, the parcel
+        // still in this van) stays on the route: only one that is over is done here.
+        const again = sent.event === "failed" && !["returning", "returned"].includes(msg.status);
+        if (!again) d.done.add(`${sent.order_id}:dropoff`);
         if (sent.order_id === proofs.orderId) resetProofs(null); // recorded: the proofs went with it
       }
     }
@@ -162,6 +167,13 @@ function onMessage(msg) {
 }
 
 // ---------- route and stop reports ----------
+const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return" };
+const stopTitle = (s) => `${STOP_VERB[s.kind] || "Deliver"} ${s.order_id}`;
+// The actions each kind of stop offers (#actions buttons by data-event): a return is only handed
+// back, with no proof and no failure.
+const STOP_ACTIONS = { return: ["returned"] };
+const DEFAULT_ACTIONS = ["arrived", "picked_up", "delivered", "failed"];
+
 function remaining() {
   return (d.route ? d.route.stops : []).filter((s) => !d.done.has(`${s.order_id}:${s.kind}`));
 }
@@ -171,10 +183,14 @@ function renderRoute() {
   const stops = remaining();
   const next = stops[0];
   const end = d.route && d.route.end; // the depot the route ends at, and when the van is back
-  for (const b of $$("#actions button")) b.disabled = !next;
+  const actions = (next && STOP_ACTIONS[next.kind]) || DEFAULT_ACTIONS;
+  for (const b of $$("#actions button")) {
+    b.disabled = !next;
+    b.classList.toggle("hidden", !actions.includes(b.dataset.event));
+  }
   if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
   if (next) {
-    $("#next-title").textContent = `${next.kind === "pickup" ? "Pick up" : "Deliver"} ${next.order_id}`;
+    $("#next-title").textContent = stopTitle(next);
     $("#next-sub").textContent = `ETA ${clock(next.eta)} · ${inMinutes(next.eta)}${next.late_risk || next.late_s > 0 ? " · running late" : ""}`;
   } else {
     $("#next-title").textContent = "No stops left";
@@ -185,7 +201,7 @@ function renderRoute() {
   $("#stops").replaceChildren(...stops.map((s, i) =>
     el("li", { class: `stop ${s.kind}${s.late_risk || s.late_s > 0 ? " late" : ""}` },
       el("span", { class: "n" }, String(i + 1)),
-      el("div", {}, el("div", { style: "font-weight:600" }, `${s.kind === "pickup" ? "Pick up" : "Deliver"} ${s.order_id}`)),
+      el("div", {}, el("div", { style: "font-weight:600" }, stopTitle(s))),
       el("div", { class: "eta" }, clock(s.eta)))),
     ...(end ? [el("li", { class: "stop depot", id: "route-end" },
       el("span", { class: "n" }, "⌂"),
@@ -217,7 +233,8 @@ const online = () => d.socket && d.socket.readyState === WebSocket.OPEN;
 function report(event, { reason, proof, orderId } = {}) {
   const next = remaining()[0];
   if (!next || !online()) { toast("Offline: try again when the connection is back.", { bad: true }); return false; }
-  if (orderId && next.order_id !== orderId) { toast("The next stop has changed: check it and try again.", { bad: true }); return false; }
+  const offered = STOP_ACTIONS[next.kind] || DEFAULT_ACTIONS;
+  if ((orderId && next.order_id !== orderId) || !offered.includes(event)) { toast("The next stop has changed: check it and try again.", { bad: true }); return false; }
   d.seq += 1;
   const msg = { type: "stop", seq: d.seq, order_id: next.order_id, event };
   if (reason) msg.reason = reason;

@@ -1,5 +1,6 @@
 // The customer's tracking page: status timeline, live ETA, the vehicle only once it is close, and
-// the proof of delivery (photo, signature) once delivered.
+// the proof of delivery (photo, signature) once delivered. A parcel that could not be delivered
+// and goes back to the sender (returning, then returned) has no ETA: the van is not coming.
 /* global L */
 import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon } from "./common.js";
 
@@ -19,9 +20,13 @@ const HEADLINE = {
   arrived: "Driver has arrived",
   delivered: "Delivered",
   failed: "Delivery attempt failed",
-  returned: "Returned to sender",
+  returning: "Being returned to the sender",
+  returned: "Returned to the sender",
   cancelled: "Cancelled",
 };
+const GOING_BACK = ["returning", "returned"];
+const NOT_COMING = ["failed", "returning"]; // not final, but no van is on its way to the customer
+const BAD = ["failed", "returning", "returned", "cancelled"];
 const REASONS = { customer_absent: "nobody was home", refused: "the parcel was refused", address_wrong: "the address could not be found", other: "a problem on the way" };
 const page = { view: null, map: null, dest: null, van: null, area: null, fitted: false };
 window.fleetTracking = page;
@@ -74,12 +79,16 @@ function connect() {
   };
 }
 
+/** Whether a van is on its way to the customer (so an ETA means something). */
+const coming = (v) => !v.final && !NOT_COMING.includes(v.status);
+
 function renderEta(v) {
   const eta = $("#eta");
+  delete eta.dataset.eta; // set below only while an ETA is shown
   if (v.status === "delivered") {
     const at = v.timeline.find((t) => t.status === "delivered");
     eta.textContent = at ? `at ${clock(at.at)}` : "Delivered";
-  } else if (v.final || v.status === "failed") {
+  } else if (!coming(v)) {
     eta.textContent = "—";
   } else if (v.eta) {
     eta.textContent = `${clock(v.eta)}`;
@@ -87,16 +96,20 @@ function renderEta(v) {
   } else {
     eta.textContent = "Being scheduled";
   }
+  if (GOING_BACK.includes(v.status)) {
+    $("#window").textContent = `${v.status === "returned" ? "The parcel is back with the sender" : "The parcel could not be delivered and goes back to the sender"}: contact them to arrange a new delivery.`;
+    return;
+  }
   const w = v.window;
-  const extra = v.eta && !v.final ? ` · arriving ${inMinutes(v.eta)}` : "";
-  $("#window").textContent = `Promised between ${clock(w.start)} and ${clock(w.end)}${extra}${v.late_risk ? " · running late" : ""}`;
+  const extra = v.eta && coming(v) ? ` · arriving ${inMinutes(v.eta)}` : "";
+  $("#window").textContent = `Promised between ${clock(w.start)} and ${clock(w.end)}${extra}${v.late_risk && coming(v) ? " · running late" : ""}`;
 }
 
 function render(v) {
   page.view = v;
   page.updates = (page.updates || 0) + 1;
   $("#status").textContent = HEADLINE[v.status] || v.status;
-  $("#status").style.color = v.status === "failed" || v.status === "cancelled" ? "var(--bad)" : v.status === "delivered" ? "var(--ok)" : "";
+  $("#status").style.color = BAD.includes(v.status) ? "var(--bad)" : v.status === "delivered" ? "var(--ok)" : "";
   renderEta(v);
   renderTimeline(v);
   renderMap(v);
@@ -122,17 +135,25 @@ function renderTimeline(v) {
   const when = {};
   for (const t of v.timeline) if (!(t.status in when)) when[t.status] = t.at;
   const failed = v.timeline.filter((t) => t.status === "failed").pop();
-  const reached = STEPS.map(([s]) => s in when || (s === "departed" && "picked_up" in when));
+  // Going back to the sender: no delivery step ahead; the failed attempt is where it stands, then
+  // the parcel back with the sender.
+  const back = GOING_BACK.includes(v.status);
+  const steps = back ? STEPS.filter(([s]) => s !== "delivered") : STEPS;
+  const reached = steps.map(([s]) => s in when || (s === "departed" && "picked_up" in when));
   let last = -1;
   reached.forEach((r, i) => { if (r) last = i; });
-  const items = STEPS.map(([s, label], i) => {
-    const cls = i <= last ? "done" : i === last + 1 && !v.final ? "now" : "todo";
+  const items = steps.map(([s, label], i) => {
+    const cls = i <= last ? "done" : i === last + 1 && coming(v) ? "now" : "todo";
     return el("li", { class: cls, dataset: { step: s } },
       el("span", { class: "dot" }, cls === "done" ? "✓" : ""),
       el("span", { class: "what" }, label),
-      el("span", { class: "when" }, when[s] ? clock(when[s]) : s === "delivered" && v.eta && !v.final ? `ETA ${clock(v.eta)}` : ""));
+      el("span", { class: "when" }, when[s] ? clock(when[s]) : s === "delivered" && v.eta && coming(v) ? `ETA ${clock(v.eta)}` : ""));
   });
-  if (failed) items.push(el("li", { class: "fail", dataset: { step: "failed" } }, el("span", { class: "dot" }, "!"), el("span", { class: "what" }, `Attempt failed: ${REASONS[failed.reason] || "see the sender"}`), el("span", { class: "when" }, clock(failed.at))));
+  if (failed) items.push(el("li", { class: `fail${v.status === "returning" ? " now" : ""}`, dataset: { step: "failed" } }, el("span", { class: "dot" }, "!"), el("span", { class: "what" }, `Attempt failed: ${REASONS[failed.reason] || "see the sender"}`), el("span", { class: "when" }, clock(failed.at))));
+  if (back) {
+    const done = v.status === "returned";
+    items.push(el("li", { class: done ? "done" : "todo", dataset: { step: "returned" } }, el("span", { class: "dot" }, done ? "✓" : ""), el("span", { class: "what" }, "Returned to the sender"), el("span", { class: "when" }, done && when.returned ? clock(when.returned) : "")));
+  }
   if (v.status === "cancelled") items.push(el("li", { class: "fail" }, el("span", { class: "dot" }, "✕"), el("span", { class: "what" }, "Order cancelled"), el("span", { class: "when" }, clock(when.cancelled))));
   $("#timeline").replaceChildren(...items);
 }
@@ -152,7 +173,10 @@ function renderMap(v) {
     note.textContent = `Your driver is in the shaded area. The exact position appears when ${vis.stops ? `your stop is ${vis.stops === 1 ? "next" : `at most ${vis.stops} stops away`} or ` : ""}the driver is within ${vis.metres >= 1000 ? `${(vis.metres / 1000).toFixed(1)} km` : `${vis.metres} m`}.`;
     if (page.fitted !== "area") { map.fitBounds([...v.vehicle_area.boundary, [v.destination.lat, v.destination.lon]], { paddingTopLeft: [30, 30], paddingBottomRight: [30, 90], maxZoom: 15 }); page.fitted = "area"; }
   } else {
-    note.textContent = v.final ? "This delivery is complete." : "Your driver's position will appear here once the delivery is on its way.";
+    note.textContent = v.status === "returning" ? "The parcel is going back to the sender: no driver is on the way to you."
+      : v.status === "returned" ? "The parcel is back with the sender."
+      : v.final ? "This delivery is complete."
+      : "Your driver's position will appear here once the delivery is on its way.";
   }
 }
 
