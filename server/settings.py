@@ -391,6 +391,14 @@ class Settings:
             _parse_float(0.0), "… or when the vehicle is at most this many metres away (0 = never)"
         ),
     )
+    tracking_visible_min: float = field(
+        default=0.0,
+        metadata=_meta(
+            _parse_float(0.0),
+            "… or when its ETA at the customer's stop is at most this many minutes away "
+            "(0 = never)",
+        ),
+    )
     clock_rate: float = field(
         default=1.0,
         metadata=_meta(

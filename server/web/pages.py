@@ -88,6 +88,7 @@ class PagesController(Controller):
             "bbox": list(roads.network.bbox()) if roads else None,
             "tracking_visible_stops": settings.tracking_visible_stops,
             "tracking_visible_m": settings.tracking_visible_m,
+            "tracking_visible_min": settings.tracking_visible_min,
             # the pages count "2 min ago" and "in 5 min" from the server's time, not the
             # browser's: a computer's clock can be off, and a simulation runs faster
             "clock": {"now_ms": clock.now_ms(), "rate": clock.current().rate},

@@ -67,6 +67,7 @@ def customer_view(
     visible_stops: int,
     visible_m: float,
     now_ms: int,
+    visible_min: float = 0.0,
 ) -> dict[str, Any]:
     """What the holder of the order's tracking link may see, as JSON-ready data."""
     timeline = []
@@ -90,7 +91,8 @@ def customer_view(
     if position is not None and order.status in ON_THE_WAY:
         distance = haversine_m(position.lat, position.lon, order.dropoff.lat, order.dropoff.lon)
         near_by_stops = stops_away is not None and stops_away <= visible_stops
-        if near_by_stops or distance <= visible_m:
+        soon = eta is not None and visible_min > 0 and eta - now_ms <= visible_min * 60_000
+        if near_by_stops or soon or distance <= visible_m:
             vehicle = {"lat": position.lat, "lon": position.lon, "ts": position.ts,
                        "heading": position.heading}  # fmt: skip
         else:
@@ -108,7 +110,7 @@ def customer_view(
         "vehicle": vehicle,
         "vehicle_area": area,
         "distance_m": round(distance) if vehicle is not None and distance is not None else None,
-        "visibility": {"stops": visible_stops, "metres": visible_m},
+        "visibility": {"stops": visible_stops, "metres": visible_m, "minutes": visible_min},
         "updated_at": now_ms,
     }
 
@@ -146,6 +148,7 @@ async def view_for(
         position,
         visible_stops=settings.tracking_visible_stops,
         visible_m=settings.tracking_visible_m,
+        visible_min=settings.tracking_visible_min,
         now_ms=now_ms,
     )
     view["proofs"] = []

@@ -40,9 +40,17 @@ AUDIT = [
 ]
 
 
-def view(position: Position, stops_before: int, *, stops: int = 3, metres: float = 2000) -> Any:
+def view(
+    position: Position,
+    stops_before: int,
+    *,
+    stops: int = 3,
+    metres: float = 2000,
+    minutes: float = 0,
+    now_ms: int = 0,
+) -> Any:
     return customer_view(order(), AUDIT, route(stops_before), position, visible_stops=stops,
-                         visible_m=metres, now_ms=0)  # fmt: skip
+                         visible_m=metres, visible_min=minutes, now_ms=now_ms)  # fmt: skip
 
 
 def test_the_vehicle_is_shown_within_n_stops_or_d_metres_and_only_its_area_otherwise() -> None:
@@ -56,6 +64,16 @@ def test_the_vehicle_is_shown_within_n_stops_or_d_metres_and_only_its_area_other
     assert near["vehicle"] == {"lat": NEAR.lat, "lon": NEAR.lon, "ts": 2, "heading": 0.0}
     assert 300 < near["distance_m"] < 600
     assert view(NEAR, stops_before=0, stops=0, metres=0)["vehicle"] is None  # both rules off
+
+
+def test_the_vehicle_is_shown_when_its_eta_is_within_t_minutes() -> None:
+    eta = route(0)["stops"][-1]["eta"]
+    # Four stops and 4 km away, but due in 9 minutes: shown with a 10-minute rule, not without.
+    soon = view(FAR, stops_before=3, minutes=10, now_ms=eta - 9 * 60_000)
+    assert soon["vehicle"] is not None
+    assert soon["visibility"] == {"stops": 3, "metres": 2000, "minutes": 10}
+    assert view(FAR, stops_before=3, minutes=10, now_ms=eta - 11 * 60_000)["vehicle"] is None
+    assert view(FAR, stops_before=3, minutes=0, now_ms=eta - 60_000)["vehicle"] is None  # off
 
 
 def test_the_view_holds_nothing_personal_and_no_other_order() -> None:

@@ -49,7 +49,7 @@ def test_the_tracking_page_shows_a_live_eta_and_the_vehicle_only_once_close(
     new_page: Callable[..., Any],
     artifacts: Path,
 ) -> None:
-    base = fleet_server(tracking_visible_stops=0, tracking_visible_m=1500)
+    base = fleet_server(tracking_visible_stops=0, tracking_visible_m=1500, tracking_visible_min=1)
     van = drivers(base, "van-1")
     van.ping(*FAR, ago_s=120)
     created = create(base, DROP_A)
@@ -62,7 +62,11 @@ def test_the_tracking_page_shows_a_live_eta_and_the_vehicle_only_once_close(
     first_text = page.inner_text("#eta")
     assert first_eta > time.time() * 1000
     assert page.locator("#vehicle-marker").count() == 0, "the vehicle is 4 km away: hidden"
-    assert "shaded area" in page.inner_text("#mapnote")
+    note = page.inner_text("#mapnote")
+    assert "shaded area" in note
+    # Only the rules in force: no stop count (0: off), the ETA (due in over a minute), the distance.
+    assert "due within 1 min or the driver is within 1.5 km" in note, note
+    assert "stop" not in note, note
     assert "Confirmed, driver assigned" in page.inner_text("#timeline")
     page.wait_for_timeout(500)
     page.screenshot(path=artifacts / "tracking-far-phone.png")

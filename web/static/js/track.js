@@ -170,7 +170,11 @@ function renderMap(v) {
   } else if (v.vehicle_area) {
     page.area = L.polygon(v.vehicle_area.boundary, { color: "#2563eb", weight: 1.5, dashArray: "4 4", fillOpacity: 0.12, interactive: false }).addTo(map);
     const vis = v.visibility;
-    note.textContent = `Your driver is in the shaded area. The exact position appears when ${vis.stops ? `your stop is ${vis.stops === 1 ? "next" : `at most ${vis.stops} stops away`} or ` : ""}the driver is within ${vis.metres >= 1000 ? `${(vis.metres / 1000).toFixed(1)} km` : `${vis.metres} m`}.`;
+    const rules = []; // the server's privacy rules that are on (0: off)
+    if (vis.stops) rules.push(`your stop is ${vis.stops === 1 ? "next" : `at most ${vis.stops} stops away`}`);
+    if (vis.minutes) rules.push(`the driver is due within ${vis.minutes} min`);
+    if (vis.metres) rules.push(`the driver is within ${vis.metres >= 1000 ? `${(vis.metres / 1000).toFixed(1)} km` : `${vis.metres} m`}`);
+    note.textContent = `Your driver is in the shaded area.${rules.length ? ` The exact position appears when ${rules.join(" or ")}.` : ""}`;
     if (page.fitted !== "area") { map.fitBounds([...v.vehicle_area.boundary, [v.destination.lat, v.destination.lon]], { paddingTopLeft: [30, 30], paddingBottomRight: [30, 90], maxZoom: 15 }); page.fitted = "area"; }
   } else {
     note.textContent = v.status === "returning" ? "The parcel is going back to the sender: no driver is on the way to you."
