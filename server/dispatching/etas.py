@@ -11,6 +11,9 @@ planner (an ETA slipping past its window is a reason to re-plan). ETAs are never
 A vehicle found within ``arrive_radius_m`` of its next stop, a drop-off whose goods it carries,
 has arrived there: the order moves to ``arrived`` (audited ``by`` the vehicle, "within N m")
 without waiting for the driver to say so; a driver's own ``arrived`` after it is acknowledged.
+Likewise a vehicle driving to its next stop (``DEPART_M`` from its fix of the last pass, not at
+a stop) whose order there is only ``processed`` has ``departed`` with it ("on its way to the
+pickup").
 
 Travel times are the road model's times the learned pace (:class:`dispatch.pace.AreaPace`): on
 each pass, every vehicle that drove towards its next stop since the last one gives a sample
@@ -52,6 +55,7 @@ from server.tracking.vehicles import vehicle_ids
 
 OFF_ROUTE_M = 150.0  # a vehicle this far from its route's road path has left it
 AT_STOP_M = 30.0  # a vehicle this close to its next stop is at it (GPS noise is ~5 m)
+DEPART_M = 50.0  # a vehicle this far from its fix of the last pass is on the move
 DETOUR = 1.6  # a stretch's road way this many times its straight line: a fix on the wrong road
 PACE_RESOLUTION = 9  # H3 cells of ~0.1 km² (edge ~170 m): a congestion hot spot covers many
 
@@ -86,6 +90,7 @@ class EtaRefresher:
         self._last: dict[str, Position] = {}
         self._ahead: dict[str, set[tuple[str, str]]] = {}  # per vehicle, at the last pass
         self._left: dict[str, str] = {}  # vehicle → the route geometry it was reported off
+        self._fix: dict[str, tuple[float, float]] = {}  # vehicle → where it was at the last pass
 
     async def refresh(self) -> list[dict[str, Any]]:
         """One pass over every route; the ``eta`` and ``off_route`` events it published."""
@@ -103,6 +108,9 @@ class EtaRefresher:
                 ahead = await self._ahead_of(route)
                 routes[vehicle_id] = (route, await self._arrive(ahead, where[vehicle_id]))
         driving = {v for v, (_, a) in routes.items() if self._driving(v, a, where[v])}
+        for vehicle_id in driving & self._moved(where):
+            route, ahead = routes[vehicle_id]
+            routes[vehicle_id] = (route, await self._depart(ahead, where[vehicle_id]))
         # A road-model route per vehicle that moved: thousands of them would hold the event
         # loop (pings, sockets, a shutdown) for seconds; in a thread it keeps its turns.
         await asyncio.to_thread(self._learn, where, now, driving)
@@ -140,10 +148,42 @@ class EtaRefresher:
         distance = haversine_m(position.lat, position.lon, stop["lat"], stop["lon"])
         if stop["kind"] != "dropoff" or not loaded or distance > self.arrive_radius_m:
             return ahead
+        return await self._move_on(
+            ahead, "arrived", position, f"within {distance:.0f} m of the stop"
+        )
+
+    def _moved(self, where: dict[str, Position]) -> set[str]:
+        """The vehicles at least ``DEPART_M`` from where they were at the last pass."""
+        moved = set()
+        for vehicle_id, p in where.items():
+            was = self._fix.get(vehicle_id)
+            if was is not None and haversine_m(*was, p.lat, p.lon) >= DEPART_M:
+                moved.add(vehicle_id)
+        self._fix = {v: (p.lat, p.lon) for v, p in where.items()}
+        return moved
+
+    async def _depart(
+        self, ahead: list[tuple[dict[str, Any], Order]], position: Position
+    ) -> list[tuple[dict[str, Any], Order]]:
+        """``ahead``, its first stop's order marked ``departed`` when it was only ``processed``
+        and the vehicle is driving to it (moving, and not at a stop): GPS moves the order on
+        (its departure node is timed, a customer reads "on the way") without the driver."""
+        stop, order = ahead[0]
+        if order.status != "processed" or order.vehicle_id != position.id:
+            return ahead
+        return await self._move_on(ahead, "departed", position, f"on its way to the {stop['kind']}")
+
+    async def _move_on(
+        self,
+        ahead: list[tuple[dict[str, Any], Order]],
+        status: str,
+        position: Position,
+        reason: str,
+    ) -> list[tuple[dict[str, Any], Order]]:
+        """``ahead`` with its first stop's order moved to ``status`` by the vehicle's GPS."""
+        stop, order = ahead[0]
         try:
-            order = await self.orders.advance(
-                order.id, "arrived", by=position.id, reason=f"within {distance:.0f} m of the stop"
-            )
+            order = await self.orders.advance(order.id, status, by=position.id, reason=reason)
         except ApiError:  # the driver's own event (or a cancellation) came first
             return ahead
         return [(stop, order), *ahead[1:]]

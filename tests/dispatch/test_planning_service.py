@@ -306,6 +306,41 @@ async def test_a_van_at_its_next_drop_off_has_arrived_without_the_driver_saying_
     await client.aclose()
 
 
+async def test_a_van_driving_to_its_next_stop_has_departed_without_the_driver_saying_so(
+    server_factory: Callable[..., str], andorra: Roads, redis_url: str, tmp_path: Path
+) -> None:
+    base = server_factory(roads=andorra)
+    token = new_van(base)
+    client, orders = order_store(redis_url, tmp_path)
+    refresher = EtaRefresher(client, orders, andorra)
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        start = int(time.time() * 1000) - 600_000
+        lat, lon = VANS["van-1"]
+
+        async def ping_at(seq: int, lat: float, lon: float, ts: int) -> None:
+            answer = await reply_to(
+                driver, {"type": "pings", "seq": seq, "pings": [{"lat": lat, "lon": lon, "ts": ts}]}
+            )
+            assert answer["type"] == "ack", answer
+
+        await ping_at(1, lat, lon, start)
+        body = {**order(*DROPS[0]), "pickup": {"lat": DROPS[2][0], "lon": DROPS[2][1]}}
+        order_id = httpx.post(f"{base}/orders", headers=AUTH, json=body).json()["order"]["id"]
+        assert httpx.post(f"{base}/dispatch/replan", headers=AUTH).json()["assigned"] == 1
+        await refresher.refresh()
+        await ping_at(2, lat + 0.0002, lon, start + 60_000)  # 22 m: GPS noise, still parked
+        await refresher.refresh()
+        assert (await orders.get(order_id)).status == "processed"
+        await ping_at(3, lat - 0.0015, lon - 0.0010, start + 90_000)  # 200 m on, to the shop
+        await refresher.refresh()
+        assert (await orders.get(order_id)).status == "departed"
+    audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
+    assert (audit[-1]["status"], audit[-1]["by"], audit[-1]["reason"]) == (
+        "departed", "van-1", "on its way to the pickup"
+    )  # fmt: skip
+    await client.aclose()
+
+
 async def test_a_re_plan_never_turns_a_driver_away_from_the_stop_it_drives_to(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
