@@ -79,6 +79,7 @@ class Order(msgspec.Struct):
     created: dt.datetime
     failures: int = 0  # failed drop-off attempts so far
     notes: str = ""
+    instructions: str = ""  # the customer's own, from the tracking page
 
 
 class StopDetails(msgspec.Struct):
@@ -95,6 +96,7 @@ class StopDetails(msgspec.Struct):
     window: Window
     customer: Customer
     notes: str
+    instructions: str
     size: dict[str, float]
 
     @classmethod
@@ -102,8 +104,15 @@ class StopDetails(msgspec.Struct):
         return cls(
             id=order.id, status=order.status, reference=order.reference, pickup=order.pickup,
             pickup_window=order.pickup_window, dropoff=order.dropoff, window=order.window,
-            customer=order.customer, notes=order.notes, size=order.size,
+            customer=order.customer, notes=order.notes, instructions=order.instructions,
+            size=order.size,
         )  # fmt: skip
+
+
+class InstructionsIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The customer's delivery instructions ("leave it with the neighbour at B 12")."""
+
+    instructions: Annotated[str, msgspec.Meta(max_length=300)]
 
 
 class OrderCreated(msgspec.Struct):

@@ -36,6 +36,8 @@ from server.orders.model import (
 from server.orders.outcomes import OUTCOMES, count_attempt
 
 IDEMPOTENCY_TTL_S = 24 * 3600
+INSTRUCTABLE = ("received", "processed", "departed", "picked_up")  # before the van is at the door
+MAX_INSTRUCTION_CHANGES = 20  # a tracking link is a bearer token: no unbounded writes through it
 SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
 SCAN_PAGE = 1000  # order ids looked at per round trip when a status holds more
 
@@ -247,6 +249,46 @@ class OrderStore:
         await self.redis.hset(keys.order(order_id), mapping=fields)
         return await self.get(order_id)
 
+    async def instruct(self, order_id: str, text: str) -> Order:
+        """The customer's delivery instructions, until the driver is at the door (sealed with
+        the rest of the personal data; at most ``MAX_INSTRUCTION_CHANGES`` changes an order)."""
+        key = keys.order(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    status, sealed, changes = cast(
+                        "list[bytes | None]",
+                        await pipe.hmget(key, ["status", "pii", "instructed"]),
+                    )
+                    if status is None or sealed is None:
+                        raise NotFound(f"no order {order_id}")
+                    if status.decode() not in INSTRUCTABLE:
+                        raise Conflict(
+                            f"the order is {status.decode()}: too late for instructions",
+                            details={"status": status.decode()},
+                        )
+                    if int(changes or 0) >= MAX_INSTRUCTION_CHANGES:
+                        raise Conflict(f"instructions changed {MAX_INSTRUCTION_CHANGES} times")
+                    pii = json.loads(self.sealer.open("pii", sealed.decode()))
+                    pii["instructions"] = text
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hset(key, "pii", self.sealer.seal("pii", json.dumps(pii)))
+                    pipe.hincrby(key, "instructed", 1)
+                    state = status.decode()
+                    reason = "delivery instructions changed" if text else "instructions removed"
+                    self._audit(pipe, order_id, state, state, "customer", reason, clock.now_ms())
+                    queue_event(
+                        pipe,
+                        {"type": "order", "order_id": order_id, "status": state,
+                         "action": "instructions", "by": "customer"},
+                    )  # fmt: skip
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        return await self.get(order_id)
+
     # -- reading -----------------------------------------------------------------------------
 
     async def get(self, order_id: str) -> Order:
@@ -284,6 +326,7 @@ class OrderStore:
             created=_when(int(raw[b"created"])),
             failures=int(raw.get(b"failures", b"0")),
             notes=data.notes,
+            instructions=pii.get("instructions", ""),
         )
 
     async def _created_answer(self, order_id: str) -> OrderCreated:

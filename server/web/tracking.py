@@ -3,11 +3,14 @@
 What a customer sees (:func:`customer_view`, pure): the order's status, its timeline of time
 nodes, the promised window, the live ETA of the drop-off and whether it is at risk of being late,
 and the vehicle — but only when it is close, as Google Fleet Engine does: when the customer's stop
-is at most ``FLEET_TRACKING_VISIBLE_STOPS`` stops away (1 = the next stop) or the vehicle is at
-most ``FLEET_TRACKING_VISIBLE_M`` metres from the drop-off. Otherwise only the coarse H3 cell
+is at most ``FLEET_TRACKING_VISIBLE_STOPS`` stops away (1 = the next stop), its ETA there is at
+most ``FLEET_TRACKING_VISIBLE_MIN`` minutes away, or the vehicle is at most
+``FLEET_TRACKING_VISIBLE_M`` metres from the drop-off. Otherwise only the coarse H3 cell
 (resolution 7, about 5 km²) the vehicle is in. Never the customer's name, phone or address text,
-never another order. A token that matches no order, or one whose order ended more than
-``LINK_LIFETIME_S`` ago, answers 404. Once the order is delivered the view lists its proofs of
+never another order; only the delivery instructions the link's holder wrote themselves
+(``PUT /track/{token}/instructions``, until the van is at the door: the driver reads them).
+A token that matches no order, or one whose order ended more than ``LINK_LIFETIME_S`` ago,
+answers 404. Once the order is delivered the view lists its proofs of
 delivery (photo, signature), each with the URL of its image under the same token.
 
 The socket sends the same view (``{"type": "track", …}``) on connect and again whenever it
@@ -25,21 +28,22 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-from litestar import Controller, Response, WebSocket, get, websocket
+from litestar import Controller, Response, WebSocket, get, put, websocket
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
-from litestar.params import FromPath
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody
 
 from geo.cells import cell_corners, cell_of
 from geo.distance import haversine_m
 from server import clock, keys
 from server.errors import NotFound
 from server.orders.lifecycle import FINAL
-from server.orders.model import AuditEntry, Order
+from server.orders.model import AuditEntry, InstructionsIn, Order
 from server.orders.proofs import ProofStore, proof_summary
 from server.orders.routes import image_response
-from server.orders.store import OrderStore
+from server.orders.store import INSTRUCTABLE, OrderStore
 from server.settings import Settings
 from server.sockets import receive_frame
 from server.tracking.queries import Position, positions
@@ -111,6 +115,9 @@ def customer_view(
         "vehicle_area": area,
         "distance_m": round(distance) if vehicle is not None and distance is not None else None,
         "visibility": {"stops": visible_stops, "metres": visible_m, "minutes": visible_min},
+        # the link holder's own words, which they may change until the van is at the door
+        "instructions": order.instructions,
+        "instructions_open": order.status in INSTRUCTABLE,
         "updated_at": now_ms,
     }
 
@@ -216,6 +223,21 @@ class TrackingController(Controller):
         settings: NamedDependency[Settings],
     ) -> dict[str, Any]:
         return (await view_for(redis, orders, settings, token))[1]
+
+    @put(
+        "/{token:str}/instructions",
+        summary="The customer's delivery instructions for the driver, until the van is at the door",
+        responses={409: ResponseSpec(None, description="The van is there already, or 20 changes")},
+    )
+    async def instruct(
+        self,
+        token: FromPath[str],
+        data: JSONBody[InstructionsIn],
+        orders: NamedDependency[OrderStore],
+    ) -> dict[str, str]:
+        order = await order_for_link(orders, token, clock.now_ms())
+        changed = await orders.instruct(order.id, data.instructions.strip())
+        return {"instructions": changed.instructions}
 
     @get(
         "/{token:str}/proofs/{proof_id:str}",

@@ -14,6 +14,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import AUTH, scaled
 from tests.web.conftest import DESKTOP, PHONE, order_body, wait_for
+from tests.web.test_returns import report
 
 FAR = (42.5078, 1.5211)  # Andorra la Vella
 DROP_A = (42.5440, 1.5137)  # about 4 km north
@@ -145,3 +146,32 @@ def test_an_unknown_tracking_link_says_so(
         assert response.status == 404
         assert "unknown or has expired" in page.inner_text("#unknown-link")
         page.screenshot(path=artifacts / f"tracking-unknown-{name}.png")
+
+
+def test_the_customer_leaves_instructions_for_the_driver_until_the_van_is_at_the_door(
+    fleet_server: Callable[..., str], drivers: Callable[..., Any], new_page: Callable[..., Any]
+) -> None:
+    base = fleet_server()
+    van = drivers(base, "van-1")
+    van.ping(*FAR)
+    created = create(base, DROP_A)
+    order_id = created["order"]["id"]
+    httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
+    page = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    page.goto(f"{base}/t/{created['tracking_token']}")
+    page.wait_for_selector("#instructions-form:not(.hidden)")
+    page.fill("#instructions", "Leave it with the neighbour at B 12")
+    page.click("#instructions-form button[type=submit]")
+    page.wait_for_selector("#instructions-state:has-text('Saved')")
+    staff = httpx.get(f"{base}/orders/{order_id}", headers=AUTH).json()
+    assert staff["instructions"] == "Leave it with the neighbour at B 12"
+    details = httpx.get(
+        f"{base}/orders/{order_id}/stop-details", headers={"Authorization": f"Bearer {van.token}"}
+    ).json()
+    assert details["instructions"] == "Leave it with the neighbour at B 12", "the driver reads it"
+
+    # At the door: too late to change them; the page shows what the driver has.
+    assert report(van, order_id, "arrived") == "arrived"
+    page.wait_for_selector("#instructions-form.hidden", state="attached")
+    wait_for(lambda: page.is_visible("#instructions-text"), "the instructions shown, read-only")
+    assert page.inner_text("#instructions-text") == "Leave it with the neighbour at B 12"

@@ -2,7 +2,7 @@
 // the proof of delivery (photo, signature) once delivered. A parcel that could not be delivered
 // and goes back to the sender (returning, then returned) has no ETA: the van is not coming.
 /* global L */
-import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon } from "./common.js";
+import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon, toast, escapeHtml, serverNow } from "./common.js";
 
 const token = decodeURIComponent(location.pathname.split("/").pop());
 const STEPS = [
@@ -114,7 +114,39 @@ function render(v) {
   renderTimeline(v);
   renderMap(v);
   renderProofs(v);
+  renderInstructions(v);
 }
+
+// The customer's instructions for the driver: editable until the van is at the door, then shown.
+function renderInstructions(v) {
+  const card = $("#instructions-card");
+  const open = v.instructions_open;
+  card.classList.toggle("hidden", !open && !v.instructions);
+  $("#instructions-form").classList.toggle("hidden", !open);
+  const text = $("#instructions-text");
+  text.classList.toggle("hidden", open);
+  text.textContent = v.instructions || "";
+  const box = $("#instructions");
+  if (open && document.activeElement !== box && !box.dataset.dirty) box.value = v.instructions || "";
+}
+
+$("#instructions").addEventListener("input", (e) => { e.target.dataset.dirty = "1"; });
+$("#instructions-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const box = $("#instructions");
+  const button = e.target.querySelector("button");
+  button.disabled = true;
+  try {
+    const saved = await api(`/track/${encodeURIComponent(token)}/instructions`, { method: "PUT", body: { instructions: box.value } });
+    box.value = saved.instructions;
+    delete box.dataset.dirty;
+    $("#instructions-state").textContent = `Saved at ${clock(serverNow())}: your driver will see them.`;
+  } catch (err) {
+    toast(`Not saved: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    button.disabled = false;
+  }
+});
 
 const PROOF_LABEL = { photo: "Photo at delivery", signature: "Signature" };
 
