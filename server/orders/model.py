@@ -115,6 +115,18 @@ class InstructionsIn(msgspec.Struct, forbid_unknown_fields=True):
     instructions: Annotated[str, msgspec.Meta(max_length=300)]
 
 
+class ImportedOrder(msgspec.Struct):
+    row: int  # the file's row (the header is row 1)
+    id: str
+    tracking_token: str
+    new: bool  # false: created by an earlier upload under the same Idempotency-Key
+
+
+class ImportResult(msgspec.Struct):
+    created: int
+    orders: list[ImportedOrder]
+
+
 class OrderCreated(msgspec.Struct):
     order: Order
     tracking_token: str  # the customer's link key; ≥ 128 random bits
