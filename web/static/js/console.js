@@ -24,7 +24,7 @@ const state = {
   opened: false, // the console socket has been open once (a later open reloads: see resync)
   resyncs: 0, // reloads after missed events
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
-  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL}
+  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL, edit: its open edit form}
   report: null, // the selected vehicle's day: {id, from, data, at, showParts, loading, error, timer}
   hoursForm: null, // the open working-hours form: {id, node}
   zone: "UTC", // the fleet's time zone, which working hours are in (/web/config `time_zone`)
@@ -937,6 +937,17 @@ const ENDED = ["delivered", "returned", "cancelled"]; // on no route any more
 // `returning`: a failed drop-off going back to its sender, on the route of the van that has it.
 const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returning: "return", returned: "idle", cancelled: "idle" };
 const BY_STATUS = ["delivered", "failed", "returning", "cancelled"]; // the filters that list one status
+// The statuses that may become cancelled (server/orders/lifecycle.py, ALLOWED): not once the
+// parcel is in the van (picked up, arrived), nor a parcel on its way back (returning).
+const CANCELLABLE = ["received", "processed", "departed"];
+
+/** A returning order's two ways out: back with its sender, or another delivery attempt. */
+function returnActions(id) {
+  return [
+    el("button", { class: "btn small primary", type: "button", dataset: { action: "returned" }, title: "The parcel is back with its sender: close the order", onclick: (e) => markReturned(id, e.currentTarget) }, "Returned"),
+    el("button", { class: "btn small", type: "button", dataset: { action: "retry" }, title: "Send it out again: the planner gives the van that has it a drop-off", onclick: (e) => deliverAgain(id, e.currentTarget) }, "Deliver again"),
+  ];
+}
 
 function renderOrders() {
   const stops = stopIndex();
@@ -964,7 +975,8 @@ function renderOrders() {
                 el("input", { class: "text", name: "vehicle", list: "vehicle-ids", placeholder: "Reassign to…", style: "height:28px;width:130px;font-size:12.5px", "aria-label": "Reassign to vehicle" }),
                 el("button", { class: "btn small", type: "submit" }, "Assign"))
             : null,
-          open && o.status !== "returning" ? el("button", { class: "btn small danger", onclick: () => cancelOrder(o.id) }, "Cancel") : null)); // a parcel on its way back is not cancelled
+          o.status === "returning" ? returnActions(o.id) : null,
+          CANCELLABLE.includes(o.status) ? el("button", { class: "btn small danger", dataset: { action: "cancel" }, onclick: () => cancelOrder(o.id) }, "Cancel") : null));
     }),
     ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
   );
@@ -1064,6 +1076,9 @@ function renderOrderDetail() {
   const o = open.data;
   const s = o && !ENDED.includes(o.status) ? stopIndex().get(open.id) : null;
   const reached = (status) => (o && o.nodes[status] ? clockDate(Date.parse(o.nodes[status])) : null);
+  const editable = !!o && !ENDED.includes(o.status); // contact and notes change while it is open
+  if (!editable) open.edit = null;
+  const focused = open.edit && open.edit.contains(document.activeElement) ? document.activeElement : null;
   $("#pane-detail").replaceChildren(
     el("div", { class: "detail", id: "order-detail", dataset: { order: open.id } },
       el("div", { class: "row", style: "justify-content:space-between" },
@@ -1079,8 +1094,16 @@ function renderOrderDetail() {
             el("dt", {}, "Window"), el("dd", {}, `${clockDate(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
             el("dt", {}, "Vehicle"), el("dd", {}, o.vehicle_id ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); selectVehicle(o.vehicle_id); } }, o.vehicle_id) : "unassigned"),
             el("dt", {}, s ? (s.kind === "return" ? "Return ETA" : "ETA") : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"),
-            o.failures > 0 ? [el("dt", {}, "Failed attempts"), el("dd", { id: "order-failures" }, String(o.failures))] : null)
+            o.failures > 0 ? [el("dt", {}, "Failed attempts"), el("dd", { id: "order-failures" }, String(o.failures))] : null,
+            el("dt", {}, "Notes"), el("dd", { class: "notes", id: "order-notes" }, o.notes || "—"),
+            o.instructions ? [el("dt", {}, "Customer's instructions"), el("dd", { class: "notes", id: "order-instructions" }, o.instructions)] : null)
         : el("div", { class: "faint" }, "Loading…"),
+      open.edit,
+      editable && (!open.edit || o.status === "returning")
+        ? el("div", { class: "row" },
+            open.edit ? null : el("button", { class: "btn small", type: "button", id: "order-edit", title: "Change the customer's phone and the notes for the driver", onclick: openOrderEdit }, "Edit phone & notes"),
+            o.status === "returning" ? returnActions(open.id) : null)
+        : null,
       el("h3", { style: "margin:4px 0 0;font-size:14px" }, `Proof of delivery (${open.proofs.length})`),
       open.proofs.length
         ? el("div", { class: "proof-grid", id: "order-proofs" }, ...open.proofs.map((p) => {
@@ -1091,7 +1114,72 @@ function renderOrderDetail() {
               el("figcaption", {}, `${p.kind} · ${clock(Date.parse(p.at))} · ${byWhom(p)}`));
           }))
         : el("div", { class: "faint", style: "font-size:12.5px" }, "None yet.")));
+  if (focused && focused.isConnected) focused.focus(); // re-rendered while typing
 }
+
+// The customer's phone and the notes for the driver, changed in place while the order is open
+// (PATCH /orders/{id}); the driver's phone reads them again at its next route or within a minute.
+function openOrderEdit() {
+  const open = state.order;
+  const o = open && open.data;
+  if (!o) return;
+  const node = el("form", { class: "order-edit", id: "order-edit-form", onsubmit: (e) => { e.preventDefault(); saveOrderEdit(open, node); } },
+    el("label", { class: "field" }, "Customer's phone", el("input", { class: "text", name: "phone", type: "tel", maxlength: 40, autocomplete: "off" })),
+    el("label", { class: "field" }, "Notes for the driver", el("textarea", { class: "text", name: "notes", rows: 3, maxlength: 500, placeholder: "e.g. door code 4521, third floor" })),
+    el("div", { class: "row" },
+      el("button", { class: "btn small primary", type: "submit" }, "Save"),
+      el("button", { class: "btn small", type: "button", onclick: () => { if (open.edit === node) open.edit = null; renderOrderDetail(); } }, "Discard")));
+  node.elements.phone.value = o.customer.phone || "";
+  node.elements.notes.value = o.notes || "";
+  open.edit = node;
+  renderOrderDetail();
+  node.elements.notes.focus();
+}
+
+async function saveOrderEdit(open, node) {
+  const o = open.data;
+  const phone = node.elements.phone.value.trim();
+  const notes = node.elements.notes.value.trim();
+  const body = {};
+  if (notes !== (o.notes || "")) body.notes = notes;
+  // The customer is replaced as a whole: its name goes along unchanged.
+  if (phone !== (o.customer.phone || "")) body.customer = { name: o.customer.name || "", phone };
+  const done = () => { if (open.edit === node) open.edit = null; };
+  if (!Object.keys(body).length) { done(); renderOrderDetail(); return; }
+  const save = node.querySelector("[type=submit]");
+  save.disabled = true;
+  try {
+    await call(`/orders/${encodeURIComponent(open.id)}`, { method: "PATCH", body });
+    done();
+    toast(`Order ${escapeHtml(open.id)} changed; its driver's phone shows it at its next update.`);
+  } catch (err) {
+    toast(`Could not change ${escapeHtml(open.id)}: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    save.disabled = false;
+  }
+  if (state.order === open) await loadOrderDetail();
+}
+
+/** A dispatcher's action on an order (``button`` disabled meanwhile), then the list and the
+ * order's detail reloaded; a toast says how it went. */
+async function orderAction(id, button, path, body, done, failed) {
+  if (button) button.disabled = true;
+  try {
+    await call(`/orders/${encodeURIComponent(id)}/${path}`, { method: "POST", body });
+    toast(done);
+  } catch (err) {
+    toast(`${failed}: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    if (button) button.disabled = false;
+  }
+  await loadOrders().catch(() => {});
+  if (state.order && state.order.id === id) await loadOrderDetail();
+}
+
+const markReturned = (id, button) => orderAction(id, button, "returned", { reason: "back with the sender (dispatcher)" },
+  `Order ${escapeHtml(id)} is back with its sender: <b>returned</b>.`, `Could not close ${escapeHtml(id)}`);
+const deliverAgain = (id, button) => orderAction(id, button, "retry", { reason: "another delivery attempt (dispatcher)" },
+  `Order ${escapeHtml(id)} goes out again: the planner gives its van a drop-off.`, `Could not send ${escapeHtml(id)} out again`);
 
 function showProof(p, url) {
   $("#proof-large")?.remove();
@@ -1183,6 +1271,7 @@ function openOrderForm(latlng) {
       el("label", { class: "field" }, "Parcels", el("input", { class: "text", name: "parcels", type: "number", min: 1, max: 100, value: 1 })),
       el("label", { class: "field" }, "Customer", el("input", { class: "text", name: "name", placeholder: "optional", maxlength: 200 }))),
     el("label", { class: "field" }, "Phone", el("input", { class: "text", name: "phone", placeholder: "optional", maxlength: 40 })),
+    el("label", { class: "field" }, "Notes for the driver", el("textarea", { class: "text", name: "notes", rows: 2, maxlength: 500, placeholder: "e.g. door code 4521, third floor" })),
     el("button", { class: "btn primary", type: "submit" }, "Create order"));
   const popup = L.popup({ minWidth: 260, closeOnClick: false }).setLatLng(latlng).setContent(form).openOn(map);
   form.addEventListener("submit", async (e) => {
@@ -1196,6 +1285,7 @@ function openOrderForm(latlng) {
       size: { parcels: Number(d.get("parcels")) || 1 },
       reference: String(d.get("reference") || ""),
       customer: { name: String(d.get("name") || ""), phone: String(d.get("phone") || "") },
+      notes: String(d.get("notes") || "").trim(),
     };
     try {
       const created = await call("/orders", { method: "POST", body });

@@ -2,6 +2,8 @@
 // shows the route the server pushes, and reports what happened at each stop (with a photo or the
 // customer's signature as proof). A stop is a pickup, a drop-off, or a return: a parcel that
 // could not be delivered, taken back to where it came from (the shop, or the van's depot).
+// Routes carry no personal data: the next stop's address, customer and the dispatcher's notes
+// are read over HTTP (GET /orders/{id}/stop-details) and kept in memory only.
 /* global L */
 import { $, $$, el, ApiError, wsUrl, toast, escapeHtml, clock, inMinutes, loadConfig, createMap, divIcon, tokenFromFragment } from "./common.js";
 
@@ -55,6 +57,7 @@ async function start() {
   watchGps();
   setInterval(flush, SEND_EVERY_MS);
   setInterval(() => d.route && renderRoute(), 30000);
+  setInterval(refreshDetails, 1000); // (a request only when the next stop's details are due)
 }
 
 // ---------- GPS ----------
@@ -101,6 +104,8 @@ function connect() {
       conn.textContent = "token refused";
       conn.className = "badge bad";
       localStorage.removeItem(TOKEN_KEY);
+      details.clear();
+      renderDetails(null);
       toast("This vehicle token is not valid. Ask your dispatcher for a new link.", { bad: true, ms: 60000 });
       return;
     }
@@ -136,19 +141,29 @@ function onMessage(msg) {
       flush();
     }
   } else if (msg.type === "route") {
-    if (!d.route || msg.version >= d.route.version || msg.planned_at >= d.route.planned_at) d.route = msg;
+    if (!d.route || msg.version >= d.route.version || msg.planned_at >= d.route.planned_at) {
+      d.route = msg;
+      // A stop reported here stays hidden while the routes still list it (between plans the
+      // server drops done stops without a push); once a route leaves it out, the server has it,
+      // and a later route listing it again (a parcel sent out again) means a new visit.
+      const listed = new Set(msg.stops.map((s) => `${s.order_id}:${s.kind}`));
+      for (const key of [...d.done]) if (!listed.has(key)) d.done.delete(key);
+    }
     renderRoute();
   } else if (msg.type === "stop_ack") {
     const sent = d.pendingStops.get(msg.seq);
     d.pendingStops.delete(msg.seq);
     if (sent) {
-      if (sent.event === "picked_up") d.done.add(`${sent.order_id}:pickup`);
-      if (sent.event === "returned") d.done.add(`${sent.order_id}:return`);
+      // (only a stop the route still lists: one a newer route already left out is done)
+      const listed = new Set((d.route ? d.route.stops : []).map((s) => `${s.order_id}:${s.kind}`));
+      const done = (kind) => { if (listed.has(`${sent.order_id}:${kind}`)) d.done.add(`${sent.order_id}:${kind}`); };
+      if (sent.event === "picked_up") done("pickup");
+      if (sent.event === "returned") done("return");
       if (sent.event === "delivered" || sent.event === "failed") {
         // A failed drop-off the server tries again (the order back with the planner, the parcel
         // still in this van) stays on the route: only one that is over is done here.
         const again = sent.event === "failed" && !["returning", "returned"].includes(msg.status);
-        if (!again) d.done.add(`${sent.order_id}:dropoff`);
+        if (!again) done("dropoff");
         if (sent.order_id === proofs.orderId) resetProofs(null); // recorded: the proofs went with it
       }
     }
@@ -189,6 +204,9 @@ function renderRoute() {
     b.classList.toggle("hidden", !actions.includes(b.dataset.event));
   }
   if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
+  forgetDetails(stops);
+  if (next && detailsDue(next.order_id)) loadDetails(next.order_id);
+  renderDetails(next);
   if (next) {
     $("#next-title").textContent = stopTitle(next);
     $("#next-sub").textContent = `ETA ${clock(next.eta)} · ${inMinutes(next.eta)}${next.late_risk || next.late_s > 0 ? " · running late" : ""}`;
@@ -227,6 +245,109 @@ function renderRoute() {
 }
 
 const online = () => d.socket && d.socket.readyState === WebSocket.OPEN;
+
+// ---------- the next stop's details: address, customer, notes ----------
+// Read with the driver token for the next stop only, cached per order in memory (never in
+// localStorage: personal data), read again when the route changes (a new version: a dispatcher's
+// edit of the notes shows after the next route push) and at least every DETAILS_MAX_AGE_MS while
+// the stop is next. A refusal (403: not, or no longer, this van's open order) shows nothing; no
+// connection keeps what was read before (or nothing) and tries again soon. Both are asked again
+// after 1, 2, 4… s: a route is pushed a moment before the planner puts its new orders on the van,
+// so the first answer may be a 403.
+const DETAILS_MAX_AGE_MS = 60000;
+const DETAILS_RETRY_MS = 10000; // at most this long after no answer
+d.detailsMaxAgeMs = DETAILS_MAX_AGE_MS; // (the browser tests shorten them)
+d.detailsRetryMs = DETAILS_RETRY_MS;
+const details = new Map(); // order id → {data (or null), version, at, misses, failed, loading}
+
+function detailsDue(orderId) {
+  const c = details.get(orderId);
+  if (!c) return true;
+  if (c.loading) return false;
+  if (d.route && c.version !== d.route.version) return true; // the route changed
+  const every = !c.misses ? d.detailsMaxAgeMs
+    : Math.min(1000 * 2 ** (c.misses - 1), c.failed ? d.detailsRetryMs : d.detailsMaxAgeMs);
+  return Date.now() - c.at >= every;
+}
+
+async function loadDetails(orderId) {
+  const c = details.get(orderId) || { data: null, version: null, at: 0, misses: 0, failed: false };
+  c.loading = true;
+  details.set(orderId, c);
+  const version = d.route ? d.route.version : null;
+  let data = c.data;
+  let failed = false;
+  let ok = false;
+  try {
+    const res = await fetch(`/orders/${encodeURIComponent(orderId)}/stop-details`, {
+      headers: { Authorization: `Bearer ${d.token}`, Accept: "application/json" },
+      cache: "no-store",
+    });
+    if (res.ok) { data = await res.json(); ok = true; }
+    else if (res.status >= 500) failed = true; // the server's trouble: keep what was read
+    else data = null; // 403 (not this van's open order), 404, 401: nothing to show
+  } catch {
+    failed = true; // no connection (or no JSON): keep what was read, try again soon
+  }
+  if (details.get(orderId) !== c) return; // forgotten meanwhile (off the route)
+  Object.assign(c, { data: data && data.id === orderId ? data : null, version, at: Date.now(), failed, loading: false, misses: ok ? 0 : c.misses + 1 });
+  const next = remaining()[0];
+  if (next && next.order_id === orderId) renderDetails(next);
+}
+
+/** Forget the details of the orders no longer ahead on the route. */
+function forgetDetails(stops) {
+  const ahead = new Set(stops.map((s) => s.order_id));
+  for (const id of [...details.keys()]) if (!ahead.has(id)) details.delete(id);
+}
+
+function refreshDetails() {
+  const next = remaining()[0];
+  if (next && detailsDue(next.order_id)) loadDetails(next.order_id);
+}
+
+const telHref = (phone) => {
+  const digits = String(phone).replace(/[^0-9+*#]/g, "");
+  return digits ? `tel:${digits}` : null;
+};
+
+/** Under the next stop's title: where it is (the drop-off's address; a pickup's, or a return's
+ * to the shop, the pickup address, else the depot), whom to ask for (a drop-off's customer,
+ * with a phone link), the dispatcher's notes and, at a drop-off, the customer's instructions.
+ * Nothing while they are not known. */
+function renderDetails(next) {
+  const box = $("#next-details");
+  const c = next && details.get(next.order_id);
+  const info = c && c.data;
+  box.classList.toggle("hidden", !info);
+  if (!info) {
+    for (const id of ["#next-address", "#next-customer", "#next-notes", "#next-instructions"]) $(id).replaceChildren();
+    return;
+  }
+  let address;
+  if (next.kind === "pickup") address = info.pickup ? info.pickup.address : "";
+  else if (next.kind === "return") address = info.pickup ? info.pickup.address || "the pickup place" : "your depot";
+  else address = info.dropoff ? info.dropoff.address : "";
+  $("#next-address").textContent = address || "";
+  $("#next-address").classList.toggle("hidden", !address);
+  const customer = info.customer || {};
+  const atDoor = next.kind === "dropoff" || !STOP_VERB[next.kind];
+  const showCustomer = atDoor && !!(customer.name || customer.phone);
+  const tel = showCustomer && customer.phone ? telHref(customer.phone) : null;
+  $("#next-customer").replaceChildren(...(showCustomer ? [
+    customer.name ? el("span", { class: "customer-name" }, customer.name) : null,
+    customer.name && customer.phone ? " · " : null,
+    customer.phone ? (tel ? el("a", { href: tel, class: "customer-phone" }, customer.phone) : el("span", {}, customer.phone)) : null,
+  ].filter(Boolean) : []));
+  $("#next-customer").classList.toggle("hidden", !showCustomer);
+  const notes = (info.notes || "").trim();
+  $("#next-notes").textContent = notes;
+  $("#next-notes").classList.toggle("hidden", !notes);
+  // The customer's own words from the tracking page ("leave it with the neighbour"): for the door.
+  const words = atDoor ? (info.instructions || "").trim() : "";
+  $("#next-instructions").textContent = words;
+  $("#next-instructions").classList.toggle("hidden", !words);
+}
 
 /** Report the next stop's outcome (for ``orderId``'s stop only, if given); false when it could
  * not be sent, said in a toast. */
