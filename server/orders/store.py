@@ -246,7 +246,20 @@ class OrderStore:
             pii = json.loads(self.sealer.open("pii", raw[b"pii"].decode()))
             pii.update(personal)
             fields["pii"] = self.sealer.seal("pii", json.dumps(pii))
-        await self.redis.hset(keys.order(order_id), mapping=fields)
+        changed = sorted({*changes, *personal})
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.order(order_id), mapping=fields)
+            if changed:  # consoles and the audit hear of it (which fields: not their values)
+                reason = f"changed {', '.join(changed)}"
+                self._audit(
+                    pipe, order_id, order.status, order.status, "api", reason, clock.now_ms()
+                )
+                queue_event(
+                    pipe,
+                    {"type": "order", "order_id": order_id, "status": order.status,
+                     "action": "update", "fields": changed, "by": "api"},
+                )  # fmt: skip
+            await pipe.execute()
         return await self.get(order_id)
 
     async def instruct(self, order_id: str, text: str) -> Order:

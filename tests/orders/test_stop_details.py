@@ -55,6 +55,8 @@ async def test_a_driver_reads_its_own_open_orders_only(
         changed = httpx.patch(f"{base}/orders/{order_id}", headers=AUTH, json=patch)
         assert changed.status_code == 200, changed.text
         assert httpx.get(url, headers=mine).json()["notes"] == patch["notes"]
+        audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
+        assert (audit[-1]["by"], audit[-1]["reason"]) == ("api", "changed customer, notes")
         late = httpx.patch(f"{base}/orders/{order_id}", headers=AUTH, json={"service_s": 30})
         assert late.status_code == 409
 
