@@ -114,6 +114,9 @@ def _serve(settings: Settings, *, banner: Callable[[str, str], list[str]]) -> in
             f"Cannot listen on {settings.host}:{settings.port} (FLEET_PORT/--port): {exc.strerror}."
         ) from None
     port = sock.getsockname()[1]
+    # Listening from now on: a client that reads the banner below and connects at once waits
+    # in the backlog until the server accepts (a socket bound but not listening refuses it).
+    sock.listen(2048)
     server: uvicorn.Server | None = None
 
     def stop_serving() -> None:  # the private Redis keeps exiting: stop, and say why

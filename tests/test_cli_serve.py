@@ -86,6 +86,9 @@ def _start(data_dir: Path) -> Served:
         line = process.stdout.readline()
         if match := re.search(r"listening on (http://\S+)", line):
             base = match.group(1)
+            # It says it listens: a client connecting at once gets in (waiting in the backlog
+            # while the server finishes starting), as the simulator's does. (It was refused.)
+            assert httpx.get(f"{base}/health", timeout=scaled(10)).status_code == 200
             while time.monotonic() < deadline:
                 try:
                     if httpx.get(f"{base}/ready").status_code == 200:
