@@ -421,9 +421,10 @@ class Planner:
         # changes where its stop is: the plan is taken whatever its cost, so the stored routes
         # say so.
         ends_now = {v.id: (v.depot.lat, v.depot.lon) if v.depot else None for v in fleet}
-        new_ends = any(self._ends.get(v) != end for v, end in ends_now.items())
-        new_ends = new_ends or bool(back_to.keys() - self._returns)
-        if plan is None or not (new_ends or self._better(
+        moved_stops = any(self._ends.get(v) != end for v, end in ends_now.items()) or bool(
+            back_to.keys() - self._returns
+        )
+        if plan is None or not (moved_stops or self._better(
             plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins
         )):  # fmt: skip
             if not idle:

@@ -190,18 +190,28 @@ class Driver:
         self, lat: float, lon: float, *, ago_s: float = 0.0, now_s: float | None = None
     ) -> None:
         """One ping from ``ago_s`` before ``now_s`` (the server's time: real time unless told)."""
-        self.seq += 1
         ts = int(((time.time() if now_s is None else now_s) - ago_s) * 1000)
-        message = {"type": "pings", "seq": self.seq, "pings": [{"lat": lat, "lon": lon, "ts": ts}]}
-        self.ws.send(json.dumps(message))
+        reply = self._ask({"type": "pings", "pings": [{"lat": lat, "lon": lon, "ts": ts}]})
+        assert reply["type"] == "ack", reply
+        assert reply["accepted"] == 1, reply
+
+    def report(self, order_id: str, event: str, **extra: str) -> str:
+        """Report a stop event; the order's status the ack gives."""
+        reply = self._ask({"type": "stop", "order_id": order_id, "event": event, **extra})
+        assert reply["type"] == "stop_ack", reply
+        status: str = reply["status"]
+        return status
+
+    def _ask(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send ``message`` with the next seq; the answer to it (route pushes skipped)."""
+        self.seq += 1
+        self.ws.send(json.dumps({**message, "seq": self.seq}))
         deadline = time.monotonic() + scaled(10)
         while time.monotonic() < deadline:
-            reply = json.loads(self.ws.recv(timeout=scaled(10)))
+            reply: dict[str, Any] = json.loads(self.ws.recv(timeout=scaled(10)))
             if reply.get("seq") == self.seq:
-                assert reply["type"] == "ack", reply
-                assert reply["accepted"] == 1, reply
-                return
-        raise AssertionError("no ack")
+                return reply
+        raise AssertionError(f"no answer to {message['type']}")
 
     def close(self) -> None:
         self._open.close()

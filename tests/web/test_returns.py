@@ -4,15 +4,13 @@ tracking page says so with no ETA."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.conftest import AUTH, scaled
+from tests.conftest import AUTH
 from tests.web.conftest import PHONE, Driver, open_console, open_phone, order_body, wait_for
 
 START = (42.5078, 1.5211)  # Andorra la Vella
@@ -39,21 +37,6 @@ def stops_of(base: str, vehicle_id: str) -> list[dict[str, Any]]:
     answer = httpx.get(f"{base}/dispatch/routes/{vehicle_id}", headers=AUTH)
     stops: list[dict[str, Any]] = answer.json()["stops"] if answer.status_code == 200 else []
     return stops
-
-
-def report(van: Driver, order_id: str, event: str, **extra: str) -> str:
-    """Report a stop event over the van's driver socket; the order's status the ack gives."""
-    van.seq += 1
-    van.ws.send(json.dumps({"type": "stop", "seq": van.seq, "order_id": order_id,
-                            "event": event, **extra}))  # fmt: skip
-    deadline = time.monotonic() + scaled(10)
-    while time.monotonic() < deadline:
-        reply = json.loads(van.ws.recv(timeout=scaled(10)))
-        if reply.get("seq") == van.seq:
-            assert reply["type"] == "stop_ack", reply
-            status: str = reply["status"]
-            return status
-    raise AssertionError(f"no answer to {event}")
 
 
 def located(base: str, vehicle_id: str) -> bool:
@@ -137,9 +120,9 @@ def test_the_console_lists_a_parcel_going_back_as_an_exception(
     van.ping(*START)
     order_id = create(base)["order"]["id"]
     wait_for(lambda: stops_of(base, "van-1"), "the van's route")
-    assert report(van, order_id, "picked_up") == "picked_up"
-    assert report(van, order_id, "arrived") == "arrived"
-    assert report(van, order_id, "failed", reason="refused") == "returning"
+    assert van.report(order_id, "picked_up") == "picked_up"
+    assert van.report(order_id, "arrived") == "arrived"
+    assert van.report(order_id, "failed", reason="refused") == "returning"
     wait_for(lambda: [s["kind"] for s in stops_of(base, "van-1")] == ["return"], "the return stop")
 
     page = open_console(new_page, base)
@@ -170,7 +153,7 @@ def test_the_console_lists_a_parcel_going_back_as_an_exception(
     page.screenshot(path=artifacts / "console-returning.png")
 
     # Back at the shop: no longer open, no longer an exception.
-    assert report(van, order_id, "returned") == "returned"
+    assert van.report(order_id, "returned") == "returned"
     page.click(".tab[data-tab=alerts]")
     wait_for(lambda: "Returning to sender" not in page.inner_text("#alert-list"), "the alert gone")
     page.click(".tab[data-tab=orders]")

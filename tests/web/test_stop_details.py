@@ -416,9 +416,7 @@ def test_the_new_order_forms_notes_and_cancel_only_where_the_server_allows_it(
     )
     badge = row_of(console, order_id).locator(".badge").last  # the order's status
     for event in ("picked_up", "arrived"):
-        van.seq += 1
-        van.ws.send(json.dumps({"type": "stop", "seq": van.seq, "order_id": order_id,
-                                "event": event}))  # fmt: skip
+        van.report(order_id, event)
         wait_for(has_status(base, order_id, event), f"the order {event}")
         wait_for(shows(badge, event.replace("_", " ")), f"the row {event}")
         assert "Details" in row_actions(console, order_id)

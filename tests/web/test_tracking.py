@@ -14,7 +14,6 @@ from websockets.sync.client import connect
 
 from tests.conftest import AUTH, scaled
 from tests.web.conftest import DESKTOP, PHONE, order_body, wait_for
-from tests.web.test_returns import report
 
 FAR = (42.5078, 1.5211)  # Andorra la Vella
 DROP_A = (42.5440, 1.5137)  # about 4 km north
@@ -171,7 +170,7 @@ def test_the_customer_leaves_instructions_for_the_driver_until_the_van_is_at_the
     assert details["instructions"] == "Leave it with the neighbour at B 12", "the driver reads it"
 
     # At the door: too late to change them; the page shows what the driver has.
-    assert report(van, order_id, "arrived") == "arrived"
+    assert van.report(order_id, "arrived") == "arrived"
     page.wait_for_selector("#instructions-form.hidden", state="attached")
     wait_for(lambda: page.is_visible("#instructions-text"), "the instructions shown, read-only")
     assert page.inner_text("#instructions-text") == "Leave it with the neighbour at B 12"
