@@ -30,6 +30,14 @@ class Customer(msgspec.Struct, forbid_unknown_fields=True):
     phone: Annotated[str, msgspec.Meta(max_length=40)] = ""
 
 
+class CustomerPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A change of the customer's contact: the fields given replace the stored ones, the others
+    stay (a new phone number keeps the name)."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=40)] | None = None
+
+
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     dropoff: Place
     window: Window  # the promised delivery window
@@ -54,7 +62,7 @@ class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     size: dict[str, Annotated[float, msgspec.Meta(ge=0)]] | None = None
     skills: list[str] | None = None
     priority: Priority | None = None
-    customer: Customer | None = None
+    customer: CustomerPatch | None = None
     notes: Notes | None = None
 
 

@@ -244,6 +244,8 @@ class OrderStore:
         fields: dict[Any, Any] = {"doc": json.dumps(doc)}
         if personal:
             pii = json.loads(self.sealer.open("pii", raw[b"pii"].decode()))
+            if "customer" in personal:  # merged: the fields not given stay as they are
+                personal["customer"] = {**(pii.get("customer") or {}), **personal["customer"]}
             pii.update(personal)
             fields["pii"] = self.sealer.seal("pii", json.dumps(pii))
         changed = sorted({*changes, *personal})

@@ -54,7 +54,10 @@ async def test_a_driver_reads_its_own_open_orders_only(
         patch = {"notes": "Leave with the neighbour at B 12", "customer": {"phone": "+35850111"}}
         changed = httpx.patch(f"{base}/orders/{order_id}", headers=AUTH, json=patch)
         assert changed.status_code == 200, changed.text
-        assert httpx.get(url, headers=mine).json()["notes"] == patch["notes"]
+        details = httpx.get(url, headers=mine).json()
+        assert details["notes"] == patch["notes"]
+        # Only the phone was given: the name stays (the customer is merged, not replaced).
+        assert details["customer"] == {"name": "Aino Virtanen", "phone": "+35850111"}
         audit = httpx.get(f"{base}/orders/{order_id}/audit", headers=AUTH).json()
         assert (audit[-1]["by"], audit[-1]["reason"]) == ("api", "changed customer, notes")
         late = httpx.patch(f"{base}/orders/{order_id}", headers=AUTH, json={"service_s": 30})

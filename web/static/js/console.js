@@ -1142,8 +1142,8 @@ async function saveOrderEdit(open, node) {
   const notes = node.elements.notes.value.trim();
   const body = {};
   if (notes !== (o.notes || "")) body.notes = notes;
-  // The customer is replaced as a whole: its name goes along unchanged.
-  if (phone !== (o.customer.phone || "")) body.customer = { name: o.customer.name || "", phone };
+  // The server merges the customer: the name stays as it is.
+  if (phone !== (o.customer.phone || "")) body.customer = { phone };
   const done = () => { if (open.edit === node) open.edit = null; };
   if (!Object.keys(body).length) { done(); renderOrderDetail(); return; }
   const save = node.querySelector("[type=submit]");
