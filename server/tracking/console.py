@@ -101,16 +101,37 @@ class Subscriber:
             self.wake.set()
 
 
+# The events a driver socket hears of (its vehicle's), as they are spelled in an event's JSON.
+_FOR_DRIVERS = (b'"type": "route"', b'"type": "eta"', b'"type": "vehicle_token"')
+
 TOKEN_REPLACED = b""  # what a driver link receives, last, once its vehicle's token is replaced
 
 
 @dataclass(eq=False, slots=True)
 class DriverLink:
     """What the hub tells one driver socket: its vehicle's new routes (a queue of one, the
-    latest wins), and at last ``TOKEN_REPLACED`` if the token it connected with is replaced."""
+    latest wins), and at last ``TOKEN_REPLACED`` if the token it connected with is replaced.
+    ``route`` is the newest route handed to the socket: an ETA refresh of the same version
+    (the ETA pass's ``eta`` event) goes to the driver as that route with its stops and end
+    replaced."""
 
     routes: asyncio.Queue[bytes]
     revoked: bool = False
+    route: dict[str, Any] | None = None
+
+    def push(self, route: dict[str, Any], raw: bytes | None = None) -> None:
+        """Queue ``route`` (``raw``: its JSON, when the caller has it) in place of one not
+        sent yet."""
+        if self.routes.full():
+            self.routes.get_nowait()
+        self.route = route
+        self.routes.put_nowait(_encoder.encode(route) if raw is None else raw)
+
+    def refresh(self, eta: dict[str, Any]) -> None:
+        """Apply an ETA refresh to the route it is of (same version); ignore it otherwise."""
+        route = self.route
+        if route is not None and route.get("version") == eta.get("version"):
+            self.push({**route, "stops": eta["stops"], "end": eta.get("end")})
 
 
 class Hub:
@@ -141,7 +162,7 @@ class Hub:
     def publish_event(self, raw: bytes) -> None:
         for hook in self.event_hooks:
             hook(raw)
-        if b'"type": "route"' in raw or b'"type": "vehicle_token"' in raw:
+        if self.driver_links and any(kind in raw for kind in _FOR_DRIVERS):
             self._to_drivers(raw)
         frame = b'{"type":"event","event":' + raw + b"}"
         for subscriber in self.subscribers:
@@ -169,21 +190,29 @@ class Hub:
         await subscriber.run(ready)
 
     def _to_drivers(self, raw: bytes) -> None:
-        """Hand a route, or the news that its driver token was replaced, to the driver sockets
-        of its vehicle in this process (routes: latest wins)."""
+        """Hand a route, its ETAs refreshed, or the news that its driver token was replaced, to
+        the driver sockets of its vehicle in this process (routes: latest wins)."""
         try:
             event = msgspec.json.decode(raw)
             vehicle_id = str(event["vehicle_id"])
+            kind = event["type"]
         except (msgspec.DecodeError, KeyError, TypeError):
             return
-        replaced = event.get("type") == "vehicle_token"
         for link in self.driver_links.get(vehicle_id, ()):
             if link.revoked:  # nothing more for a socket that is being closed
                 continue
-            link.revoked = replaced
-            if link.routes.full():
-                link.routes.get_nowait()
-            link.routes.put_nowait(TOKEN_REPLACED if replaced else raw)
+            if kind == "vehicle_token":
+                link.revoked = True
+                if link.routes.full():
+                    link.routes.get_nowait()
+                link.routes.put_nowait(TOKEN_REPLACED)
+            elif kind == "route":
+                link.push(event, raw)
+            elif kind == "eta":
+                try:
+                    link.refresh(event)
+                except (KeyError, TypeError):  # not an ETA refresh as the ETA pass sends it
+                    log.warning("ignored a malformed eta event: %r", raw[:200])
 
     @contextlib.contextmanager
     def driver_link(self, vehicle_id: str) -> Iterator[DriverLink]:

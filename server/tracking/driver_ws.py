@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+import msgspec
 from litestar import WebSocket, websocket
 from litestar.datastructures import State
 from litestar.di import NamedDependency
@@ -143,8 +144,9 @@ async def serve_driver(channel: Channel, token: str, services: DriverServices) -
             await channel.close(CLOSE_UNAUTHORIZED, TOKEN_REPLACED_REASON)
             return
         last, inside = fix_of(live), membership_of(fences_raw)
-        if current is not None and link.routes.empty():  # else a newer one came meanwhile
-            link.routes.put_nowait(current)
+        # (else a newer one came meanwhile, or the token was replaced)
+        if current is not None and link.route is None and not link.revoked:
+            link.push(msgspec.json.decode(current), current)
         pusher = asyncio.create_task(_push_routes(channel, link.routes))
         try:
             stops = StopHandler(services.orders, ingestor.redis, vehicle_id, services.settings)

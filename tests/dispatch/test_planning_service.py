@@ -567,6 +567,9 @@ async def test_routes_carry_their_road_path_and_leaving_it_wakes_the_planner(
         assert len(left) == 1
         assert left[0]["distance_m"] > 1000
         again = await next_route(driver)  # the planner re-drew it from where the van is
+        while again["geometry"] == first["geometry"]:  # (its ETAs refreshed first: news too)
+            assert again["version"] == first["version"]
+            again = await next_route(driver)
         assert again["version"] == first["version"], "same stops, same version"
         assert andorra.distance_to_path_m(*DROPS[2], decode(again["geometry"])) < 50
         assert [e for e in await refresher.refresh() if e["type"] == "off_route"] == []
@@ -685,6 +688,18 @@ async def test_the_whole_loop_over_real_sockets_orders_route_pings_etas_traffic_
                 eta = {s["order_id"]: s["eta"] for s in event["stops"]}[first["order_id"]]
                 if eta < first["eta"] - 30_000:
                     break
+        # The driver hears of it too: the same route (version, road path), its ETAs refreshed.
+        refreshed = await next_route(driver)
+        while refreshed["stops"][0]["eta"] >= first["eta"] - 30_000:
+            refreshed = await next_route(driver)
+        assert (refreshed["version"], refreshed["planned_at"]) == (
+            route["version"],
+            route["planned_at"],
+        )
+        assert refreshed["geometry"] == route["geometry"]
+        assert [s["order_id"] for s in refreshed["stops"]] == [
+            s["order_id"] for s in route["stops"]
+        ]
         # A closure around the second stop: the planner re-plans, the driver gets a new version.
         lat, lon = route["stops"][1]["lat"], route["stops"][1]["lon"]
         d = 0.0025

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from server.tracking.console import EVENTS_PER_ROUND, MAX_QUEUED_FRAMES, Hub
+from server.tracking.console import EVENTS_PER_ROUND, MAX_QUEUED_FRAMES, TOKEN_REPLACED, Hub
 from tests.conftest import STAFF_TOKEN, scaled
 from tests.tracking.test_driver_socket import HELSINKI, register, send, ws_url
 
@@ -231,3 +231,42 @@ async def test_rounds_start_every_interval_even_when_sending_takes_time() -> Non
     gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     # 0.4 s apart; waiting the whole interval after each send would make them 0.7 s apart
     assert sum(gaps) / len(gaps) < 0.55, gaps
+
+
+def test_a_driver_hears_its_routes_their_eta_refreshes_and_nothing_after_its_token_goes() -> None:
+    """Routes reach the vehicle's driver links (the newest not sent yet wins); an ETA refresh
+    goes out as the route it refreshes, never as a route it is not of; after a token
+    replacement nothing more is queued."""
+    hub = Hub()
+
+    def event(**fields: Any) -> bytes:
+        return json.dumps(fields).encode()  # as queue_event spells events
+
+    def queued(link: Any) -> dict[str, Any]:
+        raw = link.routes.get_nowait()
+        assert link.routes.empty()
+        parsed: dict[str, Any] = json.loads(raw)
+        return parsed
+
+    stop = {"order_id": "o-1", "kind": "dropoff", "lat": 60.17, "lon": 24.94, "eta": 1000}
+    route = {"type": "route", "vehicle_id": "van-1", "version": 3, "planned_at": 5,
+             "stops": [stop, {**stop, "order_id": "o-2", "eta": 2000}], "geometry": "abc",
+             "end": None}  # fmt: skip
+    with hub.driver_link("van-1") as link, hub.driver_link("van-2") as other:
+        hub.publish_event(event(**route))
+        refreshed = {**stop, "order_id": "o-2", "eta": 1500}
+        hub.publish_event(event(type="eta", vehicle_id="van-1", version=3, stops=[refreshed],
+                                end=None, late_risk=[], slipped=[], at=9))  # fmt: skip
+        got = queued(link)  # the refresh took the place of the route not sent yet
+        assert (got["version"], got["planned_at"], got["geometry"]) == (3, 5, "abc")
+        assert got["stops"] == [refreshed], "o-1 is done: only o-2 is left, sooner"
+        assert other.routes.empty(), "another vehicle's route"
+
+        # A refresh of an older version (one the new plan replaced) is no news for the driver.
+        hub.publish_event(event(type="eta", vehicle_id="van-1", version=2, stops=[], end=None))
+        assert link.routes.empty()
+
+        hub.publish_event(event(type="vehicle_token", vehicle_id="van-1"))
+        hub.publish_event(event(**{**route, "version": 4}))
+        assert link.routes.get_nowait() == TOKEN_REPLACED, "the token is replaced: it closes"
+        assert link.routes.empty()

@@ -143,8 +143,8 @@ function onMessage(msg) {
   } else if (msg.type === "route") {
     if (!d.route || msg.version >= d.route.version || msg.planned_at >= d.route.planned_at) {
       d.route = msg;
-      // A stop reported here stays hidden while the routes still list it (between plans the
-      // server drops done stops without a push); once a route leaves it out, the server has it,
+      // A stop reported here stays hidden while the routes still list it (the server's next ETA
+      // refresh, same version, drops it); once a route leaves it out, the server has it,
       // and a later route listing it again (a parcel sent out again) means a new visit.
       const listed = new Set(msg.stops.map((s) => `${s.order_id}:${s.kind}`));
       for (const key of [...d.done]) if (!listed.has(key)) d.done.delete(key);
