@@ -307,6 +307,14 @@ class Settings:
             "another attempt (comma-separated; empty: none)",
         ),
     )
+    low_rating: int = field(
+        default=2,
+        metadata=_meta(
+            _parse_int(0, 5),
+            "a customer's rating of a delivery at or below this raises a low_rating alert "
+            "(0 = never)",
+        ),
+    )
     eta_refresh_s: float = field(
         default=15.0,
         metadata=_meta(_parse_float(0.0, lo_open=True), "how often live ETAs are recomputed"),

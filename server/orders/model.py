@@ -66,6 +66,19 @@ class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     notes: Notes | None = None
 
 
+class Feedback(msgspec.Struct):
+    """The customer's rating of a delivery (1 to 5) and their comment, from the tracking page."""
+
+    rating: int
+    comment: str
+    at: dt.datetime
+
+
+class FeedbackIn(msgspec.Struct, forbid_unknown_fields=True):
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    comment: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
 class Order(msgspec.Struct):
     """An order as the dispatcher API shows it (personal data decrypted)."""
 
@@ -88,6 +101,7 @@ class Order(msgspec.Struct):
     failures: int = 0  # failed drop-off attempts so far
     notes: str = ""
     instructions: str = ""  # the customer's own, from the tracking page
+    feedback: Feedback | None = None  # the customer's rating, once delivered
 
 
 class StopDetails(msgspec.Struct):
@@ -158,6 +172,7 @@ class Delivery(msgspec.Struct):
     promised_eta: dt.datetime | None  # the ETA shown at confirmation, when there was one
     nodes_ms: dict[str, int] = {}  # status → when the order first reached it (Unix ms)
     vehicle_id: str = ""  # the vehicle that delivered it
+    rating: int | None = None  # the customer's, 1 to 5, if they gave one
 
 
 class AuditEntry(msgspec.Struct):

@@ -1,7 +1,8 @@
 """Quality KPIs from delivered orders (pure: the orders and the time are passed in).
 
 The brief's figures beside the on-time rate: how long each time node takes, how many orders a
-vehicle delivers a day, and order accuracy as the share delivered at the first attempt.
+vehicle delivers a day, order accuracy as the share delivered at the first attempt, and what
+the customers made of their deliveries (their ratings on the tracking page).
 """
 
 from __future__ import annotations
@@ -57,3 +58,24 @@ def orders_per_vehicle_day(delivered: Sequence[Delivery], now_ms: int) -> float 
     recent = [d for d in delivered if now_ms - DAY_MS < d.nodes_ms.get("delivered", 0) <= now_ms]
     vehicles = {d.vehicle_id for d in recent}
     return len(recent) / len(vehicles) if vehicles else None
+
+
+def ratings(delivered: Sequence[Delivery]) -> dict[str, float | int | None]:
+    """The customers' mean rating of ``delivered`` (1 to 5; None: none rated), how many rated,
+    and the share of the deliveries they rated.
+
+    >>> from datetime import datetime, UTC
+    >>> at = datetime(2026, 11, 29, tzinfo=UTC)
+    >>> done = [Delivery(delivered_at=at, window_end=at, promised_eta=None, rating=r)
+    ...         for r in [5, None, 2, 4]]
+    >>> ratings(done)
+    {'average': 3.6666666666666665, 'count': 3, 'share': 0.75}
+    >>> ratings([])
+    {'average': None, 'count': 0, 'share': None}
+    """
+    given = [d.rating for d in delivered if d.rating is not None]
+    return {
+        "average": sum(given) / len(given) if given else None,
+        "count": len(given),
+        "share": len(given) / len(delivered) if delivered else None,
+    }

@@ -7,9 +7,11 @@ concurrent changes cannot both apply.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
@@ -27,6 +29,7 @@ from server.orders.model import (
     AuditEntry,
     Customer,
     Delivery,
+    Feedback,
     Order,
     OrderCreated,
     OrderIn,
@@ -38,8 +41,21 @@ from server.orders.outcomes import OUTCOMES, count_attempt
 IDEMPOTENCY_TTL_S = 24 * 3600
 INSTRUCTABLE = ("received", "processed", "departed", "picked_up")  # before the van is at the door
 MAX_INSTRUCTION_CHANGES = 20  # a tracking link is a bearer token: no unbounded writes through it
+RATEABLE = ("delivered",)  # the customer rates a delivery once it is made
+MAX_FEEDBACK_CHANGES = 5
 SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
 SCAN_PAGE = 1000  # order ids looked at per round trip when a status holds more
+
+
+@dataclasses.dataclass(slots=True)
+class _CustomerChange:
+    """What a change through a tracking link writes besides the personal data: plain hash
+    fields, the audit's reason, the ``order`` event's own fields, alerts to raise."""
+
+    fields: dict[str, int | str]
+    reason: str
+    event: dict[str, Any]
+    alerts: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _ms(when: dt.datetime) -> int:
@@ -267,37 +283,90 @@ class OrderStore:
     async def instruct(self, order_id: str, text: str) -> Order:
         """The customer's delivery instructions, until the driver is at the door (sealed with
         the rest of the personal data; at most ``MAX_INSTRUCTION_CHANGES`` changes an order)."""
+
+        def change(pii: dict[str, Any], _rating: int | None) -> _CustomerChange:
+            pii["instructions"] = text
+            reason = "delivery instructions changed" if text else "instructions removed"
+            return _CustomerChange({}, reason, {"action": "instructions"})
+
+        return await self._by_customer(
+            order_id, allowed=INSTRUCTABLE, refused="too late for instructions",
+            counter="instructed", most=MAX_INSTRUCTION_CHANGES, change=change,
+        )  # fmt: skip
+
+    async def rate(self, order_id: str, rating: int, comment: str, *, low: int = 0) -> Order:
+        """The customer's rating (1 to 5) and comment of a delivered order (the comment sealed
+        with the personal data; at most ``MAX_FEEDBACK_CHANGES`` changes). A rating of ``low``
+        or less, where the one before was not, raises a ``low_rating`` alert (``low`` 0: never)."""
+
+        def change(pii: dict[str, Any], before: int | None) -> _CustomerChange:
+            pii["feedback"] = comment
+            now = clock.now_ms()
+            alerts = []
+            if rating <= low and not (before is not None and before <= low):
+                alerts.append({"type": "alert", "kind": "low_rating", "order_id": order_id,
+                               "rating": rating, "at": now})  # fmt: skip
+            reason = f"rated {rating} of 5" + (" with a comment" if comment else "")
+            return _CustomerChange(
+                {"rating": rating, "rated_at": now}, reason,
+                {"action": "feedback", "rating": rating}, alerts,
+            )  # fmt: skip
+
+        return await self._by_customer(
+            order_id, allowed=RATEABLE, refused="feedback is for a delivered order",
+            counter="rated", most=MAX_FEEDBACK_CHANGES, change=change,
+        )  # fmt: skip
+
+    async def _by_customer(
+        self,
+        order_id: str,
+        *,
+        allowed: tuple[str, ...],
+        refused: str,
+        counter: str,
+        most: int,
+        change: Callable[[dict[str, Any], int | None], _CustomerChange],
+    ) -> Order:
+        """A change made through the order's tracking link: only while the order is in one of
+        ``allowed`` (409 ``the order is …: {refused}`` otherwise), at most ``most`` times
+        (counted in the hash's ``counter``: a link is a bearer token, writes through it are
+        bounded). ``change`` edits the personal data (given the stored rating, if any) and says
+        what else to write; it is audited ``by customer`` and announced as an ``order`` event."""
         key = keys.order(order_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(key)
-                    status, sealed, changes = cast(
+                    status, sealed, changes, rating = cast(
                         "list[bytes | None]",
-                        await pipe.hmget(key, ["status", "pii", "instructed"]),
+                        await pipe.hmget(key, ["status", "pii", counter, "rating"]),
                     )
                     if status is None or sealed is None:
                         raise NotFound(f"no order {order_id}")
-                    if status.decode() not in INSTRUCTABLE:
-                        raise Conflict(
-                            f"the order is {status.decode()}: too late for instructions",
-                            details={"status": status.decode()},
-                        )
-                    if int(changes or 0) >= MAX_INSTRUCTION_CHANGES:
-                        raise Conflict(f"instructions changed {MAX_INSTRUCTION_CHANGES} times")
-                    pii = json.loads(self.sealer.open("pii", sealed.decode()))
-                    pii["instructions"] = text
-                    pipe.multi()  # type: ignore[no-untyped-call]
-                    pipe.hset(key, "pii", self.sealer.seal("pii", json.dumps(pii)))
-                    pipe.hincrby(key, "instructed", 1)
                     state = status.decode()
-                    reason = "delivery instructions changed" if text else "instructions removed"
-                    self._audit(pipe, order_id, state, state, "customer", reason, clock.now_ms())
+                    if state not in allowed:
+                        raise Conflict(
+                            f"the order is {state}: {refused}", details={"status": state}
+                        )
+                    if int(changes or 0) >= most:
+                        raise Conflict(f"changed {most} times already: no more changes")
+                    pii = json.loads(self.sealer.open("pii", sealed.decode()))
+                    done = change(pii, int(rating) if rating else None)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    sealed_now = self.sealer.seal("pii", json.dumps(pii))
+                    mapping: dict[Any, Any] = {**done.fields, "pii": sealed_now}
+                    pipe.hset(key, mapping=mapping)
+                    pipe.hincrby(key, counter, 1)
+                    now = clock.now_ms()
+                    self._audit(pipe, order_id, state, state, "customer", done.reason, now)
                     queue_event(
                         pipe,
-                        {"type": "order", "order_id": order_id, "status": state,
-                         "action": "instructions", "by": "customer"},
+                        {"type": "order", "order_id": order_id, "status": state, **done.event,
+                         "by": "customer"},
                     )  # fmt: skip
+                    for alert in done.alerts:
+                        queue_event(pipe, alert, also_log=keys.ALERTS)
+                        pipe.hincrby(keys.ALERT_COUNTS, alert["kind"], 1)
                     await pipe.execute()
                     break
                 except WatchError:
@@ -342,6 +411,13 @@ class OrderStore:
             failures=int(raw.get(b"failures", b"0")),
             notes=data.notes,
             instructions=pii.get("instructions", ""),
+            feedback=Feedback(
+                rating=int(raw[b"rating"]),
+                comment=pii.get("feedback", ""),
+                at=_when(int(raw[b"rated_at"])),
+            )
+            if b"rating" in raw
+            else None,
         )
 
     async def _created_answer(self, order_id: str) -> OrderCreated:
@@ -372,12 +448,12 @@ class OrderStore:
         return orders  # newest first, as _newest found them
 
     async def deliveries(self, limit: int) -> builtins.list[Delivery]:
-        """The newest ``limit`` delivered orders' outcomes, newest first: four fields each and
+        """The newest ``limit`` delivered orders' outcomes, newest first: five fields each and
         no personal data decrypted (the KPIs read them every 10 s per console)."""
         ids = await self._newest(["delivered"], limit)
-        fields = ("nodes", "doc", "promised_eta", "vehicle_id")
+        fields = ("nodes", "doc", "promised_eta", "vehicle_id", "rating")
         out = []
-        for nodes_raw, doc, promised, vehicle in await hmget_each(
+        for nodes_raw, doc, promised, vehicle, rating in await hmget_each(
             self.redis, [keys.order(i) for i in ids], fields
         ):
             nodes = json.loads(nodes_raw) if nodes_raw else {}
@@ -389,6 +465,7 @@ class OrderStore:
                 promised_eta=_when(int(promised)) if promised else None,
                 nodes_ms=nodes,
                 vehicle_id=vehicle.decode() if vehicle else "",
+                rating=int(rating) if rating else None,
             ))  # fmt: skip
         return out
 

@@ -3,7 +3,8 @@
 - ``GET /web/fleet``: every vehicle with its record status, connection status, live position and
   current route, in one answer (the console's vehicles panel and route colours);
 - ``GET /web/kpis``: the KPI strip (on-time rate, open orders, active vehicles, utilisation, and
-  the mean ETA error: delivery time against the ETA promised when the order was confirmed);
+  the mean ETA error: delivery time against the ETA promised when the order was confirmed; the
+  customers' mean rating of their deliveries);
 - ``GET /web/density?bbox=&res=``: live vehicles counted per H3 cell, with the cells' corners;
 - ``GET /web/routes/{vehicle}``: a vehicle's route with its road geometry from the live position
   through every stop, on current traffic.
@@ -33,7 +34,12 @@ from server.errors import NotFound
 from server.openapi import BBOX_SCHEMA
 from server.orders.lifecycle import FINAL, STATUSES
 from server.orders.outcomes import ErrorRateLimit, recent_attempts
-from server.orders.quality import first_attempt_rate, node_times_s, orders_per_vehicle_day
+from server.orders.quality import (
+    first_attempt_rate,
+    node_times_s,
+    orders_per_vehicle_day,
+    ratings,
+)
 from server.orders.store import OrderStore
 from server.settings import Settings
 from server.tracking.queries import (
@@ -94,7 +100,7 @@ class ConsoleDataController(Controller):
     @get(
         "/kpis",
         summary="On-time rate, open orders, active vehicles, utilisation, error rate, alerts, "
-        "node times, orders per vehicle a day",
+        "node times, orders per vehicle a day, customers' ratings",
     )
     async def kpis(
         self,
@@ -158,6 +164,7 @@ class ConsoleDataController(Controller):
             "node_times_s": node_times_s(delivered),
             "orders_per_vehicle_day": orders_per_vehicle_day(delivered, now),
             "first_attempt_rate": first_attempt_rate(delivered),
+            "ratings": ratings(delivered),
         }
 
     @get("/density", summary="Live vehicles per H3 cell inside a viewport")

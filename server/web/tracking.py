@@ -8,7 +8,9 @@ most ``FLEET_TRACKING_VISIBLE_MIN`` minutes away, or the vehicle is at most
 ``FLEET_TRACKING_VISIBLE_M`` metres from the drop-off. Otherwise only the coarse H3 cell
 (resolution 7, about 5 km²) the vehicle is in. Never the customer's name, phone or address text,
 never another order; only the delivery instructions the link's holder wrote themselves
-(``PUT /track/{token}/instructions``, until the van is at the door: the driver reads them).
+(``PUT /track/{token}/instructions``, until the van is at the door: the driver reads them),
+and their rating of the delivery with a comment (``PUT /track/{token}/feedback``, once it is
+delivered: a rating at or below ``FLEET_LOW_RATING`` raises a ``low_rating`` alert).
 A token that matches no order, or one whose order ended more than ``LINK_LIFETIME_S`` ago,
 answers 404. Once the order is delivered the view lists its proofs of
 delivery (photo, signature), each with the URL of its image under the same token.
@@ -40,10 +42,10 @@ from geo.distance import haversine_m
 from server import clock, keys
 from server.errors import NotFound
 from server.orders.lifecycle import FINAL
-from server.orders.model import AuditEntry, InstructionsIn, Order
+from server.orders.model import AuditEntry, FeedbackIn, InstructionsIn, Order
 from server.orders.proofs import ProofStore, proof_summary
 from server.orders.routes import image_response
-from server.orders.store import INSTRUCTABLE, OrderStore
+from server.orders.store import INSTRUCTABLE, RATEABLE, OrderStore
 from server.settings import Settings
 from server.sockets import receive_frame
 from server.tracking.queries import Position, positions
@@ -102,6 +104,8 @@ def customer_view(
         else:
             cell = cell_of(position.lat, position.lon, AREA_RESOLUTION)
             area = {"cell": cell, "boundary": [list(c) for c in cell_corners(cell)]}
+    rated = order.feedback
+    feedback = None if rated is None else {"rating": rated.rating, "comment": rated.comment}
     return {
         "status": order.status,
         "final": order.status in FINAL,
@@ -118,6 +122,9 @@ def customer_view(
         # the link holder's own words, which they may change until the van is at the door
         "instructions": order.instructions,
         "instructions_open": order.status in INSTRUCTABLE,
+        # and their rating of the delivery, once it is made
+        "feedback": feedback,
+        "feedback_open": order.status in RATEABLE,
         "updated_at": now_ms,
     }
 
@@ -238,6 +245,23 @@ class TrackingController(Controller):
         order = await order_for_link(orders, token, clock.now_ms())
         changed = await orders.instruct(order.id, data.instructions.strip())
         return {"instructions": changed.instructions}
+
+    @put(
+        "/{token:str}/feedback",
+        summary="The customer's rating of the delivery (1 to 5) and comment, once delivered",
+        responses={409: ResponseSpec(None, description="Not delivered, or changed 5 times")},
+    )
+    async def feedback(
+        self,
+        token: FromPath[str],
+        data: JSONBody[FeedbackIn],
+        orders: NamedDependency[OrderStore],
+        settings: NamedDependency[Settings],
+    ) -> dict[str, Any]:
+        order = await order_for_link(orders, token, clock.now_ms())
+        comment = data.comment.strip()
+        await orders.rate(order.id, data.rating, comment, low=settings.low_rating)
+        return {"rating": data.rating, "comment": comment}
 
     @get(
         "/{token:str}/proofs/{proof_id:str}",
