@@ -190,6 +190,23 @@ class OrdersController(Controller):
             ]
         return ImportResult(created=sum(o.new for o in imported), orders=imported)
 
+    @get(
+        "/search",
+        summary="Orders by the customer's name or phone, an address, the reference or the id",
+        description="Every word of `q` must be found (case- and accent-blind); a phone number "
+        "matches however it is written. Looks at every open order and the newest 10,000.",
+    )
+    async def search(
+        self,
+        orders: NamedDependency[OrderStore],
+        q: Annotated[str, QueryParameter(max_length=200)],
+        limit: int = Parameter(default=20, ge=1, le=200),
+    ) -> list[Order]:
+        try:
+            return await orders.search(q, limit=limit)
+        except ValueError as exc:
+            raise BadRequest(str(exc), details={"field": "q"}) from None
+
     @get("/", summary="Orders, newest first, optionally by status")
     async def list_orders(
         self,

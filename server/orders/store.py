@@ -37,6 +37,7 @@ from server.orders.model import (
     Window,
 )
 from server.orders.outcomes import OUTCOMES, count_attempt
+from server.orders.search import folded, matches, parse_query
 
 IDEMPOTENCY_TTL_S = 24 * 3600
 INSTRUCTABLE = ("received", "processed", "departed", "picked_up")  # before the van is at the door
@@ -45,6 +46,7 @@ RATEABLE = ("delivered",)  # the customer rates a delivery once it is made
 MAX_FEEDBACK_CHANGES = 5
 SMALL_STATUS = 5000  # orders in the statuses asked for, at most, to read all their ids at once
 SCAN_PAGE = 1000  # order ids looked at per round trip when a status holds more
+SEARCH_SCAN = 10_000  # a search looks at the open orders and this many of the newest
 
 
 @dataclasses.dataclass(slots=True)
@@ -446,6 +448,40 @@ class OrderStore:
         if open_only:  # one may have ended between finding it and reading it
             orders = [o for o in orders if o.status in OPEN]
         return orders  # newest first, as _newest found them
+
+    async def search(
+        self, text: str, *, limit: int, scan: int = SEARCH_SCAN
+    ) -> builtins.list[Order]:
+        """The newest ``limit`` orders that match ``text`` (:mod:`server.orders.search`: the
+        customer's name or phone, an address, the reference, the id), newest first, among every
+        open order and the newest ``scan`` orders. ``ValueError`` for a query too short."""
+        query = parse_query(text)
+        open_now = cast("set[bytes]", await self.redis.sunion([keys.orders_in(s) for s in OPEN]))
+        ids = {*(i.decode() for i in open_now), *await self._newest(None, scan)}
+        scores = await self.redis.zmscore(keys.ORDERS, list(ids)) if ids else []
+        newest = [i for _, i in sorted(zip(scores, ids, strict=True), key=lambda p: -(p[0] or 0))]
+        found: builtins.list[str] = []
+        for first in range(0, len(newest), SCAN_PAGE):
+            page = newest[first : first + SCAN_PAGE]
+            rows = await hmget_each(self.redis, [keys.order(i) for i in page], ("doc", "pii"))
+            for order_id, (doc, sealed) in zip(page, rows, strict=True):
+                if doc is None or sealed is None:
+                    continue  # archived meanwhile
+                pii = msgspec.json.decode(self.sealer.open("pii", sealed.decode()))
+                customer = pii.get("customer") or {}
+                phone = customer.get("phone", "")
+                reference = msgspec.json.decode(doc).get("reference", "")
+                words = (order_id, reference, customer.get("name", ""),
+                         pii.get("dropoff_address", ""), pii.get("pickup_address", ""))  # fmt: skip
+                if matches(query, phone, folded(" ".join(words))):
+                    found.append(order_id)
+            if len(found) >= limit:
+                break
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for order_id in found[:limit]:
+                pipe.hgetall(keys.order(order_id))
+            rows_all = cast("list[dict[bytes, bytes]]", await pipe.execute())
+        return [self._decode(i, row) for i, row in zip(found, rows_all, strict=False) if row]
 
     async def deliveries(self, limit: int) -> builtins.list[Delivery]:
         """The newest ``limit`` delivered orders' outcomes, newest first: five fields each and
