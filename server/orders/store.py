@@ -477,11 +477,12 @@ class OrderStore:
                     found.append(order_id)
             if len(found) >= limit:
                 break
+        found = found[:limit]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for order_id in found[:limit]:
+            for order_id in found:
                 pipe.hgetall(keys.order(order_id))
             rows_all = cast("list[dict[bytes, bytes]]", await pipe.execute())
-        return [self._decode(i, row) for i, row in zip(found, rows_all, strict=False) if row]
+        return [self._decode(i, row) for i, row in zip(found, rows_all, strict=True) if row]
 
     async def deliveries(self, limit: int) -> builtins.list[Delivery]:
         """The newest ``limit`` delivered orders' outcomes, newest first: five fields each and
