@@ -353,6 +353,9 @@ async function loadKpis() {
   const span = (s) => (s === null ? "—" : s < 5400 ? `${Math.round(s / 60)} min` : `${(s / 3600).toFixed(1)} h`);
   $("#kpi-ontime").title = `${k.delivered} delivered · mean processing ${span(t.processing)}, to departure ${span(t.departure)}, on the road ${span(t.delivery)}, lead time ${span(t.lead_time)}`;
   $("#kpi-active").title = k.orders_per_vehicle_day === null ? "" : `${k.orders_per_vehicle_day.toFixed(1)} orders per vehicle in the last 24 h`;
+  const r = k.ratings; // the customers' own, from their tracking pages
+  $("#kpi-rating").textContent = r.average === null ? "—" : `${r.average.toFixed(1)} ★`;
+  $("#kpi-rating").title = r.count ? `${r.count} rating${r.count === 1 ? "" : "s"}, ${pct(r.share)} of deliveries` : "No delivery rated yet";
 }
 
 /** order id → {vehicle, kind, eta, late, index} from every route the console knows: the stop
@@ -1096,7 +1099,8 @@ function renderOrderDetail() {
             el("dt", {}, s ? (s.kind === "return" ? "Return ETA" : "ETA") : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"),
             o.failures > 0 ? [el("dt", {}, "Failed attempts"), el("dd", { id: "order-failures" }, String(o.failures))] : null,
             el("dt", {}, "Notes"), el("dd", { class: "notes", id: "order-notes" }, o.notes || "—"),
-            o.instructions ? [el("dt", {}, "Customer's instructions"), el("dd", { class: "notes", id: "order-instructions" }, o.instructions)] : null)
+            o.instructions ? [el("dt", {}, "Customer's instructions"), el("dd", { class: "notes", id: "order-instructions" }, o.instructions)] : null,
+            o.feedback ? ratingFacts(o.feedback) : null)
         : el("div", { class: "faint" }, "Loading…"),
       open.edit,
       editable && (!open.edit || o.status === "returning")
@@ -1115,6 +1119,17 @@ function renderOrderDetail() {
           }))
         : el("div", { class: "faint", style: "font-size:12.5px" }, "None yet.")));
   if (focused && focused.isConnected) focused.focus(); // re-rendered while typing
+}
+
+/** The customer's rating of the delivery (stars, the number, when) and their comment. */
+function ratingFacts(f) {
+  return [
+    el("dt", {}, "Customer's rating"),
+    el("dd", { id: "order-rating" },
+      el("span", { class: "rating-stars", "aria-hidden": "true" }, "★".repeat(f.rating) + "☆".repeat(5 - f.rating)),
+      ` ${f.rating} of 5 · ${clockDate(Date.parse(f.at))}`),
+    ...(f.comment ? [el("dt", {}, "Customer's comment"), el("dd", { class: "notes", id: "order-comment" }, f.comment)] : []),
+  ];
 }
 
 // The customer's phone and the notes for the driver, changed in place while the order is open
@@ -1407,6 +1422,10 @@ function renderAlerts() {
   for (const a of state.alerts.slice(0, 50)) {
     if (a.kind === "error_rate") {
       items.push({ cls: "bad", title: `${pct(a.rate)} of drop-offs failed (${a.failed} of ${a.attempts}): above ${pct(a.limit)}`, sub: clockDate(a.at), tag: "error rate" });
+      continue;
+    }
+    if (a.kind === "low_rating") {
+      items.push({ cls: "warn", title: `Order ${a.order_id} rated ${a.rating} of 5`, sub: `by its customer · ${clockDate(a.at)}`, tag: "low rating" });
       continue;
     }
     const text = a.kind === "node_breach" ? `Order ${a.order_id} ${NODE_TEXT[a.node] || `missed the ${a.node} limit`}` : `${a.kind || a.type}${a.order_id ? ` · ${a.order_id}` : ""}`;

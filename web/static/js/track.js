@@ -1,6 +1,7 @@
 // The customer's tracking page: status timeline, live ETA, the vehicle only once it is close, and
-// the proof of delivery (photo, signature) once delivered. A parcel that could not be delivered
-// and goes back to the sender (returning, then returned) has no ETA: the van is not coming.
+// once delivered the proof of delivery (photo, signature) and the customer's rating of it. A
+// parcel that could not be delivered and goes back to the sender (returning, then returned) has
+// no ETA: the van is not coming.
 /* global L */
 import { $, el, api, wsUrl, clock, inMinutes, loadConfig, createMap, divIcon, toast, escapeHtml, serverNow } from "./common.js";
 
@@ -115,6 +116,7 @@ function render(v) {
   renderMap(v);
   renderProofs(v);
   renderInstructions(v);
+  renderFeedback(v);
 }
 
 // The customer's instructions for the driver: editable until the van is at the door, then shown.
@@ -143,6 +145,91 @@ $("#instructions-form").addEventListener("submit", async (e) => {
     $("#instructions-state").textContent = `Saved at ${clock(serverNow())}: your driver will see them.`;
   } catch (err) {
     toast(`Not saved: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// The customer's rating of the delivery, once it is made: 1 to 5 stars and a comment, then
+// thanks with what they gave, and "Change" to reopen the form (prefilled). While the form is
+// being changed, a live update leaves it alone.
+function renderFeedback(v) {
+  const given = v.feedback;
+  const form = $("#feedback-form");
+  const asking = v.feedback_open && (!given || page.feedbackEditing || !!form.dataset.dirty);
+  $("#feedback-card").classList.toggle("hidden", !v.feedback_open && !given);
+  form.classList.toggle("hidden", !asking);
+  $("#feedback-thanks").classList.toggle("hidden", asking || !given);
+  $("#feedback-change").classList.toggle("hidden", !v.feedback_open);
+  $("#feedback-keep").classList.toggle("hidden", !given);
+  if (given) {
+    const stars = $("#feedback-given");
+    stars.textContent = "★".repeat(given.rating) + "☆".repeat(5 - given.rating);
+    stars.setAttribute("aria-label", `${given.rating} of 5 stars`);
+    const text = $("#feedback-text");
+    text.textContent = given.comment;
+    text.classList.toggle("hidden", !given.comment);
+  }
+  if (asking && !form.dataset.dirty) {
+    const box = $("#feedback-comment");
+    if (document.activeElement !== box) box.value = given ? given.comment : "";
+    pickStars(given ? given.rating : 0);
+  }
+}
+
+/** Show ``rating`` stars (0: none) as chosen: that one pressed, it and those before it lit. */
+function pickStars(rating) {
+  $("#feedback-form").dataset.rating = String(rating);
+  for (const star of $("#feedback-stars").children) {
+    const n = Number(star.dataset.rating);
+    star.setAttribute("aria-pressed", String(n === rating));
+    star.classList.toggle("on", n <= rating);
+  }
+}
+
+$("#feedback-stars").addEventListener("click", (e) => {
+  const star = e.target.closest("button[data-rating]");
+  if (!star) return;
+  $("#feedback-form").dataset.dirty = "1";
+  pickStars(Number(star.dataset.rating));
+  $("#feedback-state").textContent = "";
+});
+$("#feedback-comment").addEventListener("input", () => { $("#feedback-form").dataset.dirty = "1"; });
+$("#feedback-change").addEventListener("click", (e) => {
+  e.preventDefault();
+  page.feedbackEditing = true;
+  delete $("#feedback-form").dataset.dirty; // prefilled with what was given
+  $("#feedback-state").textContent = "";
+  renderFeedback(page.view);
+  $("#feedback-stars [aria-pressed=true]")?.focus();
+});
+$("#feedback-keep").addEventListener("click", () => {
+  page.feedbackEditing = false;
+  delete $("#feedback-form").dataset.dirty;
+  renderFeedback(page.view);
+});
+$("#feedback-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const form = e.target;
+  const state = $("#feedback-state");
+  const rating = Number(form.dataset.rating);
+  state.classList.remove("bad");
+  if (!rating) {
+    state.textContent = "Choose from 1 to 5 stars first.";
+    return;
+  }
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  state.textContent = "";
+  try {
+    const saved = await api(`/track/${encodeURIComponent(token)}/feedback`, { method: "PUT", body: { rating, comment: $("#feedback-comment").value } });
+    delete form.dataset.dirty;
+    page.feedbackEditing = false;
+    page.view = { ...page.view, feedback: saved };
+    renderFeedback(page.view);
+  } catch (err) {
+    state.textContent = `Not sent: ${err.message}`;
+    state.classList.add("bad");
   } finally {
     button.disabled = false;
   }
