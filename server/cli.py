@@ -399,6 +399,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         if not 0 < args.orders <= 1_000_000:
             raise StartupError("--orders: give 1 to 1,000,000.")
         result = archive.run(orders=args.orders)
+    elif args.name == "search":
+        from bench import search
+
+        if not 0 < args.orders <= 1_000_000:
+            raise StartupError("--orders: give 1 to 1,000,000.")
+        result = search.run(orders=args.orders)
     else:  # "ingest" (argparse allows only these names)
         from bench import ingest
 
@@ -715,7 +721,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmarks print progress, then one line of JSON with every figure.",
     )
     bench.add_argument(
-        "name", choices=["routing", "ingest", "dispatch", "archive"], help="which benchmark"
+        "name",
+        choices=["routing", "ingest", "dispatch", "archive", "search"],
+        help="which benchmark",
     )
     bench.add_argument("--osm", dest="osm_file", help="routing: road network extract (.osm.pbf)")
     plan = bench.add_argument_group("dispatch")
@@ -728,8 +736,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--engines", default="fleet,pyvrp,vroom", help="static: solvers to compare")
     plan.add_argument("--trials", type=int, default=8, help="dynamic: events of each kind (8)")
     plan.add_argument("--instances", type=int, help="only the first N of each set")
-    kept = bench.add_argument_group("archive")
-    kept.add_argument("--orders", type=int, default=20_000, help="delivered orders (20000)")
+    kept = bench.add_argument_group("archive, search")
+    kept.add_argument("--orders", type=int, default=20_000, help="orders made (20000)")
     load = bench.add_argument_group("ingest")
     load.add_argument("--vehicles", type=int, default=10_000, help="simulated vehicles (10000)")
     load.add_argument("--rate", type=float, default=2.0, help="pings a second per vehicle (2)")
