@@ -6,7 +6,9 @@ zone), ``pickup_lat``, ``pickup_lon``, ``pickup_address``, ``pickup_window_start
 ``pickup_window_end``, ``customer_name``, ``customer_phone``, ``size_<dimension>``
 (``size_parcels``, ``size_kg``), ``skills`` (separated by ``;``), ``priority``, ``service_s``,
 ``pickup_service_s``, ``reference``, ``notes``. An empty cell is a field not given. Errors name
-the row (the header is row 1) and the column: the first error of each row.
+the row (the header is row 1) and the column: the first error of each row. The columns of an
+export (:mod:`server.orders.csvexport`) that are not the order's (``id``, ``status``, the
+times…) are skipped, and a ``'`` guarding a formula-like cell is taken off.
 
 >>> text = "dropoff_lat,dropoff_lon,window_start,window_end,size_parcels,skills\\n"
 >>> text += "60.17,24.94,2026-11-30T09:00Z,2026-11-30T11:00Z,2,cold;fragile\\n"
@@ -29,6 +31,7 @@ from typing import Any
 
 import msgspec
 
+from server.orders import csvexport
 from server.orders.model import OrderIn
 
 MAX_ROWS = 5000
@@ -70,7 +73,11 @@ def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
     """The orders of a CSV text, and every error found (with any, use none of the orders)."""
     reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
     header = [(name or "").strip() for name in reader.fieldnames or []]
-    errors = [RowError(1, c, "unknown column") for c in header if _place(c) is None]
+    errors = [
+        RowError(1, c, "unknown column")
+        for c in header
+        if _place(c) is None and c not in csvexport.EVENTS
+    ]
     errors += [RowError(1, c, "missing column") for c in REQUIRED if c not in header]
     if len(set(header)) < len(header):
         errors.append(RowError(1, "", "a column is named twice"))
@@ -88,8 +95,10 @@ def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
         doc: dict[str, Any] = {}
         for column, raw in cells.items():
             value = (raw or "").strip()
-            if not value:
-                continue
+            if column in csvexport.EVENTS or not value:
+                continue  # (what happened to an exported order: not the new order's)
+            if value[0] == "'" and value[1:2] in ("=", "+", "-", "@"):
+                value = value[1:]  # a formula's guard, from an export
             field, inner = _place(column) or (column, None)
             if field in ("window", "pickup_window"):
                 try:

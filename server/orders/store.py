@@ -449,6 +449,30 @@ class OrderStore:
             orders = [o for o in orders if o.status in OPEN]
         return orders  # newest first, as _newest found them
 
+    async def created_between(
+        self, start_ms: int, end_ms: int, *, limit: int
+    ) -> builtins.list[Order] | None:
+        """The orders created from ``start_ms`` up to ``end_ms``, oldest first; None when there
+        are more than ``limit``."""
+        ids = [
+            i.decode()
+            for i in cast(
+                "list[bytes]",
+                await self.redis.zrangebyscore(keys.ORDERS, start_ms, end_ms, 0, limit + 1),
+            )
+        ]
+        if len(ids) > limit:
+            return None
+        out: builtins.list[Order] = []
+        for first in range(0, len(ids), SCAN_PAGE):
+            page = ids[first : first + SCAN_PAGE]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for order_id in page:
+                    pipe.hgetall(keys.order(order_id))
+                rows = cast("list[dict[bytes, bytes]]", await pipe.execute())
+            out += [self._decode(i, row) for i, row in zip(page, rows, strict=True) if row]
+        return out
+
     async def search(
         self, text: str, *, limit: int, scan: int = SEARCH_SCAN
     ) -> builtins.list[Order]:
