@@ -307,6 +307,14 @@ class Settings:
             "another attempt (comma-separated; empty: none)",
         ),
     )
+    hold_on: frozenset[str] = field(
+        default=frozenset({"address_wrong"}),
+        metadata=_meta(
+            _parse_reasons,
+            "failure reasons after which the order waits for a dispatcher (a held alert), not "
+            "for another attempt at the same place (comma-separated; empty: none)",
+        ),
+    )
     low_rating: int = field(
         default=2,
         metadata=_meta(

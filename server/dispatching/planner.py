@@ -281,9 +281,14 @@ class Planner:
         fleet = [v for v in registered if v.status == "available"]
         where = {p.id: p for p in await positions(self.redis, [v.id for v in fleet])}
         fleet = [v for v in fleet if v.id in where]
+        # (A held order, after a wrong address, waits for a dispatcher: its parcel stays on
+        # the van, with no stop for it.)
+        found = await self.orders.find(status=None, limit=5000, open_only=True)
+        held = {o.id for o in found if o.held}
         open_orders = [
-            o for o in await self.orders.find(status=None, limit=5000, open_only=True)
-            if o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where)
+            o for o in found
+            if o.id not in held
+            and (o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where))
         ]  # fmt: skip
         # Working hours: a vehicle between its shifts is not planned, unless it has goods on
         # board (it finishes those, late as the plan says); one on shift ends with it.
@@ -417,12 +422,16 @@ class Planner:
             while len(self._by_traffic) > TRAFFIC_STATES:
                 del self._by_traffic[next(iter(self._by_traffic))]
         waiting = {o.id for o in open_orders if o.status == "received"}
-        # A depot set, moved or removed changes where routes end, and a parcel to take back
-        # changes where its stop is: the plan is taken whatever its cost, so the stored routes
-        # say so.
+        # A depot set, moved or removed changes where routes end, a parcel to take back
+        # changes where its stop is, and a held order's stops are to go: the plan is taken
+        # whatever its cost, so the stored routes say so.
         ends_now = {v.id: (v.depot.lat, v.depot.lon) if v.depot else None for v in fleet}
-        moved_stops = any(self._ends.get(v) != end for v, end in ends_now.items()) or bool(
-            back_to.keys() - self._returns
+        previous = self._previous.routes if self._previous else []
+        on_plan = {v.task_id for r in previous for v in r.visits}
+        moved_stops = (
+            any(self._ends.get(v) != end for v, end in ends_now.items())
+            or bool(back_to.keys() - self._returns)
+            or bool(held & on_plan)  # a stop no driver is to drive to any more
         )
         if plan is None or not (moved_stops or self._better(
             plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins

@@ -66,24 +66,39 @@ class NodeLimits:
 
 
 RETRY, RETURN = "received", "returning"
+HOLD = "held"  # received, but not planned until a dispatcher has looked at it
 
 
 def after_failure(
-    reason: str, failures: int, *, policy: str, max_attempts: int, return_on: frozenset[str]
+    reason: str,
+    failures: int,
+    *,
+    policy: str,
+    max_attempts: int,
+    return_on: frozenset[str],
+    hold_on: frozenset[str] = frozenset(),
 ) -> str:
     """Where an order goes after its ``failures``-th failed drop-off (this one included):
     back to the planner (``received``) for another attempt, or back to the sender
     (``returning``) when the policy says so, the reason is one not worth another trip (a
     refusal, by default), or it was the last attempt allowed (``max_attempts``; 0: no limit).
+    A reason in ``hold_on`` (a wrong address, by default), where another attempt would fail the
+    same way, is ``held``: back with the planner, but not planned until a dispatcher corrects
+    the address or sends it out again as it is.
 
-    >>> rules = {"policy": "retry", "max_attempts": 3, "return_on": frozenset({"refused"})}
+    >>> rules = {"policy": "retry", "max_attempts": 3, "return_on": frozenset({"refused"}),
+    ...          "hold_on": frozenset({"address_wrong"})}
     >>> after_failure("customer_absent", 1, **rules), after_failure("customer_absent", 3, **rules)
     ('received', 'returning')
-    >>> after_failure("refused", 1, **rules)
+    >>> after_failure("refused", 1, **rules), after_failure("address_wrong", 1, **rules)
+    ('returning', 'held')
+    >>> after_failure("address_wrong", 3, **rules)  # the last attempt: back to the sender
     'returning'
     """
     if policy == "return" or reason in return_on or 0 < max_attempts <= failures:
         return RETURN
+    if reason in hold_on:
+        return HOLD
     return RETRY
 
 

@@ -56,6 +56,7 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class OrderPatch(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    dropoff: Place | None = None  # (a corrected address: releases a held order)
     window: Window | None = None
     pickup_window: Window | None = None
     service_s: Seconds | None = None
@@ -99,6 +100,7 @@ class Order(msgspec.Struct):
     nodes: dict[str, dt.datetime]  # status → when it was first reached
     created: dt.datetime
     failures: int = 0  # failed drop-off attempts so far
+    held: str = ""  # the failure reason it waits for a dispatcher after ('' = not held)
     notes: str = ""
     instructions: str = ""  # the customer's own, from the tracking page
     feedback: Feedback | None = None  # the customer's rating, once delivered

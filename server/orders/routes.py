@@ -269,15 +269,22 @@ class OrdersController(Controller):
     ) -> Order:
         return await orders.get(order_id)
 
-    @patch("/{order_id:str}", summary="Change an order that has not left yet")
+    @patch(
+        "/{order_id:str}",
+        summary="Change an order: what planning uses until the van leaves (a new drop-off "
+        "place releases a held order), the customer's contact and notes while it is open",
+    )
     async def update(
         self,
         order_id: FromPath[str],
         data: JSONBody[OrderPatch],
         orders: NamedDependency[OrderStore],
+        state: State,
     ) -> Order:
         _check_window(data.window, "window")
         _check_window(data.pickup_window, "pickup_window")
+        if data.dropoff is not None:
+            _check_snappable(state.get("roads"), data.dropoff, "dropoff")
         return await orders.update(order_id, data)
 
     @post("/{order_id:str}/cancel", summary="Cancel an order", status_code=200)
@@ -304,7 +311,7 @@ class OrdersController(Controller):
 
     @post(
         "/{order_id:str}/retry",
-        summary="Send a returning order out for another attempt (from the van that has it)",
+        summary="Send a returning or held order out for another attempt (from the van that has it)",
         status_code=200,
     )
     async def retry(
@@ -314,9 +321,12 @@ class OrdersController(Controller):
         data: JSONBody[ReasonIn | None] = None,
     ) -> Order:
         order = await orders.get(order_id)
+        if order.held:
+            reason = data.reason if data is not None else ""
+            return await orders.release(order_id, by="api", reason=reason)
         if order.status != "returning":
             raise Conflict(
-                f"only a returning order can be sent out again; this one is {order.status}",
+                f"only a returning or held order can be sent out again; this one is {order.status}",
                 details={"status": order.status},
             )
         return await _move(orders, order_id, "received", data)

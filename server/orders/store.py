@@ -249,13 +249,16 @@ class OrderStore:
             await pipe.execute()
 
     async def update(self, order_id: str, patch: OrderPatch) -> Order:
-        """Change what may still change: what the plan depends on only before the vehicle has
-        left; the customer's contact and the notes for the driver while the order is open."""
+        """Change what may still change: what the plan depends on (the drop-off place
+        included) only before the vehicle has left; the customer's contact and the notes for
+        the driver while the order is open. A new drop-off place releases a held order."""
         order = await self.get(order_id)
         changes = msgspec.to_builtins(patch)
         personal = {k: changes.pop(k) for k in ("customer", "notes") if k in changes}
         if order.status in FINAL or (changes and order.status not in ("received", "processed")):
             raise Conflict(f"an order that is {order.status} can no longer be changed")
+        if "dropoff" in changes:  # (its address is personal data: sealed with the rest)
+            personal["dropoff_address"] = changes["dropoff"].pop("address", "")
         raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.order(order_id)))
         doc = json.loads(raw[b"doc"])
         doc.update(changes)
@@ -266,9 +269,12 @@ class OrderStore:
                 personal["customer"] = {**(pii.get("customer") or {}), **personal["customer"]}
             pii.update(personal)
             fields["pii"] = self.sealer.seal("pii", json.dumps(pii))
-        changed = sorted({*changes, *personal})
+        changed = sorted({*changes, *personal} - {"dropoff_address"})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.order(order_id), mapping=fields)
+            if "dropoff" in changes and order.held:
+                pipe.hdel(keys.order(order_id), "held")
+                changed.append("released")
             if changed:  # consoles and the audit hear of it (which fields: not their values)
                 reason = f"changed {', '.join(changed)}"
                 self._audit(
@@ -280,6 +286,53 @@ class OrderStore:
                      "action": "update", "fields": changed, "by": "api"},
                 )  # fmt: skip
             await pipe.execute()
+        return await self.get(order_id)
+
+    async def hold(self, order_id: str, reason: str) -> Order:
+        """Keep a failed order back from the planner until a dispatcher has looked at it (a
+        wrong address: another attempt would fail the same way); raises a ``held`` alert."""
+        now = clock.now_ms()
+        order = await self.get(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.order(order_id), "held", reason)
+            why = f"held for a dispatcher after {reason}"
+            self._audit(pipe, order_id, order.status, order.status, "policy", why, now)
+            queue_event(pipe, {"type": "order", "order_id": order_id, "status": order.status,
+                               "action": "hold", "reason": reason, "by": "policy"})  # fmt: skip
+            alert = {"type": "alert", "kind": "held", "order_id": order_id, "reason": reason,
+                     "at": now}  # fmt: skip
+            queue_event(pipe, alert, also_log=keys.ALERTS)
+            pipe.hincrby(keys.ALERT_COUNTS, "held", 1)
+            await pipe.execute()
+        return await self.get(order_id)
+
+    async def release(self, order_id: str, *, by: str, reason: str = "") -> Order:
+        """Send a held order out again as it is (the customer confirmed the address)."""
+        key = keys.order(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    status, held = cast(
+                        "list[bytes | None]", await pipe.hmget(key, ["status", "held"])
+                    )
+                    if status is None:
+                        raise NotFound(f"no order {order_id}", details={"field": "id"})
+                    if held is None:
+                        raise Conflict(
+                            f"{order_id} is not held", details={"status": status.decode()}
+                        )
+                    state = status.decode()
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hdel(key, "held")
+                    why = "released" + (f": {reason}" if reason else "")
+                    self._audit(pipe, order_id, state, state, by, why, clock.now_ms())
+                    queue_event(pipe, {"type": "order", "order_id": order_id, "status": state,
+                                       "action": "release", "by": by})  # fmt: skip
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
         return await self.get(order_id)
 
     async def instruct(self, order_id: str, text: str) -> Order:
@@ -411,6 +464,7 @@ class OrderStore:
             nodes=nodes,
             created=_when(int(raw[b"created"])),
             failures=int(raw.get(b"failures", b"0")),
+            held=raw.get(b"held", b"").decode(),
             notes=data.notes,
             instructions=pii.get("instructions", ""),
             feedback=Feedback(

@@ -6,7 +6,9 @@ through the nodes in between (each timestamped and audited). A failure is counte
 (``fleet:stats:failures``) and goes, by :func:`server.orders.lifecycle.after_failure`, back to
 the planner for another attempt (``received``) or back to the sender (``returning``: the planner
 routes the van that has the parcel to the order's pickup place, or to its depot for an order
-loaded there; with neither, there is no trip to plan and the order is ``returned`` at once).
+loaded there; with neither, there is no trip to plan and the order is ``returned`` at once),
+or, for a reason in ``FLEET_HOLD_ON`` (a wrong address), held for a dispatcher: ``received``
+but not planned, with a ``held`` alert, until the address is corrected or the order released.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import redis.asyncio as aioredis
 
 from server import keys
 from server.errors import ApiError
-from server.orders.lifecycle import RETURN, after_failure
+from server.orders.lifecycle import HOLD, RETRY, RETURN, after_failure
 from server.orders.model import Order
 from server.orders.store import OrderStore
 from server.settings import Settings
@@ -64,9 +66,12 @@ class StopHandler:
         s = self.settings
         follow = after_failure(
             reason, order.failures, policy=s.failed_policy, max_attempts=s.max_attempts,
-            return_on=s.return_on,
+            return_on=s.return_on, hold_on=s.hold_on,
         )  # fmt: skip
         why = f"after {reason}, attempt {order.failures}"
+        if follow == HOLD:  # back with the planner, which leaves it be until a dispatcher acts
+            await self.orders.transition(order.id, RETRY, by="policy", reason=why)
+            return await self.orders.hold(order.id, reason)
         if follow == RETURN and order.pickup is None:
             try:
                 depot = (await get_vehicle(self.redis, self.vehicle_id)).depot
