@@ -351,8 +351,29 @@ def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN
     kind = event.get("type")
     if kind == "eta":
         kind = "eta_slip" if event.get("slipped") else None
+    if kind == "order" and _nothing_to_plan(event):
+        kind = None
     if kind in wake_on and event.get("by") != "planner":
         planner.request()
+
+
+def _nothing_to_plan(event: dict[str, Any]) -> bool:
+    """Whether an order event changes nothing the planner uses: the customer's instructions or
+    rating, the customer's contact or the notes.
+
+    >>> _nothing_to_plan({"type": "order", "action": "feedback"})
+    True
+    >>> _nothing_to_plan({"type": "order", "action": "update", "fields": ["customer", "notes"]})
+    True
+    >>> _nothing_to_plan({"type": "order", "action": "update", "fields": ["notes", "window"]})
+    False
+    >>> _nothing_to_plan({"type": "order", "status": "cancelled"})
+    False
+    """
+    action = event.get("action")
+    if action in ("instructions", "feedback"):
+        return True
+    return action == "update" and set(event.get("fields") or ["?"]) <= {"customer", "notes"}
 
 
 async def _keep_running(hub: Hub, client: aioredis.Redis, subscribed: asyncio.Event) -> None:
