@@ -24,7 +24,8 @@ const state = {
   opened: false, // the console socket has been open once (a later open reloads: see resync)
   resyncs: 0, // reloads after missed events
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
-  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL, edit: its open edit form}
+  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL, edit: its open edit form, from: the tab it closes back to}
+  search: { shown: null, asked: 0, answered: 0 }, // the order search: the query whose answer is shown, how many were asked, how many answers came back (stale ones too)
   report: null, // the selected vehicle's day: {id, from, data, at, showParts, loading, error, timer}
   hoursForm: null, // the open working-hours form: {id, node}
   zone: "UTC", // the fleet's time zone, which working hours are in (/web/config `time_zone`)
@@ -791,7 +792,7 @@ function fillDetail(pane, keep, parts) {
 }
 
 function closeDetail() {
-  const wasOrder = state.order !== null;
+  const back = state.order ? state.order.from : "vehicles"; // an order's detail: where it was opened from
   releaseOrder();
   closeReport();
   state.selected = null;
@@ -802,7 +803,7 @@ function closeDetail() {
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
-  showTab(wasOrder ? "orders" : "vehicles");
+  showTab(back);
   renderVehicles();
 }
 
@@ -1007,10 +1008,123 @@ function focusOrder(o, s) {
   else openOrder(o.id);
 }
 
+// ---------- order search ----------
+// A dispatcher is asked about an order by the customer's name or phone, a street, the shop's
+// reference: GET /orders/search finds it among every open order and the newest 10,000, ended ones
+// too (server/orders/search.py says how words match). The results take the list's place until
+// the search is cleared (× or Esc); each opens its order's detail. Every question counts: an
+// answer that comes back after a newer question was asked is dropped.
+const SEARCH_DELAY_MS = 300; // after the last key
+const SEARCH_MIN_CHARS = 2; // spaces aside, as the server counts
+const SEARCH_LIMIT = 20; // the newest that match
+
+function onSearchInput() {
+  const text = $("#order-search").value;
+  $("#order-search-clear").classList.toggle("hidden", !text);
+  if (!text.trim()) endSearch();
+  else debounce("order-search", () => runSearch(text), SEARCH_DELAY_MS);
+}
+
+async function runSearch(text) {
+  const search = state.search;
+  const asked = ++search.asked;
+  if (text.replace(/\s/g, "").length < SEARCH_MIN_CHARS) {
+    endSearch(); // the list stays (or comes back)
+    searchNote(`Type at least ${SEARCH_MIN_CHARS} characters to find an order.`);
+    return;
+  }
+  showSearch(true);
+  searchNote("Searching…");
+  let found = null;
+  let failure = null;
+  try {
+    found = await call(`/orders/search?q=${encodeURIComponent(text.trim())}&limit=${SEARCH_LIMIT}`);
+  } catch (err) {
+    failure = err;
+  }
+  search.answered++;
+  if (asked !== search.asked) return; // a newer question was asked meanwhile, or the search ended
+  search.shown = text;
+  if (failure) {
+    renderSearchResults(null);
+    // A 400 says what is wrong with the query (too short once folded, too long): as it says it.
+    searchNote(failure.status === 400 ? failure.message : `Could not search: ${failure.message}`, { bad: true });
+    return;
+  }
+  renderSearchResults(found);
+  searchNote(found.length >= SEARCH_LIMIT ? `The newest ${SEARCH_LIMIT} orders that match: add a word to narrow.` : "");
+}
+
+/** The results (`null`: none to show, after an error) in place of the order list. */
+function renderSearchResults(found) {
+  $("#order-results").replaceChildren(
+    ...(found || []).map(searchResult),
+    ...(found && !found.length ? [el("li", { class: "empty" }, "No order matches.")] : []));
+}
+
+function searchResult(o) {
+  const customer = [o.customer.name, o.customer.phone].filter(Boolean).join(" · ");
+  return el("li", { class: "item linked", dataset: { order: o.id } },
+    el("button", { type: "button", class: "item-button", title: "Open the order", onclick: () => openFoundOrder(o) },
+      el("span", { class: "top" },
+        el("span", { class: "title mono" }, o.id),
+        el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " "))),
+      el("span", { class: "sub" },
+        el("span", { class: "result-customer" }, customer || "no customer named"),
+        o.dropoff.address ? el("span", { class: "result-address" }, o.dropoff.address) : null,
+        o.reference ? el("span", {}, o.reference) : null,
+        el("span", {}, `${clockDate(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`))));
+}
+
+function openFoundOrder(o) {
+  map.panTo([o.dropoff.lat, o.dropoff.lon]);
+  openOrder(o.id, { data: o });
+}
+
+/** The results in the list's place (`true`), or the list with its filters back. */
+function showSearch(on) {
+  $("#order-results").classList.toggle("hidden", !on);
+  for (const sel of ["#order-list", "#order-filters", "#order-hint"]) $(sel).classList.toggle("hidden", on);
+}
+
+function searchNote(text, { bad = false } = {}) {
+  const note = $("#order-search-status");
+  note.textContent = text;
+  note.classList.toggle("bad", bad);
+  note.classList.toggle("hidden", !text);
+}
+
+/** Back to the order list; an answer still on its way is dropped. */
+function endSearch() {
+  clearTimeout(timers["order-search"]);
+  state.search.asked++;
+  state.search.shown = null;
+  showSearch(false);
+  searchNote("");
+  $("#order-results").replaceChildren();
+}
+
+function clearSearch() {
+  $("#order-search").value = "";
+  $("#order-search-clear").classList.add("hidden");
+  endSearch();
+  $("#order-search").focus();
+}
+
+$("#order-search").addEventListener("input", onSearchInput);
+$("#order-search-clear").addEventListener("click", clearSearch);
+for (const node of [$("#order-search"), $("#order-results")]) {
+  node.addEventListener("keydown", (e) => {
+    if (e.key !== "Escape" || !$("#order-search").value) return;
+    e.stopPropagation(); // not also the map tools' Esc
+    clearSearch();
+  });
+}
+
 // ---------- order detail (with its proofs of delivery) ----------
 // The proofs' images need the staff token, so an <img> cannot load them by URL: each is fetched
 // once into an object URL, kept while the detail is open and revoked when it closes.
-function openOrder(id) {
+function openOrder(id, { data = null, from = "orders" } = {}) {
   releaseOrder();
   closeReport();
   state.selected = null; // one detail at a time
@@ -1021,7 +1135,9 @@ function openOrder(id) {
   vehicles.selected = null;
   vehicles.schedule();
   routeLayer.clearLayers();
-  state.order = { id, data: state.orders.find((o) => o.id === id) || null, proofs: [], urls: new Map() };
+  // An ended order found by a search, or named by an alert, is not in the open list: the data
+  // the caller has (a search result) shows at once, GET /orders/{id} follows in any case.
+  state.order = { id, data: state.orders.find((o) => o.id === id) || data, proofs: [], urls: new Map(), from };
   showTab("detail");
   renderOrderDetail();
   loadOrderDetail();
@@ -1425,14 +1541,14 @@ function renderAlerts() {
       continue;
     }
     if (a.kind === "low_rating") {
-      items.push({ cls: "warn", title: `Order ${a.order_id} rated ${a.rating} of 5`, sub: `by its customer · ${clockDate(a.at)}`, tag: "low rating" });
+      items.push({ cls: "warn", title: `Order ${a.order_id} rated ${a.rating} of 5`, sub: `by its customer · ${clockDate(a.at)}`, tag: "low rating", order: a.order_id });
       continue;
     }
     const text = a.kind === "node_breach" ? `Order ${a.order_id} ${NODE_TEXT[a.node] || `missed the ${a.node} limit`}` : `${a.kind || a.type}${a.order_id ? ` · ${a.order_id}` : ""}`;
-    items.push({ cls: "bad", title: text, sub: clockDate(a.at), tag: "breach" });
+    items.push({ cls: "bad", title: text, sub: clockDate(a.at), tag: "breach", order: a.order_id });
   }
   const stops = stopIndex();
-  for (const [orderId, s] of stops) if (s.late) items.push({ cls: "warn", title: `Order ${orderId} at risk of being late`, sub: `${s.vehicle} · ETA ${clock(s.eta)}`, tag: "late risk" });
+  for (const [orderId, s] of stops) if (s.late) items.push({ cls: "warn", title: `Order ${orderId} at risk of being late`, sub: `${s.vehicle} · ETA ${clock(s.eta)}`, tag: "late risk", order: orderId });
   for (const f of state.fleet.values()) {
     if (f.connection === "stale" || f.connection === "offline") items.push({ cls: f.connection === "offline" ? "idle" : "warn", title: `${f.name || f.id} is ${f.connection}`, sub: `last ping ${f.position ? ago(f.position.ts) : "never"}`, tag: f.connection });
   }
@@ -1440,18 +1556,31 @@ function renderAlerts() {
   const unassigned = state.orders.filter((o) => ["received", "processed"].includes(o.status) && !stops.has(o.id));
   if (unassigned.length) items.push({ cls: "warn", title: `${unassigned.length} unassigned order${unassigned.length === 1 ? "" : "s"}`, sub: unassigned.slice(0, 5).map((o) => o.id).join(", "), tag: "unassigned" });
   const failed = state.orders.filter((o) => o.status === "failed");
-  for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed" });
+  for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed", order: o.id });
   const returning = state.orders.filter((o) => o.status === "returning");
   for (const o of returning) {
     const s = stops.get(o.id);
-    items.push({ cls: "return", title: `Returning to sender: ${o.id}`, sub: s ? `${s.vehicle} · back ${clock(s.eta)}` : o.vehicle_id || "", tag: "returning" });
+    items.push({ cls: "return", title: `Returning to sender: ${o.id}`, sub: s ? `${s.vehicle} · back ${clock(s.eta)}` : o.vehicle_id || "", tag: "returning", order: o.id });
   }
   $("#count-alerts").textContent = items.length;
   $("#kpi-alerts").textContent = items.length;
+  // The list is redrawn on every status event: an alert's button that had the focus gets it back.
+  const focused = document.activeElement && document.activeElement.closest("#alert-list [data-alert]");
+  const key = focused ? focused.dataset.alert : null;
   $("#alert-list").replaceChildren(
-    ...items.slice(0, 200).map((a) => el("li", { class: "item" }, el("div", { class: "top" }, el("span", { class: "title" }, a.title), el("span", { class: `badge ${a.cls}` }, a.tag)), el("div", { class: "sub" }, a.sub))),
+    ...items.slice(0, 200).map(alertItem),
     ...(items.length ? [] : [el("li", { class: "empty" }, "All clear.")])
   );
+  if (key) $$("#alert-list [data-alert]").find((b) => b.dataset.alert === key)?.focus();
+}
+
+/** An alert in the list; one that names an order is a button opening the order's detail. */
+function alertItem(a) {
+  if (!a.order) return el("li", { class: "item" }, el("div", { class: "top" }, el("span", { class: "title" }, a.title), el("span", { class: `badge ${a.cls}` }, a.tag)), el("div", { class: "sub" }, a.sub));
+  return el("li", { class: "item linked", dataset: { order: a.order } },
+    el("button", { type: "button", class: "item-button", title: "Open the order", dataset: { alert: `${a.tag}:${a.order}` }, onclick: () => openOrder(a.order, { from: "alerts" }) },
+      el("span", { class: "top" }, el("span", { class: "title" }, a.title), el("span", { class: `badge ${a.cls}` }, a.tag)),
+      el("span", { class: "sub" }, a.sub)));
 }
 
 signIn();
