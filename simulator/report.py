@@ -171,7 +171,7 @@ def figures(result: RunResult, replayed: dict[int, list[Replayed]] | None = None
         "created": len(result.orders), "delivered": delivered, "failed": failed,
         "unassigned": unassigned, "open": open_, "cancelled": cancelled,
         "create_errors": result.create_errors, "create_failures": result.create_failures,
-        "consistent": total == len(result.orders),
+        "held_released": result.released, "consistent": total == len(result.orders),
     }  # fmt: skip
     rate = round(on / counted, 4) if counted else None
     return {

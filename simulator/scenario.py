@@ -40,6 +40,9 @@ class Scenario:
     cold_vehicles_share: float = 0.2
     failure_rate: float = 0.03  # share of first drop-off attempts that fail, reasons alike
     failure_reasons: tuple[tuple[str, float], ...] = ()  # (reason, share): instead of the above
+    # An order held after a wrong address (the server's FLEET_HOLD_ON): the dispatcher calls
+    # the customer and sends it out again this long after the alert (the address was right).
+    dispatcher_call_s: float = 180.0
     gps_sigma_m: float = 5.0
     outlier_rate: float = 0.003  # per ping: a fix hundreds of metres off
     dropouts_per_hour: float = 2.0  # per vehicle: connectivity lost for 10-40 s

@@ -73,6 +73,7 @@ class RunResult:
     create_errors: int = 0
     create_failures: list[str] = field(default_factory=list)  # why, for the first few
     reported_m: dict[str, float] = field(default_factory=dict)  # the server's trips report
+    released: int = 0  # orders held after a wrong address that the dispatcher sent out again
 
 
 def counted(n: int, noun: str) -> str:
@@ -118,6 +119,8 @@ class World:
         self.create_failures: list[str] = []
         self._stop = asyncio.Event()
         self.first_tracking_link = asyncio.Event()
+        self._held: list[tuple[float, str]] = []  # (when the held alert came, order id)
+        self.released = 0  # held orders the simulated dispatcher sent out again
 
     def clock(self) -> float:
         """Scenario seconds: since the run started, on the shared clock."""
@@ -173,7 +176,7 @@ class World:
             records=[r for v in self.vans for r in v.records], final_status=final,
             vehicles={v.plan.id: v.stats for v in self.vans}, observed=self.observed,
             broken=broken, create_errors=self.create_errors,
-            create_failures=self.create_failures, reported_m=reported,
+            create_failures=self.create_failures, reported_m=reported, released=self.released,
         )  # fmt: skip
 
     async def _reported_distances(self, api: httpx.AsyncClient, t0_ms: int) -> dict[str, float]:
@@ -227,6 +230,14 @@ class World:
                     if van.plan.id == vehicle_id:
                         van.broken = True
                         broken.append(vehicle_id)
+            # The dispatcher calls the customer of an order held after a wrong address, and
+            # sends it out again: the simulated addresses are right after all.
+            while self._held and self._held[0][0] + self.events.scenario.dispatcher_call_s <= t:
+                _, order_id = self._held.pop(0)
+                reason = "the customer confirmed the address (the simulator's dispatcher)"
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await api.post(f"/orders/{order_id}/retry", json={"reason": reason})
+                    self.released += answer.is_success
             dt_s = t - last if last else TICK_S
             for van in self.vans:
                 van.step(t, dt_s)
@@ -314,6 +325,9 @@ class World:
             return
         event = message.get("event", {})
         kind = event.get("type")
+        if kind == "alert" and event.get("kind") == "held":
+            self._held.append(((now_ms - t0_ms) / 1000, str(event.get("order_id"))))
+            return
         if kind not in {"route", "eta"}:
             return
         published = event.get("planned_at") if kind == "route" else event.get("at")

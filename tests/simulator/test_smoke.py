@@ -94,3 +94,29 @@ def test_refused_parcels_are_driven_back_to_the_shop(
     assert finals == ["returned", "returned"], traced["stops"]
     assert sorted(s["order_id"] for s in returns) == sorted(traced["orders"])
     assert {s["outcome"] for s in returns} == {"returned"}
+
+
+def test_a_wrong_address_waits_for_the_dispatcher_then_is_delivered(
+    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path
+) -> None:
+    """Every first attempt fails on a "wrong address": the server holds each order (no second
+    trip to the same door), the simulated dispatcher sends it out again after its call, and the
+    second attempt delivers it."""
+    scenario = dataclasses.replace(
+        SCENARIOS["smoke"], duration_s=300, orders=2,
+        failure_reasons=(("address_wrong", 1.0),), dispatcher_call_s=30.0,
+    )  # fmt: skip
+    document = simulate(
+        scenario, osm_file=helsinki_pbf, roads_cache=helsinki_cache,
+        report_path=tmp_path / "held.json", baseline=False, speed=10.0, say=lambda _: None,
+    )  # fmt: skip
+    [run] = document["runs"]
+    assert run["orders"]["held_released"] == 2, run["orders"]
+    assert run["orders"]["delivered"] == 2, run["orders"]
+    assert run["orders"]["consistent"]
+    trace = json.loads((tmp_path / "held-trace.json").read_text())
+    [traced] = trace["runs"]
+    for order_id in traced["orders"]:
+        tried = [s["outcome"] for s in traced["stops"]
+                 if s["kind"] == "dropoff" and s["order_id"] == order_id]  # fmt: skip
+        assert sorted(tried) == ["delivered", "failed"], (order_id, traced["stops"])
