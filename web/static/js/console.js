@@ -13,7 +13,7 @@ const state = {
   alerts: [],
   traffic: [],
   selected: null,
-  mode: null, // "order" | "traffic" | "depot" | null
+  mode: null, // "order" | "traffic" | "depot" | "dropoff" (a held order's new place) | null
   depotFor: null, // in "depot" mode: the vehicle whose depot the next map click sets
   draft: [],
   density: false,
@@ -24,7 +24,7 @@ const state = {
   opened: false, // the console socket has been open once (a later open reloads: see resync)
   resyncs: 0, // reloads after missed events
   driverLink: null, // {id, url}: the new driver link made for a vehicle, shown in its detail
-  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL, edit: its open edit form, from: the tab it closes back to}
+  order: null, // the order whose detail is open: {id, data, proofs, urls: proof id → object URL, edit: its open edit form, fix: its open "correct the address" form {node, place}, from: the tab it closes back to}
   search: { shown: null, asked: 0, answered: 0 }, // the order search: the query whose answer is shown, how many were asked, how many answers came back (stale ones too)
   report: null, // the selected vehicle's day: {id, from, data, at, showParts, loading, error, timer}
   hoursForm: null, // the open working-hours form: {id, node}
@@ -61,17 +61,22 @@ $("#signout").addEventListener("click", () => {
   location.reload();
 });
 
+/** A refused token (401) is forgotten, and the page reloads to the sign-in. */
+function forgetRefusedToken(err) {
+  if (err instanceof ApiError && err.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    location.reload();
+  }
+}
+
 const call = (path, opts = {}) =>
   api(path, { ...opts, token: state.token }).catch((err) => {
-    if (err instanceof ApiError && err.status === 401) {
-      sessionStorage.removeItem(TOKEN_KEY);
-      location.reload();
-    }
+    forgetRefusedToken(err);
     throw err;
   });
 
 // ---------- map ----------
-let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, dayStopsLayer, depotLayer, ordersRenderer;
+let map, vehicles, routeLayer, orderLayer, trafficLayer, draftLayer, densityLayer, dayStopsLayer, depotLayer, fixLayer, ordersRenderer;
 
 function colourOf(v) {
   const f = state.fleet.get(v.id);
@@ -92,6 +97,7 @@ const kindOf = (f) => {
 async function start() {
   const config = await loadConfig();
   setFleetZone(config.time_zone);
+  $("#export-day").value = dayIn(serverNow(), state.zone);
   map = createMap($("#map"), config, { zoomControl: true });
   const b = config.bbox;
   if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { padding: [20, 20], animate: false });
@@ -110,11 +116,13 @@ async function start() {
   draftLayer = L.layerGroup().addTo(map);
   dayStopsLayer = L.layerGroup().addTo(map);
   depotLayer = L.layerGroup().addTo(map);
+  fixLayer = L.layerGroup().addTo(map);
   vehicles = new VehicleLayer({ colourOf }).addTo(map);
   state.map = map;
   state.layer = vehicles;
   state.dayStopsLayer = dayStopsLayer;
   state.depotLayer = depotLayer;
+  state.fixLayer = fixLayer;
   map.on("click", onMapClick);
   map.on("moveend", () => {
     clearTimeout(state.viewportTimer);
@@ -315,9 +323,11 @@ async function loadFleet() {
   renderAlerts();
 }
 
+const OPEN_LIMIT = 1000; // the open orders the list loads
+
 async function loadOrders() {
   const f = state.orderFilter;
-  const q = BY_STATUS.includes(f) ? `status=${f}&limit=300` : "open=true&limit=1000";
+  const q = BY_STATUS.includes(f) ? `status=${f}&limit=300` : `open=true&limit=${OPEN_LIMIT}`;
   state.orders = await call(`/orders?${q}`);
   renderOrders();
   renderAlerts();
@@ -944,6 +954,12 @@ const BY_STATUS = ["delivered", "failed", "returning", "cancelled"]; // the filt
 // The statuses that may become cancelled (server/orders/lifecycle.py, ALLOWED): not once the
 // parcel is in the van (picked up, arrived), nor a parcel on its way back (returning).
 const CANCELLABLE = ["received", "processed", "departed"];
+// A held order failed for a reason another attempt would fail the same way (FLEET_HOLD_ON, a wrong
+// address by default): received, its parcel on the van, no stop planned until a dispatcher
+// corrects the drop-off or sends it out again as it is (see "held orders" below).
+const HELD_TEXT = { address_wrong: "wrong address", customer_absent: "nobody home", refused: "refused", other: "other problem" };
+const heldText = (reason) => HELD_TEXT[reason] || String(reason).replaceAll("_", " ");
+const heldBadge = (reason) => el("span", { class: "badge bad held", title: "No stop is planned for it until a dispatcher corrects the address or sends it out again" }, `held: ${heldText(reason)}`);
 
 /** A returning order's two ways out: back with its sender, or another delivery attempt. */
 function returnActions(id) {
@@ -968,9 +984,10 @@ function renderOrders() {
           el("span", { class: "title mono" }, o.id),
           el("span", { class: "row" }, s && s.late ? el("span", { class: "badge bad" }, "late risk") : null, el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " ")))),
         el("div", { class: "sub" },
+          o.held ? heldBadge(o.held) : null,
           o.reference ? el("span", {}, o.reference) : null,
           el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
-          el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index}${s.kind === "return" ? " (return)" : ""} · ETA ${clock(s.eta)}` : o.vehicle_id ? o.vehicle_id : "unassigned"),
+          el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index}${s.kind === "return" ? " (return)" : ""} · ETA ${clock(s.eta)}` : o.vehicle_id ? `${o.held ? "parcel on " : ""}${o.vehicle_id}` : "unassigned"),
           o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null),
         el("div", { class: "row", onclick: (e) => e.stopPropagation() },
           el("button", { class: "btn small details", onclick: () => openOrder(o.id) }, "Details"),
@@ -1121,6 +1138,63 @@ for (const node of [$("#order-search"), $("#order-results")]) {
   });
 }
 
+// ---------- orders to a spreadsheet ----------
+// GET /orders/export answers the orders created in a range as a CSV file. It needs the staff
+// token, which a plain link cannot send: the file is fetched, then saved through an object URL
+// (revoked once the browser has started the download). The day is the fleet's (`state.zone`),
+// from its midnight to the next.
+const DOWNLOAD_URL_MS = 1000; // how long a downloaded file's object URL is kept
+const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+/** The day in `zone` at the instant `ms`, as a date input holds it: "2024-03-05". */
+function dayIn(ms, zone) {
+  const w = wallClock(ms, zone);
+  return `${pad(w.y, 4)}-${pad(w.mo)}-${pad(w.d)}`;
+}
+
+/** The instant `ms` as an ISO 8601 time on `zone`'s clock, with its offset:
+ * "2024-03-05T23:59:59.999+01:00". */
+function isoIn(ms, zone) {
+  const w = wallClock(ms, zone);
+  const off = Math.round(offsetAt(ms, zone) / 60_000);
+  const sign = off < 0 ? "-" : "+";
+  return `${pad(w.y, 4)}-${pad(w.mo)}-${pad(w.d)}T${pad(w.h)}:${pad(w.mi)}:${pad(w.s)}.${pad(((ms % 1000) + 1000) % 1000, 3)}${sign}${pad(Math.floor(Math.abs(off) / 60))}:${pad(Math.abs(off) % 60)}`;
+}
+
+async function exportOrders() {
+  const day = $("#export-day").value; // "" when the date typed is not one
+  if (!day) { toast("Choose the day whose orders to export.", { bad: true }); return; }
+  const [y, mo, d] = day.split("-").map(Number);
+  const from = instantAt(y, mo, d, 0, 0, state.zone);
+  const to = instantAt(y, mo, d + 1, 0, 0, state.zone) - 1; // the range's ends are both in it
+  const button = $("#export-csv");
+  button.disabled = true;
+  try {
+    const q = `from=${encodeURIComponent(isoIn(from, state.zone))}&to=${encodeURIComponent(isoIn(to, state.zone))}`;
+    const res = await fetch(`/orders/export?${q}`, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
+    const named = /filename="([^"]+)"/.exec(res.headers.get("Content-Disposition") || "");
+    saveFile(await res.blob(), named ? named[1] : `orders-${day}.csv`);
+  } catch (err) {
+    forgetRefusedToken(err);
+    toast(`Could not export the orders: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The browser saves `blob` as a file named `name` (its downloads, or where the user says). */
+function saveFile(blob, name) {
+  const url = URL.createObjectURL(blob);
+  const link = el("a", { href: url, download: name, class: "hidden" });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), DOWNLOAD_URL_MS);
+}
+
+$("#export-form").addEventListener("submit", (e) => { e.preventDefault(); exportOrders(); });
+
 // ---------- order detail (with its proofs of delivery) ----------
 // The proofs' images need the staff token, so an <img> cannot load them by URL: each is fetched
 // once into an object URL, kept while the detail is open and revoked when it closes.
@@ -1147,6 +1221,7 @@ function openOrder(id, { data = null, from = "orders" } = {}) {
 function releaseOrder() {
   if (!state.order) return;
   for (const url of state.order.urls.values()) URL.revokeObjectURL(url);
+  dropFix(state.order);
   state.order = null;
   $("#proof-large")?.remove();
 }
@@ -1197,7 +1272,9 @@ function renderOrderDetail() {
   const reached = (status) => (o && o.nodes[status] ? clockDate(Date.parse(o.nodes[status])) : null);
   const editable = !!o && !ENDED.includes(o.status); // contact and notes change while it is open
   if (!editable) open.edit = null;
-  const focused = open.edit && open.edit.contains(document.activeElement) ? document.activeElement : null;
+  if (open.fix && !(o && o.held)) dropFix(open); // released meanwhile (by another dispatcher?)
+  const forms = [open.edit, open.fix && open.fix.node].filter(Boolean);
+  const focused = forms.find((f) => f.contains(document.activeElement)) ? document.activeElement : null;
   $("#pane-detail").replaceChildren(
     el("div", { class: "detail", id: "order-detail", dataset: { order: open.id } },
       el("div", { class: "row", style: "justify-content:space-between" },
@@ -1205,8 +1282,10 @@ function renderOrderDetail() {
         el("button", { class: "btn small", onclick: closeDetail }, "✕ Close")),
       o ? el("div", { class: "row" },
             el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " ")),
+            o.held ? heldBadge(o.held) : null,
             o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null)
         : null,
+      o && o.held ? heldSection(open, o) : null,
       o ? el("dl", { class: "facts" },
             el("dt", {}, "Reference"), el("dd", {}, o.reference || "—"),
             el("dt", {}, "Customer"), el("dd", {}, [o.customer.name, o.customer.phone].filter(Boolean).join(" · ") || "—"),
@@ -1312,6 +1391,111 @@ const markReturned = (id, button) => orderAction(id, button, "returned", { reaso
 const deliverAgain = (id, button) => orderAction(id, button, "retry", { reason: "another delivery attempt (dispatcher)" },
   `Order ${escapeHtml(id)} goes out again: the planner gives its van a drop-off.`, `Could not send ${escapeHtml(id)} out again`);
 
+// ---------- held orders ----------
+// A held order waits for the dispatcher, who calls the customer, then either corrects the
+// drop-off (PATCH /orders/{id} `dropoff`: the place set by a click on the map, as a depot is,
+// and the address) or sends it out again as it is (POST /orders/{id}/retry). Either releases
+// it: an `order` event follows, which reloads the open detail.
+const placeText = (p) => `${p.lat.toFixed(5)}, ${p.lon.toFixed(5)}`;
+
+function heldSection(open, o) {
+  const at = o.dropoff.address || placeText(o.dropoff);
+  return el("section", { class: "held-box", id: "order-held" },
+    el("div", {}, `The delivery failed: ${heldText(o.held)}. The parcel stays on ${o.vehicle_id || "its van"}; no stop is planned for it until the address is corrected or it is sent out again as it is.`),
+    el("div", { class: "muted" }, "Delivered to: ", el("span", { id: "order-held-address" }, at)),
+    open.fix
+      ? open.fix.node
+      : el("div", { class: "row" },
+          el("button", { class: "btn small primary", type: "button", id: "held-correct", title: "Set the right place on the map and the address: the order goes out there", onclick: openFix }, "Correct the address"),
+          el("button", { class: "btn small", type: "button", id: "held-release", title: "The address was right: another attempt at the same place", onclick: (e) => sendOutAsItIs(open.id, e.currentTarget) }, "Send out as it is")));
+}
+
+const sendOutAsItIs = (id, button) => orderAction(id, button, "retry", { reason: "sent out again as it is (dispatcher)" },
+  `Order ${escapeHtml(id)} goes out again to the same address: the planner gives its van a drop-off.`, `Could not send ${escapeHtml(id)} out again`);
+
+/** The "correct the address" form, filled with the drop-off as it is; the map waits for a
+ * click on the new place at once. */
+function openFix() {
+  const open = state.order;
+  const o = open && open.data;
+  if (!o) return;
+  const fix = { node: null, place: { lat: o.dropoff.lat, lon: o.dropoff.lon } };
+  fix.node = el("form", { class: "dropoff-fix", id: "dropoff-form", onsubmit: (e) => { e.preventDefault(); saveFix(open, fix); } },
+    el("label", { class: "field" }, "Address", el("input", { class: "text", name: "address", maxlength: 300, autocomplete: "off", placeholder: "e.g. Carrer Major 3, Andorra la Vella" })),
+    el("div", { class: "field" }, "Place",
+      el("div", { class: "row" },
+        el("span", { class: "mono", id: "dropoff-place" }),
+        el("button", { class: "btn small", type: "button", id: "dropoff-pick", onclick: () => setMode("dropoff") }))),
+    el("div", { class: "form-error hidden", id: "dropoff-error", role: "alert" }),
+    el("div", { class: "row" },
+      el("button", { class: "btn small primary", type: "submit" }, "Save and send out"),
+      el("button", { class: "btn small", type: "button", onclick: closeFix }, "Cancel")));
+  fix.node.elements.address.value = o.dropoff.address || "";
+  open.fix = fix;
+  renderOrderDetail();
+  if (state.mode !== "dropoff") setMode("dropoff");
+  showFix();
+  fix.node.elements.address.focus();
+}
+
+/** The open form's place, its "Set on map" button and the place's marker, as they are now. */
+function showFix() {
+  const fix = state.order && state.order.fix;
+  fixLayer.clearLayers();
+  if (!fix) return;
+  const picking = state.mode === "dropoff";
+  fix.node.querySelector("#dropoff-place").textContent = placeText(fix.place);
+  const pick = fix.node.querySelector("#dropoff-pick");
+  pick.textContent = picking ? "Click the map…" : "Set on map";
+  pick.title = picking ? "Stop (Esc)" : "Click the map where the parcel goes";
+  pick.classList.toggle("active", picking);
+  L.marker([fix.place.lat, fix.place.lon], { icon: divIcon('<div class="stop-pin fix"></div>', "", [22, 22]), interactive: false, keyboard: false }).addTo(fixLayer);
+}
+
+function placeDropoff(latlng) {
+  const fix = state.order && state.order.fix;
+  if (fix) {
+    fix.place = { lat: latlng.lat, lon: latlng.lng };
+    fix.node.querySelector("#dropoff-error").classList.add("hidden"); // said of the place before
+  }
+  setMode("dropoff"); // one click: the map is the map again (showFix follows)
+}
+
+/** The form gone (nothing re-rendered): the map stops waiting for its place. */
+function dropFix(open) {
+  open.fix = null;
+  if (state.mode === "dropoff") setMode("dropoff");
+  fixLayer.clearLayers();
+}
+
+function closeFix() {
+  if (state.order) dropFix(state.order);
+  renderOrderDetail();
+}
+
+async function saveFix(open, fix) {
+  const error = fix.node.querySelector("#dropoff-error");
+  const save = fix.node.querySelector("[type=submit]");
+  const dropoff = { ...fix.place, address: fix.node.elements.address.value.trim() };
+  save.disabled = true;
+  error.classList.add("hidden");
+  try {
+    await call(`/orders/${encodeURIComponent(open.id)}`, { method: "PATCH", body: { dropoff } });
+    if (open.fix === fix) dropFix(open);
+    toast(`Order ${escapeHtml(open.id)} goes out to the corrected address: the planner gives its van a drop-off.`);
+  } catch (err) {
+    // A 422 says the place is off the roads, a 409 that the order has left: as the server says it.
+    error.textContent = err.message;
+    error.classList.remove("hidden");
+    if (err.status === 422 && open.fix === fix && state.order === open && state.mode !== "dropoff") setMode("dropoff"); // another place
+    toast(`Could not correct the address of ${escapeHtml(open.id)}: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    save.disabled = false;
+  }
+  await loadOrders().catch(() => {});
+  if (state.order === open) await loadOrderDetail();
+}
+
 function showProof(p, url) {
   $("#proof-large")?.remove();
   const type = p.content_type.split("/")[1];
@@ -1348,6 +1532,7 @@ async function cancelOrder(id) {
 // ---------- tools: new order, traffic drawing, density ----------
 function setMode(mode) {
   const wasDepot = state.mode === "depot";
+  const wasDropoff = state.mode === "dropoff";
   state.mode = state.mode === mode ? null : mode;
   if (state.mode !== "depot") state.depotFor = null;
   $("#tool-order").classList.toggle("active", state.mode === "order");
@@ -1365,10 +1550,13 @@ function setMode(mode) {
     $("#draw-cancel").onclick = (e) => { e.stopPropagation(); discardDraft(); };
   } else if (state.mode === "depot") {
     hint.innerHTML = `Click the map where the routes of <b>${escapeHtml(state.depotFor)}</b> end. <b>Esc</b> to stop.`;
+  } else if (state.mode === "dropoff") {
+    hint.innerHTML = `Click the map where order <b>${escapeHtml(state.order ? state.order.id : "")}</b> is delivered. <b>Esc</b> to stop.`;
   }
   if (state.mode !== "traffic") map.doubleClickZoom.enable();
   hint.classList.toggle("hidden", !state.mode);
   if (wasDepot !== (state.mode === "depot") && state.selected) renderDetail(); // its "Set on map"
+  if (wasDropoff !== (state.mode === "dropoff")) showFix(); // the address form's "Set on map"
 }
 $("#tool-order").addEventListener("click", () => setMode("order"));
 $("#tool-traffic").addEventListener("click", () => setMode("traffic"));
@@ -1377,6 +1565,7 @@ document.addEventListener("keydown", (e) => { if (e.key === "Escape" && state.mo
 
 function onMapClick(e) {
   if (state.mode === "depot") return placeDepot(e.latlng);
+  if (state.mode === "dropoff") return placeDropoff(e.latlng);
   if (state.mode === "order") return openOrderForm(e.latlng);
   if (state.mode === "traffic") {
     state.draft.push(e.latlng);
@@ -1536,6 +1725,7 @@ const NODE_TEXT = { processing: "not processed within 2 h", departure: "not depa
 function renderAlerts() {
   const items = [];
   for (const a of state.alerts.slice(0, 50)) {
+    if (a.kind === "held") continue; // while the order is held: see heldAlerts
     if (a.kind === "error_rate") {
       items.push({ cls: "bad", title: `${pct(a.rate)} of drop-offs failed (${a.failed} of ${a.attempts}): above ${pct(a.limit)}`, sub: clockDate(a.at), tag: "error rate" });
       continue;
@@ -1547,13 +1737,15 @@ function renderAlerts() {
     const text = a.kind === "node_breach" ? `Order ${a.order_id} ${NODE_TEXT[a.node] || `missed the ${a.node} limit`}` : `${a.kind || a.type}${a.order_id ? ` · ${a.order_id}` : ""}`;
     items.push({ cls: "bad", title: text, sub: clockDate(a.at), tag: "breach", order: a.order_id });
   }
+  items.push(...heldAlerts());
   const stops = stopIndex();
   for (const [orderId, s] of stops) if (s.late) items.push({ cls: "warn", title: `Order ${orderId} at risk of being late`, sub: `${s.vehicle} · ETA ${clock(s.eta)}`, tag: "late risk", order: orderId });
   for (const f of state.fleet.values()) {
     if (f.connection === "stale" || f.connection === "offline") items.push({ cls: f.connection === "offline" ? "idle" : "warn", title: `${f.name || f.id} is ${f.connection}`, sub: `last ping ${f.position ? ago(f.position.ts) : "never"}`, tag: f.connection });
   }
   // open orders on no route: never planned, or left out by the last plan (e.g. unreachable)
-  const unassigned = state.orders.filter((o) => ["received", "processed"].includes(o.status) && !stops.has(o.id));
+  // (a held order is left out on purpose: its own alert says so)
+  const unassigned = state.orders.filter((o) => ["received", "processed"].includes(o.status) && !o.held && !stops.has(o.id));
   if (unassigned.length) items.push({ cls: "warn", title: `${unassigned.length} unassigned order${unassigned.length === 1 ? "" : "s"}`, sub: unassigned.slice(0, 5).map((o) => o.id).join(", "), tag: "unassigned" });
   const failed = state.orders.filter((o) => o.status === "failed");
   for (const o of failed) items.push({ cls: "bad", title: `Delivery failed: ${o.id}`, sub: o.vehicle_id || "", tag: "failed", order: o.id });
@@ -1572,6 +1764,29 @@ function renderAlerts() {
     ...(items.length ? [] : [el("li", { class: "empty" }, "All clear.")])
   );
   if (key) $$("#alert-list [data-alert]").find((b) => b.dataset.alert === key)?.focus();
+}
+
+/** The held orders, one alert each, for as long as they are held: those the order list shows
+ * held, and those a `held` alert named that the console does not know released (the list may be
+ * filtered to ended orders, or the alert newer than the list). */
+function heldAlerts() {
+  const raised = new Map(); // order id → its newest held alert
+  for (const a of state.alerts) if (a.kind === "held" && !raised.has(a.order_id)) raised.set(a.order_id, a);
+  const held = new Map(state.orders.filter((o) => o.held).map((o) => [o.id, o]));
+  for (const [id, a] of raised) if (!held.has(id) && heldNow(id) !== false) held.set(id, { id, held: a.reason, vehicle_id: null });
+  return [...held.values()].map((o) => {
+    const a = raised.get(o.id);
+    const sub = [o.vehicle_id ? `parcel on ${o.vehicle_id}` : "", a ? clockDate(a.at) : ""].filter(Boolean).join(" · ");
+    return { cls: "bad", title: `Order ${o.id} held: ${heldText(o.held)} — correct it or send it out again`, sub, tag: "held", order: o.id };
+  });
+}
+
+/** Whether an order is held, as far as the console knows: true, false or null (not known). */
+function heldNow(id) {
+  const o = state.orders.find((x) => x.id === id) || (state.order && state.order.id === id ? state.order.data : null);
+  if (o) return !!o.held;
+  // A held order is open (received): absent from the list of every open order, it is not held.
+  return state.orderFilter === "open" && state.orders.length < OPEN_LIMIT ? false : null;
 }
 
 /** An alert in the list; one that names an order is a button opening the order's detail. */
