@@ -6,6 +6,9 @@
         │            │                  │          │          └─→ failed → received (re-planned)
         └────────────┴──────────────────┴──────────┴─→ cancelled     └─→ returning → returned
 
+(and, for an order back with the planner after a failed attempt, its parcel still on the van:
+received, processed or departed → returning, or → returned when there is nowhere to take it)
+
 Time-node limits, from the operating rules of the companies that run fleet (all configurable):
 an order is *processed* within 2 h of receipt, *departed* within 3 h of processing, and its total
 lead time (received → delivered) stays under 48 h. (Acknowledgement within 1 h of arrival is met
@@ -18,6 +21,7 @@ sender (:func:`after_failure`): *returning* while the van carries it back to whe
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 STATUSES = (
@@ -28,9 +32,13 @@ FINAL = frozenset({"delivered", "returned", "cancelled"})
 OPEN = frozenset(STATUSES) - FINAL
 
 ALLOWED: dict[str, frozenset[str]] = {
-    "received": frozenset({"processed", "cancelled"}),
-    "processed": frozenset({"received", "departed", "picked_up", "cancelled"}),
-    "departed": frozenset({"picked_up", "arrived", "received", "cancelled", "failed"}),
+    "received": frozenset({"processed", "cancelled", "returning", "returned"}),
+    "processed": frozenset(
+        {"received", "departed", "picked_up", "cancelled", "returning", "returned"}
+    ),
+    "departed": frozenset(
+        {"picked_up", "arrived", "received", "cancelled", "failed", "returning", "returned"}
+    ),
     "picked_up": frozenset({"arrived", "delivered", "failed"}),
     "arrived": frozenset({"delivered", "failed", "picked_up"}),
     "failed": frozenset({"processed", "received", "returning", "returned"}),
@@ -39,6 +47,21 @@ ALLOWED: dict[str, frozenset[str]] = {
     "returned": frozenset(),
     "cancelled": frozenset(),
 }
+
+
+def parcel_on_van(status: str, nodes: Container[str]) -> bool:
+    """Whether an open order's parcel is on a van: picked up and not delivered, or back with
+    the planner after a failed attempt (the van that tried still has it). Such an order is not
+    cancelled: its parcel goes back to the sender (``returning``) or out again.
+
+    >>> parcel_on_van("received", {"received": 1}), parcel_on_van("received", {"failed": 5})
+    (False, True)
+    >>> parcel_on_van("picked_up", {}), parcel_on_van("returning", {"failed": 5})
+    (True, False)
+    """
+    if status in ("picked_up", "arrived"):
+        return True
+    return status in ("received", "processed", "departed") and "failed" in nodes
 
 
 class TransitionError(ValueError):

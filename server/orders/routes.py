@@ -23,7 +23,7 @@ from server.auth import staff_only, staff_or_vehicle
 from server.errors import ApiError, BadRequest, Conflict, NotFound
 from server.orders import csvexport, csvimport
 from server.orders.alerts import recent_alerts
-from server.orders.lifecycle import FINAL, STATUSES
+from server.orders.lifecycle import FINAL, STATUSES, parcel_on_van
 from server.orders.model import (
     AssignIn,
     AuditEntry,
@@ -49,6 +49,7 @@ from server.orders.proofs import (
 )
 from server.orders.store import OrderStore
 from server.settings import Settings
+from server.tracking.stops import back_to_sender
 
 IMPORT_MAX_BYTES = 4 * 1024 * 1024  # about 20,000 rows: more than an import takes (5,000)
 MAX_EXPORT = 20_000  # orders in one export
@@ -294,7 +295,37 @@ class OrdersController(Controller):
         orders: NamedDependency[OrderStore],
         data: JSONBody[ReasonIn | None] = None,  # the reason is optional, and so is the body
     ) -> Order:
+        order = await orders.get(order_id)
+        if parcel_on_van(order.status, order.nodes):
+            raise Conflict(
+                f"the parcel of {order_id} is on {order.vehicle_id or 'a van'}: send it back to "
+                "its sender (POST /orders/{id}/return) or out again (retry), not cancelled",
+                details={"status": order.status, "vehicle_id": order.vehicle_id},
+            )
         return await _move(orders, order_id, "cancelled", data)
+
+    @post(
+        "/{order_id:str}/return",
+        summary="Send the parcel of an order back with the planner after a failed attempt "
+        "(held, say) back to its sender",
+        status_code=200,
+    )
+    async def send_back(
+        self,
+        order_id: FromPath[str],
+        orders: NamedDependency[OrderStore],
+        redis: NamedDependency[aioredis.Redis],
+        data: JSONBody[ReasonIn | None] = None,
+    ) -> Order:
+        order = await orders.get(order_id)
+        if order.status not in ("received", "processed", "departed") or "failed" not in order.nodes:
+            raise Conflict(
+                "only an order back with the planner after a failed attempt (its parcel on the "
+                f"van that tried) is sent back this way; this one is {order.status}",
+                details={"status": order.status},
+            )
+        reason = data.reason if data is not None and data.reason else "sent back by a dispatcher"
+        return await back_to_sender(orders, redis, order, by="api", why=reason)
 
     @post(
         "/{order_id:str}/returned",
@@ -307,6 +338,12 @@ class OrdersController(Controller):
         orders: NamedDependency[OrderStore],
         data: JSONBody[ReasonIn | None] = None,
     ) -> Order:
+        order = await orders.get(order_id)
+        if order.status != "returning":
+            raise Conflict(
+                f"only a returning order's parcel is recorded back; this one is {order.status}",
+                details={"status": order.status},
+            )
         return await _move(orders, order_id, "returned", data)
 
     @post(

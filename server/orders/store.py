@@ -186,6 +186,8 @@ class OrderStore:
                     if vehicle_id is not None:
                         update["vehicle_id"] = vehicle_id
                     pipe.hset(key, mapping=update)
+                    if target != "received":  # held only while back with the planner
+                        pipe.hdel(key, "held")
                     pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
                     if target in OUTCOMES:  # a drop-off attempt: what the error rate counts
                         count_attempt(pipe, target, now)

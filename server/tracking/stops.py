@@ -44,6 +44,13 @@ class StopHandler:
             return error_frame(
                 "not_your_order", f"{event.order_id} is not assigned to you", event.seq
             )
+        if event.event == "returned" and order.status != "returning":
+            return error_frame(
+                "invalid_transition",
+                f"only a parcel going back to its sender is handed back; {order.id} is "
+                f"{order.status}",
+                event.seq,
+            )
         if event.event == "arrived" and order.status == "arrived":
             # Arrival is also noticed by the server (the vehicle within a radius of the stop).
             return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
@@ -72,11 +79,23 @@ class StopHandler:
         if follow == HOLD:  # back with the planner, which leaves it be until a dispatcher acts
             await self.orders.transition(order.id, RETRY, by="policy", reason=why)
             return await self.orders.hold(order.id, reason)
-        if follow == RETURN and order.pickup is None:
-            try:
-                depot = (await get_vehicle(self.redis, self.vehicle_id)).depot
-            except ApiError:  # the vehicle was retired meanwhile
-                depot = None
-            if depot is None:  # nowhere to plan the way back to: the driver takes it home
-                follow, why = "returned", f"{why}; no pickup place or depot to take it back to"
+        if follow == RETURN:
+            return await back_to_sender(self.orders, self.redis, order, by="policy", why=why)
         return await self.orders.transition(order.id, follow, by="policy", reason=why)
+
+
+async def back_to_sender(
+    orders: OrderStore, redis: aioredis.Redis, order: Order, *, by: str, why: str
+) -> Order:
+    """Send the parcel of ``order`` (on its vehicle) back to where it came from: ``returning``
+    (the planner routes the van to the pickup place, or to its depot for an order loaded there),
+    or ``returned`` at once when there is neither (the driver takes it home)."""
+    if order.pickup is None:
+        try:
+            depot = (await get_vehicle(redis, order.vehicle_id or "")).depot
+        except ApiError:  # no vehicle, or one retired meanwhile
+            depot = None
+        if depot is None:
+            why = f"{why}; no pickup place or depot to take it back to"
+            return await orders.transition(order.id, "returned", by=by, reason=why)
+    return await orders.transition(order.id, RETURN, by=by, reason=why)

@@ -85,3 +85,37 @@ async def test_a_held_order_can_go_out_again_as_it_is_and_bad_changes_are_refuse
         assert await fail_at_the_door(driver, order_id, "customer_absent", 5) == "received"
         assert httpx.get(f"{base}/orders/{order_id}", headers=AUTH).json()["held"] == ""
     assert len(held_alerts(base, order_id)) == 1
+
+
+async def test_a_held_parcel_is_sent_back_not_cancelled(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    """The customer cannot be reached: the parcel on the van goes back to the shop. Cancelling
+    it would leave a parcel in a van that no order accounts for."""
+    base = server_factory(roads=andorra)
+    token = new_van(base)
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        order_id = await failed_on_a_wrong_address(base, driver)
+        refused = httpx.post(f"{base}/orders/{order_id}/cancel", headers=AUTH)
+        assert refused.status_code == 409, refused.text
+        assert "van-1" in refused.json()["error"]["message"]
+        early = httpx.post(f"{base}/orders/{order_id}/returned", headers=AUTH)
+        assert early.status_code == 409, "not on its way back yet"
+        frame = {"type": "stop", "seq": 9, "order_id": order_id, "event": "returned"}
+        assert (await reply_to(driver, frame))["code"] == "invalid_transition"
+
+        back = httpx.post(f"{base}/orders/{order_id}/return", headers=AUTH,
+                          json={"reason": "customer unreachable"})  # fmt: skip
+        assert back.status_code == 200, back.text
+        assert (back.json()["status"], back.json()["held"]) == ("returning", "")
+        replan(base)
+        [(stop_order, kind, lat, lon)] = route_of(base)
+        assert (stop_order, kind) == (order_id, "return")
+        assert haversine_m(lat, lon, *SHOP) < 100, "back to the shop"
+        again = httpx.post(f"{base}/orders/{order_id}/return", headers=AUTH)
+        assert again.status_code == 409, "returning already"
+        # An order that never failed has no parcel on a van to send back.
+        fresh = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[2])).json()
+        other = fresh["order"]["id"]
+        assert httpx.post(f"{base}/orders/{other}/return", headers=AUTH).status_code == 409
+        assert httpx.post(f"{base}/orders/{other}/cancel", headers=AUTH).status_code == 200

@@ -1,7 +1,8 @@
 """Held orders in the console: a delivery failed on a wrong address shows held (in the order
 list, as an alert that opens the order, in its detail) until the dispatcher corrects the
-address (a place clicked on the map and the address text) or sends it out again as it is; and
-the orders of a day downloaded as a CSV file."""
+address (a place clicked on the map and the address text), sends it out again as it is, or
+sends the parcel back to its sender (never cancelled: the parcel is on the van); and the orders
+of a day downloaded as a CSV file."""
 
 from __future__ import annotations
 
@@ -135,12 +136,13 @@ def test_a_held_order_is_shown_and_its_address_corrected_on_the_map(
     assert badge.count() == 0
 
 
-def test_a_held_order_is_sent_out_again_as_it_is(
+def held_in_the_list(
     fleet_server: Callable[..., str],
     drivers: Callable[..., Driver],
     new_page: Callable[..., Any],
-    artifacts: Path,
-) -> None:
+) -> tuple[str, str, Any, Any]:
+    """A held order from the shop, and the console open on the orders list: the server's URL,
+    the order's id, the page and the order's row (its held badge shown)."""
     base = fleet_server()
     van = drivers(base, "van-1")
     van.ping(*VAN)
@@ -148,6 +150,17 @@ def test_a_held_order_is_sent_out_again_as_it_is(
     page = open_console(new_page, base)
     page.click(".tab[data-tab=orders]")
     row = page.locator(f"#order-list [data-order='{order_id}']")
+    row.locator(".badge.held").wait_for()
+    return base, order_id, page, row
+
+
+def test_a_held_order_is_sent_out_again_as_it_is(
+    fleet_server: Callable[..., str],
+    drivers: Callable[..., Driver],
+    new_page: Callable[..., Any],
+    artifacts: Path,
+) -> None:
+    base, order_id, page, row = held_in_the_list(fleet_server, drivers, new_page)
     assert row.locator(".badge.held").inner_text() == "held: wrong address"
     page.screenshot(path=artifacts / "console-held-orders.png")
     row.locator(".details").click()
@@ -162,6 +175,20 @@ def test_a_held_order_is_sent_out_again_as_it_is(
     page.locator(".toast:not(.bad)", has_text="goes out again to the same address").wait_for()
     page.click(".tab[data-tab=alerts]")
     wait_for(lambda: HELD_ALERT not in page.inner_text("#alert-list"), "the alert gone")
+
+
+def test_a_held_parcel_goes_back_to_its_sender_and_is_never_offered_cancel(
+    fleet_server: Callable[..., str],
+    drivers: Callable[..., Driver],
+    new_page: Callable[..., Any],
+) -> None:
+    base, order_id, page, row = held_in_the_list(fleet_server, drivers, new_page)
+    assert row.locator("[data-action=cancel]").count() == 0, "its parcel is on the van"
+    row.locator(".details").click()
+    page.click("#held-return")
+    wait_for(lambda: order(base, order_id)["status"] == "returning", "the parcel sent back")
+    page.locator(".toast:not(.bad)", has_text="goes back to its sender").wait_for()
+    assert order(base, order_id)["held"] == ""
 
 
 def test_the_orders_of_a_day_download_as_a_csv_file(

@@ -952,8 +952,11 @@ const ENDED = ["delivered", "returned", "cancelled"]; // on no route any more
 const ORDER_BADGE = { received: "warn", processed: "busy", departed: "busy", picked_up: "busy", arrived: "violet", delivered: "ok", failed: "bad", returning: "return", returned: "idle", cancelled: "idle" };
 const BY_STATUS = ["delivered", "failed", "returning", "cancelled"]; // the filters that list one status
 // The statuses that may become cancelled (server/orders/lifecycle.py, ALLOWED): not once the
-// parcel is in the van (picked up, arrived), nor a parcel on its way back (returning).
+// parcel is in the van (picked up, arrived), nor a parcel on its way back (returning), nor one
+// back with the planner after a failed attempt (its parcel is still on the van that tried: the
+// server answers 409; it is sent back to its sender instead).
 const CANCELLABLE = ["received", "processed", "departed"];
+const cancellable = (o) => CANCELLABLE.includes(o.status) && !("failed" in (o.nodes || {}));
 // A held order failed for a reason another attempt would fail the same way (FLEET_HOLD_ON, a wrong
 // address by default): received, its parcel on the van, no stop planned until a dispatcher
 // corrects the drop-off or sends it out again as it is (see "held orders" below).
@@ -997,7 +1000,7 @@ function renderOrders() {
                 el("button", { class: "btn small", type: "submit" }, "Assign"))
             : null,
           o.status === "returning" ? returnActions(o.id) : null,
-          CANCELLABLE.includes(o.status) ? el("button", { class: "btn small danger", dataset: { action: "cancel" }, onclick: () => cancelOrder(o.id) }, "Cancel") : null));
+          cancellable(o) ? el("button", { class: "btn small danger", dataset: { action: "cancel" }, onclick: () => cancelOrder(o.id) }, "Cancel") : null));
     }),
     ...(shown.length ? [] : [el("li", { class: "empty" }, "No order here.")])
   );
@@ -1407,8 +1410,12 @@ function heldSection(open, o) {
       ? open.fix.node
       : el("div", { class: "row" },
           el("button", { class: "btn small primary", type: "button", id: "held-correct", title: "Set the right place on the map and the address: the order goes out there", onclick: openFix }, "Correct the address"),
-          el("button", { class: "btn small", type: "button", id: "held-release", title: "The address was right: another attempt at the same place", onclick: (e) => sendOutAsItIs(open.id, e.currentTarget) }, "Send out as it is")));
+          el("button", { class: "btn small", type: "button", id: "held-release", title: "The address was right: another attempt at the same place", onclick: (e) => sendOutAsItIs(open.id, e.currentTarget) }, "Send out as it is"),
+          el("button", { class: "btn small", type: "button", id: "held-return", title: "The customer cannot be reached: the van takes the parcel back to its sender", onclick: (e) => returnToSender(open.id, e.currentTarget) }, "Return to sender")));
 }
+
+const returnToSender = (id, button) => orderAction(id, button, "return", { reason: "sent back by the dispatcher" },
+  `Order ${escapeHtml(id)} goes back to its sender: its van is given a return stop.`, `Could not send ${escapeHtml(id)} back`);
 
 const sendOutAsItIs = (id, button) => orderAction(id, button, "retry", { reason: "sent out again as it is (dispatcher)" },
   `Order ${escapeHtml(id)} goes out again to the same address: the planner gives its van a drop-off.`, `Could not send ${escapeHtml(id)} out again`);
