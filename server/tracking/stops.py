@@ -66,7 +66,9 @@ class StopHandler:
                 order = await self._after_failure(order, event.reason or "other")
         except ApiError as exc:
             return error_frame("invalid_transition", exc.message, event.seq)
-        return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
+        return encode(
+            StopAck(seq=event.seq, order_id=order.id, status=order.status, held=order.held)
+        )
 
     async def _after_failure(self, order: Order, reason: str) -> Order:
         await self.redis.hincrby(keys.FAILURES, reason, 1)

@@ -51,10 +51,11 @@ class StopEvent(msgspec.Struct, tag="stop", tag_field="type", frozen=True):
     proof: str | None = None  # a proof-of-delivery reference (photo id, signature id)
 
 
-class StopAck(msgspec.Struct, tag="stop_ack", tag_field="type"):
+class StopAck(msgspec.Struct, tag="stop_ack", tag_field="type", omit_defaults=True):
     seq: int
     order_id: str
     status: str
+    held: str = ""  # after a failure: the reason the order now waits for a dispatcher
 
 
 ClientMessage = PingBatch | StopEvent

@@ -22,7 +22,14 @@ async def failed_on_a_wrong_address(base: str, driver: ClientConnection) -> str:
     body = {**order(*DROPS[0]), "pickup": {"lat": SHOP[0], "lon": SHOP[1]}}
     order_id: str = (await planned(base, driver, body))["order"]["id"]
     await reply_to(driver, {"type": "stop", "seq": 2, "order_id": order_id, "event": "picked_up"})
-    assert await fail_at_the_door(driver, order_id, "address_wrong", 3) == "received"
+    frame = {"type": "stop", "seq": 3, "order_id": order_id, "event": "arrived"}
+    await reply_to(driver, frame)
+    frame = {"type": "stop", "seq": 4, "order_id": order_id, "event": "failed",
+             "reason": "address_wrong"}  # fmt: skip
+    assert await reply_to(driver, frame) == {
+        "type": "stop_ack", "seq": 4, "order_id": order_id, "status": "received",
+        "held": "address_wrong",
+    }  # fmt: skip
     return order_id
 
 

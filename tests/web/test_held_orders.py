@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from tests.conftest import AUTH
-from tests.web.conftest import Driver, click_map, open_console, order_body, wait_for
-from tests.web.test_returns import order, stops_of
+from tests.web.conftest import Driver, click_map, open_console, open_phone, order_body, wait_for
+from tests.web.test_returns import create, located, order, stops_of
 from tests.web.test_vehicle_depot import metres
 
 VAN = (42.5078, 1.5211)  # Andorra la Vella
@@ -90,6 +90,8 @@ def test_a_held_order_is_shown_and_its_address_corrected_on_the_map(
     detail = page.locator(f"#order-detail[data-order='{order_id}']")
     assert detail.locator(".badge.held").inner_text() == "held: wrong address"
     assert page.inner_text("#order-held-address") == ADDRESS
+    assert page.inner_text("#order-dropoff-address") == ADDRESS, "the detail's address line"
+    assert page.locator("#order-pickup-address").count() == 0, "no pickup: from the depot"
     assert page.locator("#order-held-address b").count() == 0
 
     # "Correct the address": the drop-off as it is, and the map waits for the new place.
@@ -127,6 +129,7 @@ def test_a_held_order_is_shown_and_its_address_corrected_on_the_map(
     assert metres(RIGHT, (released["dropoff"]["lat"], released["dropoff"]["lon"])) < 10
     detail.locator(".badge.held").wait_for(state="detached")
     assert page.locator("#order-held, #dropoff-form").count() == 0
+    wait_for(lambda: page.inner_text("#order-dropoff-address") == CORRECTED, "the new address")
     assert fix_marker(page) == []
     assert page.evaluate("() => fleetConsole.map.getContainer().style.cursor") == ""
     page.click("#pane-detail button:has-text('Close')")
@@ -189,6 +192,28 @@ def test_a_held_parcel_goes_back_to_its_sender_and_is_never_offered_cancel(
     wait_for(lambda: order(base, order_id)["status"] == "returning", "the parcel sent back")
     page.locator(".toast:not(.bad)", has_text="goes back to its sender").wait_for()
     assert order(base, order_id)["held"] == ""
+
+
+def test_the_driver_keeps_a_held_parcel_and_is_told_so(
+    fleet_server: Callable[..., str], new_page: Callable[..., Any]
+) -> None:
+    base = fleet_server()
+    vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "van-1"}).json()
+    phone = open_phone(new_page, base, vehicle["token"], VAN)
+    wait_for(lambda: located(base, "van-1"), "the van's position on the server")
+    order_id = create(base)["order"]["id"]
+    phone.wait_for_selector(f"#next-title:text-is('Pick up {order_id}')")
+    phone.click("#actions [data-event=picked_up]")
+    phone.wait_for_selector(f"#next-title:text-is('Deliver {order_id}')")
+    phone.click("#actions [data-event=arrived]")
+    wait_for(lambda: order(base, order_id)["status"] == "arrived", "the arrival")
+    phone.click("#actions [data-event=failed]")
+    phone.select_option("#fail-form [name=reason]", "address_wrong")
+    phone.click("#fail-form [type=submit]")
+    said = f"{order_id}: held for the dispatcher (address wrong): keep the parcel"
+    phone.locator(".toast", has_text=said).wait_for()
+    phone.wait_for_selector("#next-title:text-is('No stops left')")
+    assert order(base, order_id)["held"] == "address_wrong"
 
 
 def test_the_orders_of_a_day_download_as_a_csv_file(

@@ -162,12 +162,14 @@ function onMessage(msg) {
       if (sent.event === "delivered" || sent.event === "failed") {
         // A failed drop-off the server tries again (the order back with the planner, the parcel
         // still in this van) stays on the route: only one that is over is done here.
-        const again = sent.event === "failed" && !["returning", "returned"].includes(msg.status);
+        // (One held for the dispatcher, a wrong address, is not tried again by this van now.)
+        const again = sent.event === "failed" && !["returning", "returned"].includes(msg.status) && !msg.held;
         if (!again) done("dropoff");
         if (sent.order_id === proofs.orderId) resetProofs(null); // recorded: the proofs went with it
       }
     }
-    toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(msg.status.replace("_", " "))}`);
+    const said = msg.held ? `held for the dispatcher (${msg.held.replace("_", " ")}): keep the parcel` : msg.status.replace("_", " ");
+    toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(said)}`);
     renderRoute();
   } else if (msg.type === "error") {
     if (d.pendingStops.has(msg.seq)) {
