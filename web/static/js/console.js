@@ -1292,6 +1292,8 @@ function renderOrderDetail() {
       o ? el("dl", { class: "facts" },
             el("dt", {}, "Reference"), el("dd", {}, o.reference || "—"),
             el("dt", {}, "Customer"), el("dd", {}, [o.customer.name, o.customer.phone].filter(Boolean).join(" · ") || "—"),
+            o.pickup ? [el("dt", {}, "Pickup"), el("dd", { id: "order-pickup-address" }, o.pickup.address || placeText(o.pickup))] : null,
+            el("dt", {}, "Drop-off"), el("dd", { id: "order-dropoff-address" }, o.dropoff.address || placeText(o.dropoff)),
             el("dt", {}, "Window"), el("dd", {}, `${clockDate(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
             el("dt", {}, "Vehicle"), el("dd", {}, o.vehicle_id ? el("a", { href: "#", onclick: (e) => { e.preventDefault(); selectVehicle(o.vehicle_id); } }, o.vehicle_id) : "unassigned"),
             el("dt", {}, s ? (s.kind === "return" ? "Return ETA" : "ETA") : "Last change"), el("dd", {}, s ? `${clock(s.eta)} · stop ${s.index}` : reached(o.status) || "—"),
