@@ -122,6 +122,9 @@ def customer_view(
         # the link holder's own words, which they may change until the van is at the door
         "instructions": order.instructions,
         "instructions_open": order.status in INSTRUCTABLE,
+        # the driver could not find the address: the order waits for a dispatcher's call, and
+        # the customer's instructions are what helps
+        "held": bool(order.held),
         # and their rating of the delivery, once it is made
         "feedback": feedback,
         "feedback_open": order.status in RATEABLE,

@@ -18,9 +18,13 @@ from tests.tracking.test_driver_socket import ws_url
 
 
 async def failed_on_a_wrong_address(base: str, driver: ClientConnection) -> str:
-    """An order from the shop, picked up, then failed at the door on a wrong address: its id."""
+    """An order from the shop, picked up, then failed at the door on a wrong address: its id.
+    Its customer's page says so (``held``) and asks for instructions."""
     body = {**order(*DROPS[0]), "pickup": {"lat": SHOP[0], "lon": SHOP[1]}}
-    order_id: str = (await planned(base, driver, body))["order"]["id"]
+    created = await planned(base, driver, body)
+    order_id: str = created["order"]["id"]
+    link = f"{base}/track/{created['tracking_token']}"
+    assert httpx.get(link).json()["held"] is False
     await reply_to(driver, {"type": "stop", "seq": 2, "order_id": order_id, "event": "picked_up"})
     frame = {"type": "stop", "seq": 3, "order_id": order_id, "event": "arrived"}
     await reply_to(driver, frame)
@@ -30,6 +34,10 @@ async def failed_on_a_wrong_address(base: str, driver: ClientConnection) -> str:
         "type": "stop_ack", "seq": 4, "order_id": order_id, "status": "received",
         "held": "address_wrong",
     }  # fmt: skip
+    view = httpx.get(link).json()
+    assert (view["held"], view["eta"], view["vehicle"], view["instructions_open"]) == (
+        True, None, None, True,
+    )  # fmt: skip
     return order_id
 
 

@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from tests.conftest import AUTH
-from tests.web.conftest import Driver, click_map, open_console, open_phone, order_body, wait_for
+from tests.web.conftest import (
+    PHONE,
+    Driver,
+    click_map,
+    open_console,
+    open_phone,
+    order_body,
+    wait_for,
+)
 from tests.web.test_returns import create, located, order, stops_of
 from tests.web.test_vehicle_depot import metres
 
@@ -201,7 +209,8 @@ def test_the_driver_keeps_a_held_parcel_and_is_told_so(
     vehicle = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "van-1"}).json()
     phone = open_phone(new_page, base, vehicle["token"], VAN)
     wait_for(lambda: located(base, "van-1"), "the van's position on the server")
-    order_id = create(base)["order"]["id"]
+    created = create(base)
+    order_id = created["order"]["id"]
     phone.wait_for_selector(f"#next-title:text-is('Pick up {order_id}')")
     phone.click("#actions [data-event=picked_up]")
     phone.wait_for_selector(f"#next-title:text-is('Deliver {order_id}')")
@@ -214,6 +223,14 @@ def test_the_driver_keeps_a_held_parcel_and_is_told_so(
     phone.locator(".toast", has_text=said).wait_for()
     phone.wait_for_selector("#next-title:text-is('No stops left')")
     assert order(base, order_id)["held"] == "address_wrong"
+
+    # The customer's page: the address was not found, no van coming; tell the driver the way.
+    track = new_page(viewport=PHONE, is_mobile=True, has_touch=True)
+    track.goto(f"{base}/t/{created['tracking_token']}")
+    track.wait_for_selector("#status:text-is('We could not find your address')")
+    assert track.inner_text("#eta") == "\N{EM DASH}"
+    assert "Tell the driver below how to find you" in track.inner_text("#window")
+    assert track.is_visible("#instructions-form")
 
 
 def test_the_orders_of_a_day_download_as_a_csv_file(

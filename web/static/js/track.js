@@ -26,7 +26,7 @@ const HEADLINE = {
   cancelled: "Cancelled",
 };
 const GOING_BACK = ["returning", "returned"];
-const NOT_COMING = ["failed", "returning"]; // not final, but no van is on its way to the customer
+const NOT_COMING = ["failed", "returning"]; // not final, but no van is on its way to the customer (nor while held)
 const BAD = ["failed", "returning", "returned", "cancelled"];
 const REASONS = { customer_absent: "nobody was home", refused: "the parcel was refused", address_wrong: "the address could not be found", other: "a problem on the way" };
 const page = { view: null, map: null, dest: null, van: null, area: null, fitted: false };
@@ -81,7 +81,7 @@ function connect() {
 }
 
 /** Whether a van is on its way to the customer (so an ETA means something). */
-const coming = (v) => !v.final && !NOT_COMING.includes(v.status);
+const coming = (v) => !v.final && !v.held && !NOT_COMING.includes(v.status);
 
 function renderEta(v) {
   const eta = $("#eta");
@@ -97,6 +97,10 @@ function renderEta(v) {
   } else {
     eta.textContent = "Being scheduled";
   }
+  if (v.held) {
+    $("#window").textContent = "We will contact you. Tell the driver below how to find you: the next attempt goes by it.";
+    return;
+  }
   if (GOING_BACK.includes(v.status)) {
     $("#window").textContent = `${v.status === "returned" ? "The parcel is back with the sender" : "The parcel could not be delivered and goes back to the sender"}: contact them to arrange a new delivery.`;
     return;
@@ -109,8 +113,10 @@ function renderEta(v) {
 function render(v) {
   page.view = v;
   page.updates = (page.updates || 0) + 1;
-  $("#status").textContent = HEADLINE[v.status] || v.status;
-  $("#status").style.color = BAD.includes(v.status) ? "var(--bad)" : v.status === "delivered" ? "var(--ok)" : "";
+  // Held: the driver could not find the address; the company calls, and the customer's own
+  // instructions are what helps the next attempt.
+  $("#status").textContent = v.held ? "We could not find your address" : HEADLINE[v.status] || v.status;
+  $("#status").style.color = BAD.includes(v.status) || v.held ? "var(--bad)" : v.status === "delivered" ? "var(--ok)" : "";
   renderEta(v);
   renderTimeline(v);
   renderMap(v);
