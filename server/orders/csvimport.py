@@ -13,7 +13,7 @@ times…) are skipped, and a ``'`` guarding a formula-like cell is taken off.
 >>> text = "dropoff_lat,dropoff_lon,window_start,window_end,size_parcels,skills\\n"
 >>> text += "60.17,24.94,2026-11-30T09:00Z,2026-11-30T11:00Z,2,cold;fragile\\n"
 >>> text += "95,24.94,2026-11-30T09:00Z,,,\\n"
->>> orders, errors = parse(text)
+>>> orders, errors = parse(text, ORDERS)
 >>> [(o.dropoff.lat, o.size, o.skills) for o in orders]
 [(60.17, {'parcels': 2.0}, ['cold', 'fragile'])]
 >>> [(e.row, e.column, e.message) for e in errors]
@@ -23,28 +23,68 @@ times…) are skipped, and a ``'`` guarding a formula-like cell is taken off.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from server.errors import BadRequest
 from server.orders import csvexport
 from server.orders.model import OrderIn
 
+T = TypeVar("T")
+
 MAX_ROWS = 5000
-TOP = ("notes", "reference", "priority", "service_s", "pickup_service_s", "skills")
-NESTED = (  # column prefix → the object it fills (the longest prefix first)
-    ("pickup_window_", "pickup_window"),
-    ("dropoff_", "dropoff"),
-    ("pickup_", "pickup"),
-    ("window_", "window"),
-    ("customer_", "customer"),
-    ("size_", "size"),
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Spec(Generic[T]):
+    """How a CSV file maps onto a request body: its top-level columns, the column prefixes
+    of its nested objects (the longest prefix first), the columns every file needs, the
+    nested objects of ISO 8601 times and of amounts (numbers, 0 or more), the list fields
+    (separated by ``;``), the columns read and skipped, and what a row becomes."""
+
+    target: type[T]
+    noun: str
+    top: tuple[str, ...]
+    nested: tuple[tuple[str, str], ...]
+    required: tuple[str, ...] = ()
+    times: tuple[str, ...] = ()
+    amounts: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ("skills",)
+    skipped: tuple[str, ...] = ()
+
+    def place(self, column: str) -> tuple[str, str | None] | None:
+        """Where a column goes in the body: (top-level field, nested field or None)."""
+        if column in self.top:
+            return column, None
+        for prefix, field in self.nested:
+            if column.startswith(prefix) and len(column) > len(prefix):
+                return field, column[len(prefix) :]
+        return None
+
+
+ORDERS = Spec(
+    target=OrderIn,
+    noun="order",
+    top=("notes", "reference", "priority", "service_s", "pickup_service_s", "skills"),
+    nested=(
+        ("pickup_window_", "pickup_window"),
+        ("dropoff_", "dropoff"),
+        ("pickup_", "pickup"),
+        ("window_", "window"),
+        ("customer_", "customer"),
+        ("size_", "size"),
+    ),
+    required=("dropoff_lat", "dropoff_lon", "window_start", "window_end"),
+    times=("window", "pickup_window"),
+    amounts=("size",),
+    skipped=csvexport.EVENTS,  # (what happened to an exported order: not the new order's)
 )
-REQUIRED = ("dropoff_lat", "dropoff_lon", "window_start", "window_end")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,40 +94,39 @@ class RowError:
     message: str
 
 
-def _place(column: str) -> tuple[str, str | None] | None:
-    """Where a column goes in the order's body: (top-level field, nested field or None)."""
-    if column in TOP:
-        return column, None
-    for prefix, field in NESTED:
-        if column.startswith(prefix) and len(column) > len(prefix):
-            return field, column[len(prefix) :]
-    return None
-
-
 def _column_of(path: str) -> str:
     """The column behind a validation error's path: ``$.dropoff.lat`` → ``dropoff_lat``."""
     return re.sub(r"\[\d+\]", "", path.removeprefix("$.")).replace(".", "_")
 
 
-def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
-    """The orders of a CSV text, and every error found (with any, use none of the orders)."""
+def rejected(errors: list[RowError], nothing_done: str) -> BadRequest:
+    """The 400 for a file with ``errors``: at most 100 listed, and how many in all."""
+    return BadRequest(
+        f"{len(errors)} error(s) in the file: {nothing_done}",
+        details={"errors": [dataclasses.asdict(e) for e in errors[:100]], "count": len(errors)},
+    )
+
+
+def parse(text: str, spec: Spec[T]) -> tuple[list[T], list[RowError]]:
+    """The rows of a CSV text as ``spec`` reads them (orders: :data:`ORDERS`), and every error
+    found (with any, use none of the rows)."""
     reader = csv.DictReader(io.StringIO(text), skipinitialspace=True)
     header = [(name or "").strip() for name in reader.fieldnames or []]
     errors = [
         RowError(1, c, "unknown column")
         for c in header
-        if _place(c) is None and c not in csvexport.EVENTS
+        if spec.place(c) is None and c not in spec.skipped
     ]
-    errors += [RowError(1, c, "missing column") for c in REQUIRED if c not in header]
+    errors += [RowError(1, c, "missing column") for c in spec.required if c not in header]
     if len(set(header)) < len(header):
         errors.append(RowError(1, "", "a column is named twice"))
     if errors:
         return [], errors
     reader.fieldnames = header
-    orders: list[OrderIn] = []
+    orders: list[T] = []
     for row, cells in enumerate(reader, start=2):
         if row - 1 > MAX_ROWS:
-            errors.append(RowError(row, "", f"at most {MAX_ROWS} orders a file"))
+            errors.append(RowError(row, "", f"at most {MAX_ROWS} {spec.noun}s a file"))
             break
         if None in cells:  # more cells than columns
             errors.append(RowError(row, "", "more cells than the header has columns"))
@@ -95,12 +134,12 @@ def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
         doc: dict[str, Any] = {}
         for column, raw in cells.items():
             value = (raw or "").strip()
-            if column in csvexport.EVENTS or not value:
-                continue  # (what happened to an exported order: not the new order's)
+            if column in spec.skipped or not value:
+                continue
             if value[0] == "'" and value[1:2] in ("=", "+", "-", "@"):
                 value = value[1:]  # a formula's guard, from an export
-            field, inner = _place(column) or (column, None)
-            if field in ("window", "pickup_window"):
+            field, inner = spec.place(column) or (column, None)
+            if field in spec.times:
                 try:
                     when = dt.datetime.fromisoformat(value.replace("z", "Z"))
                 except ValueError:
@@ -110,7 +149,7 @@ def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
                     errors.append(RowError(row, column, "needs a time zone (Z, +02:00)"))
                     break
                 doc.setdefault(field, {})[inner] = when
-            elif field == "size":  # (a dict's errors do not name the key: checked here)
+            elif field in spec.amounts:  # (a dict's errors do not name the key: checked here)
                 try:
                     amount = float(value)
                 except ValueError:
@@ -119,21 +158,23 @@ def parse(text: str) -> tuple[list[OrderIn], list[RowError]]:
                     errors.append(RowError(row, column, "must be a number, 0 or more"))
                     break
                 doc.setdefault(field, {})[inner] = amount
-            elif field == "skills":
+            elif field in spec.lists:
                 doc[field] = [s.strip() for s in value.split(";") if s.strip()]
             elif inner is None:
                 doc[field] = value
             else:
                 doc.setdefault(field, {})[inner] = value
         else:
-            _convert(doc, row, orders, errors)
+            _convert(doc, row, orders, errors, spec.target)
     return orders, errors
 
 
-def _convert(doc: dict[str, Any], row: int, orders: list[OrderIn], errors: list[RowError]) -> None:
-    """``doc`` as an order, or the (first) error in it."""
+def _convert(
+    doc: dict[str, Any], row: int, out: list[T], errors: list[RowError], target: type[T]
+) -> None:
+    """``doc`` as a ``target``, or the (first) error in it."""
     try:
-        orders.append(msgspec.convert(doc, OrderIn, strict=False))
+        out.append(msgspec.convert(doc, target, strict=False))
     except msgspec.ValidationError as exc:
         message = str(exc)
         path = message.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in message else ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -166,18 +165,14 @@ class OrdersController(Controller):
             text = (await read_body(request, IMPORT_MAX_BYTES)).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise BadRequest("the file must be UTF-8 text (CSV)") from None
-        parsed, errors = csvimport.parse(text)
+        parsed, errors = csvimport.parse(text, csvimport.ORDERS)
         if not parsed and not errors:
             raise BadRequest("the file holds no order: a header row, then one row per order")
         if not errors:  # what POST /orders checks beyond the types, row by row
             for row, data in enumerate(parsed, start=2):
                 errors += _row_errors(row, data, state.get("roads"))
         if errors:
-            raise BadRequest(
-                f"{len(errors)} error(s) in the file: no order was created",
-                details={"errors": [dataclasses.asdict(e) for e in errors[:100]],
-                         "count": len(errors)},
-            )  # fmt: skip
+            raise csvimport.rejected(errors, "no order was created")
         imported = []
         for start in range(0, len(parsed), 50):  # 50 at a time: a 5,000-row file in seconds
             rows = list(enumerate(parsed[start : start + 50], start=start + 2))

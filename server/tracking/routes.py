@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import redis.asyncio as aioredis
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from server import clock, keys
@@ -15,21 +16,26 @@ from server.auth import staff_only
 from server.errors import BadRequest, NotFound
 from server.events import queue_event
 from server.openapi import BBOX_SCHEMA
+from server.orders.routes import read_body
 from server.settings import Settings
 from server.tracking import queries
 from server.tracking.reports import MAX_RANGE_MS, VehicleReport, vehicle_report
 from server.tracking.vehicles import (
     Vehicle,
     VehicleCreated,
+    VehicleImport,
     VehicleIn,
     VehiclePatch,
     VehicleToken,
     all_vehicles,
     create_vehicle,
+    import_vehicles,
     replace_token,
     retire_vehicle,
     update_vehicle,
 )
+
+VEHICLE_IMPORT_MAX_BYTES = 1024 * 1024  # about 10,000 rows: more than an import takes (5,000)
 
 # A time range's ends, Unix ms (``from`` is a keyword in Python).
 FromMs = Annotated[int | None, QueryParameter(name="from", ge=0, schema_extra={"minimum": 0})]
@@ -46,6 +52,31 @@ class VehiclesController(Controller):
         self, data: JSONBody[VehicleIn], redis: NamedDependency[aioredis.Redis]
     ) -> VehicleCreated:
         return await create_vehicle(redis, data)
+
+    @post(
+        "/import",
+        summary="Register vehicles from a CSV file: all of them, or none and every error",
+        description="One vehicle a row; the columns are `POST /vehicles`'s fields, their path "
+        "joined with `_` (`id`, `name`, `device_id`, `capacity_parcels`, `skills`, `status`, "
+        "`depot_lat`, `depot_lon`, `shift_start`, `shift_end`; see docs/PROTOCOL.md). The "
+        "answer holds each vehicle's driver token, shown once.",
+        status_code=201,
+        raw_body=("text/csv",),
+        responses={
+            400: ResponseSpec(
+                None, description="Rows with errors (`details.errors`: row, column, message)"
+            ),
+            413: ResponseSpec(None, description="Larger than 1 MiB"),
+        },
+    )
+    async def import_csv(
+        self, request: Request[Any, Any, Any], redis: NamedDependency[aioredis.Redis]
+    ) -> VehicleImport:
+        try:
+            text = (await read_body(request, VEHICLE_IMPORT_MAX_BYTES)).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise BadRequest("the file must be UTF-8 text (CSV)") from None
+        return await import_vehicles(redis, text)
 
     @patch(
         "/{vehicle_id:str}",

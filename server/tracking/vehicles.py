@@ -22,6 +22,7 @@ from server.auth import token_hash
 from server.bulk import hmget_each
 from server.errors import BadRequest, Conflict, NotFound
 from server.events import queue_event
+from server.orders import csvimport
 from server.orders.lifecycle import OPEN
 
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -154,6 +155,84 @@ async def create_vehicle(redis: aioredis.Redis, data: VehicleIn) -> VehicleCreat
         depot=record.depot,
         token=token,
     )
+
+
+# A fleet from a spreadsheet: one vehicle a row, the columns POST /vehicles's fields joined
+# with `_` (`id`, `name`, `device_id`, `capacity_parcels`, `capacity_kg`, `skills` with `;`,
+# `status`, `depot_lat`, `depot_lon`, `shift_start`, `shift_end`).
+VEHICLE_CSV = csvimport.Spec(
+    target=VehicleIn,
+    noun="vehicle",
+    top=("id", "name", "device_id", "skills", "status"),
+    nested=(("capacity_", "capacity"), ("depot_", "depot"), ("shift_", "shift")),
+    amounts=("capacity",),
+)
+
+
+class ImportedVehicle(msgspec.Struct):
+    row: int  # the file's row (the header is row 1)
+    id: str
+    token: str  # shown once: only its hash is stored
+
+
+class VehicleImport(msgspec.Struct):
+    created: int
+    vehicles: list[ImportedVehicle]
+
+
+async def import_vehicles(redis: aioredis.Redis, text: str) -> VehicleImport:
+    """Register every vehicle of a CSV text, or none: every row is checked first (types; once
+    they are right, ids, working hours, ids and device ids unique in the file and not taken),
+    and a 400 lists each row's first error by row and column."""
+    rows, errors = csvimport.parse(text, VEHICLE_CSV)
+    if not rows and not errors:
+        raise BadRequest("the file holds no vehicle: a header row, then one row per vehicle")
+    seen: dict[tuple[str, str], int] = {}  # ("id" | "device_id", value) → first row
+    # (Beyond the types only once every row has them: a row's number is its place in rows.)
+    for row, data in enumerate([] if errors else rows, start=2):
+        try:
+            _check_shift(data.shift)
+            if data.id:
+                _check_id(data.id, "id")
+            if data.device_id:
+                _check_id(data.device_id, "device_id")
+        except BadRequest as exc:
+            errors.append(csvimport.RowError(row, str(exc.details["field"]), exc.message))
+            continue
+        for field, value in (("id", data.id), ("device_id", data.device_id or data.id)):
+            if value and (first := seen.setdefault((field, value), row)) != row:
+                errors.append(csvimport.RowError(row, field, f"{value} is on row {first} too"))
+                break  # (a row's first error)
+    if not errors:
+        ids = [d.id for d in rows if d.id]
+        devices = [d.device_id or d.id for d in rows if d.device_id or d.id]
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(keys.VEHICLES, ids or ["-"])
+            for device in devices:
+                pipe.exists(keys.device(device or ""))
+            taken_ids, *taken_devices = await pipe.execute()
+        taken = {i for i, there in zip(ids, taken_ids, strict=False) if there}
+        taken_device = {d for d, n in zip(devices, taken_devices, strict=True) if n}
+        for row, data in enumerate(rows, start=2):
+            device = data.device_id or data.id
+            if data.id in taken:
+                errors.append(csvimport.RowError(row, "id", f"vehicle {data.id} exists already"))
+            elif device in taken_device:
+                column = "device_id" if data.device_id else "id"
+                errors.append(csvimport.RowError(row, column, f"device id {device} is taken"))
+    if errors:
+        raise csvimport.rejected(errors, "no vehicle was registered")
+    made: list[ImportedVehicle] = []
+    for row, data in enumerate(rows, start=2):
+        try:
+            created = await create_vehicle(redis, data)
+        except Conflict as exc:  # registered by someone else since the check: say what was made
+            raise Conflict(
+                f"row {row}: {exc.message}; the rows before it were registered",
+                details={"row": row, "created": [msgspec.to_builtins(v) for v in made]},
+            ) from None
+        made.append(ImportedVehicle(row=row, id=created.id, token=created.token))
+    return VehicleImport(created=len(made), vehicles=made)
 
 
 class VehicleToken(msgspec.Struct):
