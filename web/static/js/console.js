@@ -449,7 +449,7 @@ async function newDriverLink(id) {
   if (!confirm(`Give ${id} a new driver link? The link it has now stops working at once, and a phone using it is disconnected.`)) return;
   try {
     const made = await call(`/vehicles/${encodeURIComponent(id)}/token`, { method: "POST" });
-    state.driverLink = { id, url: `${location.origin}/driver#token=${encodeURIComponent(made.token)}` };
+    state.driverLink = { id, url: driverUrl(made.token) };
     if (state.selected === id) renderDetail();
     toast(`New driver link for ${escapeHtml(id)}: send it to the driver. The old link no longer works.`);
   } catch (err) {
@@ -465,6 +465,92 @@ async function copyDriverLink() {
     $("#driver-link").select(); // no clipboard access (plain http): selected for Ctrl-C
   }
 }
+
+// ---------- vehicles from a CSV file (POST /vehicles/import) ----------
+// Every row is checked before any vehicle is registered: a file with errors registers none,
+// and its errors are listed by row and column. The new vehicles' driver links are shown once
+// (only the tokens' hashes are stored), so their box stays until dismissed.
+const IMPORT_ERRORS_SHOWN = 20;
+const driverUrl = (token) => `${location.origin}/driver#token=${encodeURIComponent(token)}`;
+
+async function importVehicles(file) {
+  const input = $("#vehicle-import-file");
+  input.disabled = true;
+  try {
+    const res = await fetch("/vehicles/import", {
+      method: "POST",
+      headers: { Authorization: `Bearer ${state.token}`, "Content-Type": "text/csv", Accept: "application/json" },
+      body: await file.text(),
+    });
+    const data = await res.json().catch(() => null);
+    if (!res.ok) throw new ApiError(res.status, data);
+    const n = data.created;
+    showImported(data.vehicles);
+    toast(`${n} vehicle${n === 1 ? "" : "s"} registered`);
+    loadFleet().catch((e) => toast(`Could not reload the fleet: ${escapeHtml(e.message)}`, { bad: true }));
+  } catch (err) {
+    forgetRefusedToken(err);
+    const details = err instanceof ApiError ? err.body?.error?.details : null;
+    if (err.status === 400 && Array.isArray(details?.errors)) {
+      showImportErrors(err.message, details.errors, details.count ?? details.errors.length);
+      return;
+    }
+    // A vehicle registered by someone else meanwhile stops the import: the ones before it are
+    // registered, and their links are shown (now or never).
+    if (err.status === 409 && Array.isArray(details?.created) && details.created.length) {
+      showImported(details.created);
+      loadFleet().catch(() => {});
+    }
+    toast(`Could not import the vehicles: ${escapeHtml(err.message)}`, { bad: true });
+  } finally {
+    input.disabled = false;
+    input.value = ""; // the same file chosen again (corrected) is read again
+  }
+}
+
+/** The box of the vehicles just registered: [{row, id, token}], each with its driver link. */
+function showImported(made) {
+  const links = made.map((v) => ({ id: v.id, url: driverUrl(v.token) }));
+  const box = $("#vehicle-import");
+  box.classList.remove("hidden", "bad");
+  box.replaceChildren(
+    el("div", {}, el("b", {}, `${links.length} vehicle${links.length === 1 ? "" : "s"} registered.`),
+      " Their driver links are shown only here and only once: send each to its driver, or download them now."),
+    el("ul", { class: "links", id: "vehicle-import-links" }, ...links.map((l) =>
+      el("li", { dataset: { vehicle: l.id } },
+        el("span", { class: "mono" }, l.id),
+        el("input", { class: "text mono", readonly: true, value: l.url, "aria-label": `Driver link of ${l.id}`, onclick: (e) => e.target.select() })))),
+    el("div", { class: "row" },
+      el("button", { class: "btn small", id: "vehicle-import-download", onclick: () => saveFile(linksCsv(links), "driver-links.csv") }, "Download driver links (CSV)"),
+      el("button", { class: "btn small", id: "vehicle-import-dismiss", onclick: dismissImport }, "Dismiss")));
+}
+
+/** A refused file's errors ("Row 3, id: …"), the first IMPORT_ERRORS_SHOWN of `count`. */
+function showImportErrors(message, errors, count) {
+  const shown = errors.slice(0, IMPORT_ERRORS_SHOWN);
+  const box = $("#vehicle-import");
+  box.classList.remove("hidden");
+  box.classList.add("bad");
+  box.replaceChildren(
+    el("div", {}, el("b", {}, "The file was not imported: "), message),
+    el("ul", { id: "vehicle-import-errors" }, ...shown.map((e) => el("li", {}, `Row ${e.row}, ${e.column}: ${e.message}`)),
+      count > shown.length ? el("li", { class: "faint" }, `and ${count - shown.length} more`) : null),
+    el("div", { class: "row" }, el("button", { class: "btn small", id: "vehicle-import-dismiss", onclick: dismissImport }, "Dismiss")));
+}
+
+function dismissImport() {
+  $("#vehicle-import").classList.add("hidden");
+  $("#vehicle-import").replaceChildren(); // the links hold tokens: not kept around
+}
+
+const csvCell = (s) => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
+const linksCsv = (links) =>
+  new Blob([["id,driver_link", ...links.map((l) => `${csvCell(l.id)},${csvCell(l.url)}`)].join("\r\n") + "\r\n"], { type: "text/csv" });
+
+$("#vehicle-import-file").addEventListener("change", (e) => {
+  const file = e.target.files[0];
+  if (file) importVehicles(file);
+});
 
 async function setVehicleStatus(id, status) {
   try {
