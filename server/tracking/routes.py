@@ -28,6 +28,7 @@ from server.tracking.vehicles import (
     VehiclePatch,
     VehicleToken,
     all_vehicles,
+    announce_added,
     create_vehicle,
     import_vehicles,
     replace_token,
@@ -51,7 +52,9 @@ class VehiclesController(Controller):
     async def create(
         self, data: JSONBody[VehicleIn], redis: NamedDependency[aioredis.Redis]
     ) -> VehicleCreated:
-        return await create_vehicle(redis, data)
+        created = await create_vehicle(redis, data)
+        await announce_added(redis, [created])
+        return created
 
     @post(
         "/import",
@@ -76,7 +79,7 @@ class VehiclesController(Controller):
             text = (await read_body(request, VEHICLE_IMPORT_MAX_BYTES)).decode("utf-8-sig")
         except UnicodeDecodeError:
             raise BadRequest("the file must be UTF-8 text (CSV)") from None
-        return await import_vehicles(redis, text)
+        return await import_vehicles(redis, text)  # (each new vehicle announced)
 
     @patch(
         "/{vehicle_id:str}",

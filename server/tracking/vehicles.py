@@ -180,6 +180,17 @@ class VehicleImport(msgspec.Struct):
     vehicles: list[ImportedVehicle]
 
 
+async def announce_added(redis: aioredis.Redis, made: list[VehicleCreated]) -> None:
+    """A ``vehicle`` event (``added``) for each new vehicle: consoles show it, the planner
+    counts it."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for v in made:
+            queue_event(pipe, {"type": "vehicle", "vehicle_id": v.id, "added": True,
+                               "status": v.status, "shift": msgspec.to_builtins(v.shift),
+                               "depot": msgspec.to_builtins(v.depot)})  # fmt: skip
+        await pipe.execute()
+
+
 async def import_vehicles(redis: aioredis.Redis, text: str) -> VehicleImport:
     """Register every vehicle of a CSV text, or none: every row is checked first (types; once
     they are right, ids, working hours, ids and device ids unique in the file and not taken),
@@ -223,15 +234,20 @@ async def import_vehicles(redis: aioredis.Redis, text: str) -> VehicleImport:
     if errors:
         raise csvimport.rejected(errors, "no vehicle was registered")
     made: list[ImportedVehicle] = []
-    for row, data in enumerate(rows, start=2):
-        try:
-            created = await create_vehicle(redis, data)
-        except Conflict as exc:  # registered by someone else since the check: say what was made
-            raise Conflict(
-                f"row {row}: {exc.message}; the rows before it were registered",
-                details={"row": row, "created": [msgspec.to_builtins(v) for v in made]},
-            ) from None
-        made.append(ImportedVehicle(row=row, id=created.id, token=created.token))
+    registered: list[VehicleCreated] = []
+    try:
+        for row, data in enumerate(rows, start=2):
+            try:
+                created = await create_vehicle(redis, data)
+            except Conflict as exc:  # registered by someone else since the check: say so
+                raise Conflict(
+                    f"row {row}: {exc.message}; the rows before it were registered",
+                    details={"row": row, "created": [msgspec.to_builtins(v) for v in made]},
+                ) from None
+            made.append(ImportedVehicle(row=row, id=created.id, token=created.token))
+            registered.append(created)
+    finally:
+        await announce_added(redis, registered)
     return VehicleImport(created=len(made), vehicles=made)
 
 

@@ -3,11 +3,14 @@ token for each."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
+import redis
 from websockets.asyncio.client import connect
 
+from server import keys
 from tests.conftest import AUTH
 from tests.dispatch.test_planning_service import reply_to
 from tests.tracking.test_driver_socket import ws_url
@@ -25,12 +28,27 @@ def post(base: str, body: str) -> httpx.Response:
     return httpx.post(f"{base}/vehicles/import", content=body.encode(), headers=CSV)
 
 
-async def test_a_fleet_comes_in_from_a_spreadsheet_with_a_token_each(live_server: str) -> None:
+def added(redis_url: str) -> list[str]:
+    """The vehicles announced as added (``vehicle`` events in the events log), in order."""
+    client = redis.Redis.from_url(redis_url)
+    logged = [json.loads(f[b"e"]) for _, f in client.xrange(keys.EVENTS_LOG)]
+    client.close()
+    return [e["vehicle_id"] for e in logged if e["type"] == "vehicle" and e.get("added")]
+
+
+async def test_a_fleet_comes_in_from_a_spreadsheet_with_a_token_each(
+    live_server: str, redis_url: str
+) -> None:
     base = live_server
     answer = post(base, FLEET)
     assert answer.status_code == 201, answer.text
     made = answer.json()
     assert made["created"] == 3
+    # Consoles hear of each (they show it) and the planner counts it.
+    assert added(redis_url) == [v["id"] for v in made["vehicles"]]
+    single = httpx.post(f"{base}/vehicles", headers=AUTH, json={"id": "van-9"})
+    assert single.status_code == 201
+    assert added(redis_url)[-1] == "van-9"
     assert [(v["row"], v["id"]) for v in made["vehicles"][:2]] == [(2, "van-1"), (3, "van-2")]
     spare = made["vehicles"][2]["id"]
     registry = {v["id"]: v for v in httpx.get(f"{base}/vehicles/registry", headers=AUTH).json()}
@@ -59,7 +77,8 @@ async def test_a_fleet_comes_in_from_a_spreadsheet_with_a_token_each(live_server
     assert again.status_code == 400
     errors = again.json()["error"]["details"]["errors"]
     assert {(e["row"], e["column"]) for e in errors} == {(2, "id"), (3, "id")}
-    assert len(httpx.get(f"{base}/vehicles/registry", headers=AUTH).json()) == 3
+    assert len(httpx.get(f"{base}/vehicles/registry", headers=AUTH).json()) == 4
+    assert len(added(redis_url)) == 4, "none announced for a refused file"
 
 
 def test_a_fleet_file_with_errors_registers_nothing(live_server: str) -> None:

@@ -50,6 +50,7 @@ def test_a_fleet_is_imported_from_a_csv_file_with_a_driver_link_each(
     fleet_server: Callable[..., str], new_page: Callable[..., Any]
 ) -> None:
     base = fleet_server()
+    other = open_console(new_page, base)  # another dispatcher's console, open all along
     page = open_console(new_page, base)
     page.evaluate(
         "() => { window.revoked = []; const revoke = URL.revokeObjectURL.bind(URL);"
@@ -58,8 +59,9 @@ def test_a_fleet_is_imported_from_a_csv_file_with_a_driver_link_each(
     choose(page, FLEET)
     page.wait_for_selector(".toast:has-text('2 vehicles registered')")
     assert registry(base) == ["van-a", "van-b"]
-    for vid in ("van-a", "van-b"):  # the fleet list reloaded
+    for vid in ("van-a", "van-b"):  # the fleet list reloaded, and the other console's too
         page.wait_for_selector(f"#vehicle-list li[data-vehicle='{vid}']")
+        other.wait_for_selector(f"#vehicle-list li[data-vehicle='{vid}']")
 
     # Each new vehicle with its driver link, shown once: the box says so and stays.
     box = page.locator("#vehicle-import")

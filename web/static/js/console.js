@@ -261,11 +261,13 @@ function onEvent(ev) {
         break;
       }
       const f = state.fleet.get(ev.vehicle_id);
-      if (f) {
-        f.status = ev.status;
-        if ("shift" in ev) f.shift = ev.shift; // working hours: {start, end} or null
-        if ("depot" in ev) f.depot = ev.depot; // where its routes end: {lat, lon} or null
+      if (!f) { // registered since the fleet was read (ev.added; one reload for an import's many)
+        debounce("fleet", () => loadFleet().catch(() => {}), 500);
+        break;
       }
+      f.status = ev.status;
+      if ("shift" in ev) f.shift = ev.shift; // working hours: {start, end} or null
+      if ("depot" in ev) f.depot = ev.depot; // where its routes end: {lat, lon} or null
       vehicles.schedule();
       debounce("vehicles", renderVehicles, 300);
       if (state.selected === ev.vehicle_id) renderDetail();
