@@ -183,9 +183,13 @@ class PrivateRedis:
             start_new_session=True,
             preexec_fn=die_with_parent,
         )
-        self._owner_file.write_text(
+        # Written whole, then moved into place: a reader (an admin command looking for the
+        # running server's Redis, while the supervisor restarts it) never sees it half-written.
+        partial = self._owner_file.with_suffix(".json.partial")
+        partial.write_text(
             json.dumps({"owner_pid": os.getpid(), "redis_pid": self.process.pid, "port": self.port})
         )
+        os.replace(partial, self._owner_file)
 
     def _supervise(self) -> None:
         """Start Redis again, on the same port and folder, whenever it exits on its own."""

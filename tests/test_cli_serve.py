@@ -22,8 +22,9 @@ from websockets.asyncio.client import connect
 
 from server.redis_process import MAX_RESTARTS, PrivateRedis
 from tests.conftest import default_sigint, scaled
+from tests.dispatch.test_planning_service import reply_to
 from tests.geo.conftest import TINY_OSM
-from tests.tracking.test_driver_socket import send, ws_url
+from tests.tracking.test_driver_socket import ws_url
 
 FLEET = [sys.executable, "-m", "server.cli"]
 
@@ -342,9 +343,11 @@ def _token(data_dir: Path) -> str:
 
 
 async def _ping(base: str, token: str, ts: int) -> dict[str, Any]:
+    """One ping over a new driver socket; the answer to it (the van's route, which a socket
+    gets first once the planner has stored one, skipped)."""
     async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
         ping = {"lat": 60.1699, "lon": 24.9384 + ts % 1000 * 1e-6, "ts": ts}
-        return await send(driver, {"type": "pings", "seq": 1, "pings": [ping]})
+        return await reply_to(driver, {"type": "pings", "seq": 1, "pings": [ping]})
 
 
 async def test_a_private_redis_that_dies_is_started_again_with_its_data(served: Served) -> None:
