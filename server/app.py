@@ -351,16 +351,20 @@ def _maybe_replan(planner: Planner, raw: bytes, wake_on: frozenset[str] = REPLAN
     kind = event.get("type")
     if kind == "eta":
         kind = "eta_slip" if event.get("slipped") else None
-    if kind == "order" and _nothing_to_plan(event):
+    if _nothing_to_plan(event):
         kind = None
     if kind in wake_on and event.get("by") != "planner":
         planner.request()
 
 
 def _nothing_to_plan(event: dict[str, Any]) -> bool:
-    """Whether an order event changes nothing the planner uses: the customer's instructions or
-    rating, the customer's contact or the notes.
+    """Whether an event changes nothing the planner uses: an order's customer instructions or
+    rating, customer contact or notes; a vehicle just registered (no position yet).
 
+    >>> _nothing_to_plan({"type": "vehicle", "vehicle_id": "v", "added": True})
+    True
+    >>> _nothing_to_plan({"type": "vehicle", "vehicle_id": "v", "status": "maintenance"})
+    False
     >>> _nothing_to_plan({"type": "order", "action": "feedback"})
     True
     >>> _nothing_to_plan({"type": "order", "action": "update", "fields": ["customer", "notes"]})
@@ -370,6 +374,8 @@ def _nothing_to_plan(event: dict[str, Any]) -> bool:
     >>> _nothing_to_plan({"type": "order", "status": "cancelled"})
     False
     """
+    if event.get("type") == "vehicle":
+        return bool(event.get("added"))
     action = event.get("action")
     if action in ("instructions", "feedback"):
         return True
