@@ -25,7 +25,7 @@ from server import keys
 from server.orders.crypto import Sealer
 from server.orders.lifecycle import OPEN
 from server.orders.model import OrderIn
-from server.orders.store import SEARCH_SCAN, OrderStore
+from server.orders.store import OrderStore
 from server.redis_process import PrivateRedis
 
 
@@ -79,10 +79,8 @@ async def _run(url: str, orders: int, repeat: int, progress: Callable[[str], Non
                              "cpu_ms": round(cpu_ms, 1)}  # fmt: skip
             progress(f"{name:16} {text!r:22} found {found:2}: {wall_ms:6.1f} ms wall, "
                      f"{cpu_ms:6.1f} ms CPU (median of {repeat})")  # fmt: skip
-        # What a search looks at: every open order, and the newest SEARCH_SCAN.
-        open_ids = await client.sunion([keys.orders_in(s) for s in OPEN])
-        newest = await client.zrevrange(keys.ORDERS, 0, SEARCH_SCAN - 1)
-        return figures, len(open_ids), len(open_ids | set(newest))
+        open_orders = await client.sunion([keys.orders_in(s) for s in OPEN])
+        return figures, len(open_orders), len(await store.search_scope())
     finally:
         await client.aclose()
 

@@ -529,6 +529,13 @@ class OrderStore:
             out += [self._decode(i, row) for i, row in zip(page, rows, strict=True) if row]
         return out
 
+    async def search_scope(self, scan: int = SEARCH_SCAN) -> builtins.list[str]:
+        """The ids a search looks at, newest first: every open order and the newest ``scan``."""
+        open_now = cast("set[bytes]", await self.redis.sunion([keys.orders_in(s) for s in OPEN]))
+        ids = {*(i.decode() for i in open_now), *await self._newest(None, scan)}
+        scores = await self.redis.zmscore(keys.ORDERS, list(ids)) if ids else []
+        return [i for _, i in sorted(zip(scores, ids, strict=True), key=lambda p: -(p[0] or 0))]
+
     async def search(
         self, text: str, *, limit: int, scan: int = SEARCH_SCAN
     ) -> builtins.list[Order]:
@@ -536,10 +543,7 @@ class OrderStore:
         customer's name or phone, an address, the reference, the id), newest first, among every
         open order and the newest ``scan`` orders. ``ValueError`` for a query too short."""
         query = parse_query(text)
-        open_now = cast("set[bytes]", await self.redis.sunion([keys.orders_in(s) for s in OPEN]))
-        ids = {*(i.decode() for i in open_now), *await self._newest(None, scan)}
-        scores = await self.redis.zmscore(keys.ORDERS, list(ids)) if ids else []
-        newest = [i for _, i in sorted(zip(scores, ids, strict=True), key=lambda p: -(p[0] or 0))]
+        newest = await self.search_scope(scan)
         found: builtins.list[str] = []
         for first in range(0, len(newest), SCAN_PAGE):
             page = newest[first : first + SCAN_PAGE]

@@ -122,10 +122,19 @@ class DriverLink:
     def push(self, route: dict[str, Any], raw: bytes | None = None) -> None:
         """Queue ``route`` (``raw``: its JSON, when the caller has it) in place of one not
         sent yet."""
+        self.route = route
+        self._replace(_encoder.encode(route) if raw is None else raw)
+
+    def revoke(self) -> None:
+        """The token is replaced: ``TOKEN_REPLACED`` in place of a route not sent yet, and
+        nothing more after it."""
+        self.revoked = True
+        self._replace(TOKEN_REPLACED)
+
+    def _replace(self, frame: bytes) -> None:
         if self.routes.full():
             self.routes.get_nowait()
-        self.route = route
-        self.routes.put_nowait(_encoder.encode(route) if raw is None else raw)
+        self.routes.put_nowait(frame)
 
     def refresh(self, eta: dict[str, Any]) -> None:
         """Apply an ETA refresh to the route it is of (same version); ignore it otherwise."""
@@ -202,10 +211,7 @@ class Hub:
             if link.revoked:  # nothing more for a socket that is being closed
                 continue
             if kind == "vehicle_token":
-                link.revoked = True
-                if link.routes.full():
-                    link.routes.get_nowait()
-                link.routes.put_nowait(TOKEN_REPLACED)
+                link.revoke()
             elif kind == "route":
                 link.push(event, raw)
             elif kind == "eta":

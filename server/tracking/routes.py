@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import msgspec
 import redis.asyncio as aioredis
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency
@@ -34,6 +33,7 @@ from server.tracking.vehicles import (
     replace_token,
     retire_vehicle,
     update_vehicle,
+    vehicle_event,
 )
 
 VEHICLE_IMPORT_MAX_BYTES = 1024 * 1024  # about 10,000 rows: more than an import takes (5,000)
@@ -93,10 +93,7 @@ class VehiclesController(Controller):
     ) -> Vehicle:
         changed = await update_vehicle(redis, vehicle_id, data)
         async with redis.pipeline(transaction=False) as pipe:
-            event = {"type": "vehicle", "vehicle_id": vehicle_id, "status": changed.status,
-                     "shift": msgspec.to_builtins(changed.shift),
-                     "depot": msgspec.to_builtins(changed.depot)}  # fmt: skip
-            queue_event(pipe, event)
+            queue_event(pipe, vehicle_event(changed))
             await pipe.execute()
         return changed
 

@@ -180,14 +180,19 @@ class VehicleImport(msgspec.Struct):
     vehicles: list[ImportedVehicle]
 
 
+def vehicle_event(v: Vehicle | VehicleCreated, **extra: Any) -> dict[str, Any]:
+    """The ``vehicle`` event that tells consoles (and the planner) what a vehicle now is."""
+    shift, depot = msgspec.to_builtins(v.shift), msgspec.to_builtins(v.depot)
+    return {"type": "vehicle", "vehicle_id": v.id, **extra, "status": v.status,
+            "shift": shift, "depot": depot}  # fmt: skip
+
+
 async def announce_added(redis: aioredis.Redis, made: list[VehicleCreated]) -> None:
-    """A ``vehicle`` event (``added``) for each new vehicle: consoles show it, the planner
-    counts it."""
+    """A ``vehicle`` event (``added``) for each new vehicle, for the consoles (the planner
+    waits for its first position)."""
     async with redis.pipeline(transaction=False) as pipe:
         for v in made:
-            queue_event(pipe, {"type": "vehicle", "vehicle_id": v.id, "added": True,
-                               "status": v.status, "shift": msgspec.to_builtins(v.shift),
-                               "depot": msgspec.to_builtins(v.depot)})  # fmt: skip
+            queue_event(pipe, vehicle_event(v, added=True))
         await pipe.execute()
 
 

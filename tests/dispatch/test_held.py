@@ -4,7 +4,8 @@ out again as it is — over a real server, Redis and driver socket on Andorra's 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,6 +42,18 @@ async def failed_on_a_wrong_address(base: str, driver: ClientConnection) -> str:
     return order_id
 
 
+@contextlib.asynccontextmanager
+async def held_on_a_van(
+    server_factory: Callable[..., str], andorra: Roads
+) -> AsyncIterator[tuple[str, ClientConnection, str]]:
+    """A server on Andorra, its van's driver socket, and an order it failed on a wrong address
+    (:func:`failed_on_a_wrong_address`): the server's URL, the socket and the order's id."""
+    base = server_factory(roads=andorra)
+    token = new_van(base)
+    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
+        yield base, driver, await failed_on_a_wrong_address(base, driver)
+
+
 def held_alerts(base: str, order_id: str) -> list[dict[str, object]]:
     alerts = httpx.get(f"{base}/alerts", headers=AUTH).json()
     return [a for a in alerts if a["kind"] == "held" and a["order_id"] == order_id]
@@ -49,10 +62,7 @@ def held_alerts(base: str, order_id: str) -> list[dict[str, object]]:
 async def test_a_wrong_address_waits_for_a_dispatcher_then_goes_to_the_corrected_one(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
-    base = server_factory(roads=andorra)
-    token = new_van(base)
-    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-        order_id = await failed_on_a_wrong_address(base, driver)
+    async with held_on_a_van(server_factory, andorra) as (base, _driver, order_id):
         shown = httpx.get(f"{base}/orders/{order_id}", headers=AUTH).json()
         assert (shown["held"], shown["vehicle_id"]) == ("address_wrong", "van-1")
         [alert] = held_alerts(base, order_id)
@@ -76,10 +86,7 @@ async def test_a_wrong_address_waits_for_a_dispatcher_then_goes_to_the_corrected
 async def test_a_held_order_can_go_out_again_as_it_is_and_bad_changes_are_refused(
     server_factory: Callable[..., str], andorra: Roads
 ) -> None:
-    base = server_factory(roads=andorra)
-    token = new_van(base)
-    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-        order_id = await failed_on_a_wrong_address(base, driver)
+    async with held_on_a_van(server_factory, andorra) as (base, driver, order_id):
         far = {"dropoff": {"lat": 0.0, "lon": 0.0}}
         refused = httpx.patch(f"{base}/orders/{order_id}", headers=AUTH, json=far)
         assert refused.status_code == 422, "no road there"
@@ -107,10 +114,7 @@ async def test_a_held_parcel_is_sent_back_not_cancelled(
 ) -> None:
     """The customer cannot be reached: the parcel on the van goes back to the shop. Cancelling
     it would leave a parcel in a van that no order accounts for."""
-    base = server_factory(roads=andorra)
-    token = new_van(base)
-    async with connect(ws_url(base, f"/ws/driver?token={token}")) as driver:
-        order_id = await failed_on_a_wrong_address(base, driver)
+    async with held_on_a_van(server_factory, andorra) as (base, driver, order_id):
         refused = httpx.post(f"{base}/orders/{order_id}/cancel", headers=AUTH)
         assert refused.status_code == 409, refused.text
         assert "van-1" in refused.json()["error"]["message"]
