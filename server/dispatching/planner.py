@@ -15,9 +15,12 @@ into the routes as they stand, each where it adds the least cost (``dispatch.sol
 no planned stop ever changes vehicle or order, and there are no improvement rounds.
 
 A vehicle with a ``depot`` ends its routes there: the way back is planned, drawn and timed
-(the route's ``end``), and the end of its shift is when it must be back. Simplifications: an
-order without a pickup is taken to leave with the vehicle (no trip to the depot to load it is
-planned); vehicles without a live position are not planned.
+(the route's ``end``), and the end of its shift is when it must be back. An order without a
+pickup place is loaded at a depot: until a van has picked it up there, it has a ``pickup`` stop
+at the depot nearest its drop-off (:func:`_pickup_place`), like any other pickup, so an order
+that comes while the vans are out sends one of them back to load it. In a fleet without depots
+it leaves with whichever van takes it (nowhere else to load it is known). Vehicles without a
+live position are not planned.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from dispatch.errors import NoSolution
 from dispatch.plan import Plan
 from dispatch.problem import Costs, Problem, Task, Vehicle
 from dispatch.solver import extend, solve
+from geo.distance import haversine_m
 from geo.errors import GeoError
 from geo.polyline import decode, encode
 from geo.roads import Roads
@@ -56,7 +60,7 @@ from server.dispatching.etas import OFF_ROUTE_M
 from server.errors import Conflict
 from server.events import queue_event
 from server.lease import Lease
-from server.orders.model import Order, Window
+from server.orders.model import Order, Place, Window
 from server.orders.store import OrderStore
 from server.tracking.queries import positions
 from server.tracking.vehicles import Depot, all_vehicles
@@ -98,10 +102,34 @@ def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
     """The vehicle (among those planned) that has the order's goods on board: picked up, or
     back with the planner after a failed delivery, which leaves them on the van that tried
     (its new attempt is a drop-off from that van, not a second pickup at the shop)."""
-    retried = order.status in PLANNABLE and "failed" in order.nodes and "picked_up" in order.nodes
+    tried = "picked_up" in order.nodes or order.pickup is None  # (one without: it left with it)
+    retried = order.status in PLANNABLE and "failed" in order.nodes and tried
     if (order.status in ON_BOARD or retried) and order.vehicle_id in where:
         return order.vehicle_id
     return None
+
+
+def _pickup_place(
+    pickup: Place | None, dropoff: Place, depots: list[tuple[float, float]]
+) -> tuple[float, float] | None:
+    """Where an order's parcel is picked up: its pickup place; for an order without one, the
+    depot nearest its drop-off in a straight line, among the fleet's (whichever van takes it
+    loads it there: a company keeps parcels at the depot serving the area); none in a fleet
+    without depots (it leaves with the van).
+
+    >>> depots = [(60.17, 24.94), (60.20, 24.90)]
+    >>> _pickup_place(None, Place(lat=60.19, lon=24.91), depots)
+    (60.2, 24.9)
+    >>> _pickup_place(Place(lat=60.1, lon=24.8), Place(lat=60.19, lon=24.91), depots)
+    (60.1, 24.8)
+    >>> _pickup_place(None, Place(lat=60.19, lon=24.91), []) is None
+    True
+    """
+    if pickup is not None:
+        return (pickup.lat, pickup.lon)
+    if not depots:
+        return None
+    return min(depots, key=lambda d: haversine_m(d[0], d[1], dropoff.lat, dropoff.lon))
 
 
 def _return_place(order: Order, depots: dict[str, Depot | None]) -> tuple[float, float] | None:
@@ -304,11 +332,19 @@ class Planner:
         depots = {v.id: v.depot for v in fleet}
         back_to = {o.id: _return_place(o, depots) for o in open_orders if o.status == "returning"}
         open_orders = [o for o in open_orders if o.id not in back_to or back_to[o.id] is not None]
+        # An order without a pickup place is loaded at a depot (the fleet's, in or out of
+        # service: the place does not move with the vans).
+        loads = sorted({(v.depot.lat, v.depot.lon) for v in registered if v.depot is not None})
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
-            if o.pickup is not None and _carried_by(o, where) is None:
+            start = (
+                None
+                if _carried_by(o, where) is not None
+                else _pickup_place(o.pickup, o.dropoff, loads)
+            )
+            if start is not None:  # (none: on board, or leaving with the van)
                 index[(o.id, "pickup")] = len(places)
-                places.append((o.pickup.lat, o.pickup.lon))
+                places.append(start)
             index[(o.id, "dropoff")] = len(places)
             places.append(back_to.get(o.id) or (o.dropoff.lat, o.dropoff.lon))
         depot_at: dict[str, int] = {}  # vehicle → where its routes end (its depot), in places
@@ -372,7 +408,10 @@ class Planner:
         problem = Problem(
             times=times, vehicles=vehicles, tasks=tasks, dimensions=tuple(dimensions),
             costs=Costs(balance=1), horizon=horizon,
-            locked=await self._promised(fleet_ids, {o.id: o for o in open_orders}, pins, now),
+            locked=await self._promised(
+                fleet_ids, {o.id: o for o in open_orders}, pins, now,
+                pickups={o for o, kind in index if kind == "pickup"},
+            ),
         )  # fmt: skip
         problem = dataclasses.replace(problem, locked=problem.keepable_locks())
         done("problem")
@@ -522,13 +561,20 @@ class Planner:
         return plan.objective < plan.reference_objective * (1 - self.margin)
 
     async def _promised(
-        self, vehicle_ids: list[str], orders: dict[str, Any], pins: dict[str, str], now: float
+        self,
+        vehicle_ids: list[str],
+        orders: dict[str, Any],
+        pins: dict[str, str],
+        now: float,
+        *,
+        pickups: set[str],
     ) -> dict[str, tuple[str, ...]]:
         """Vehicle → the orders of the stops it keeps first, in order, from its current route:
         the stop it is driving to (a re-plan never turns a driver around) and the ones after it
         due within ``freeze_s`` (their customers were given those ETAs: a re-plan moves them
         neither to another van nor behind new orders). A stop done, or no longer this
-        vehicle's, is skipped; the frozen run ends at an order a dispatcher pinned elsewhere."""
+        vehicle's, is skipped, as is a pickup no longer to be made (``pickups``: the orders
+        with one this round); the frozen run ends at an order a dispatcher pinned elsewhere."""
         promised: dict[str, tuple[str, ...]] = {}
         taken: set[str] = set()
         for vehicle_id in vehicle_ids:
@@ -540,8 +586,8 @@ class Planner:
                     continue  # done, cancelled or not this vehicle's any more
                 if order.status == "received":
                     continue  # back with the planner (a failed attempt): promised no more
-                if stop["kind"] == "pickup" and order.status not in PLANNABLE:
-                    continue  # picked up already
+                if stop["kind"] == "pickup" and order.id not in pickups:
+                    continue  # picked up already, or no depot left to load it at
                 if stop["kind"] == "dropoff" and order.status == "returning":
                     continue  # failed: the way back is planned afresh
                 if order.id in taken or pins.get(order.id, vehicle_id) != vehicle_id:

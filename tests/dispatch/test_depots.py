@@ -58,8 +58,13 @@ async def test_a_van_with_a_depot_plans_its_way_back_and_keeps_it_current(
         ]["id"]
         httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
         pushed = await next_route(driver)
-    [stop] = pushed["stops"]
-    assert stop["order_id"] == order_id
+    # An order without a pickup place is loaded at the depot first: the van is out on the road.
+    load, stop = pushed["stops"]
+    assert [(s["order_id"], s["kind"]) for s in (load, stop)] == [
+        (order_id, "pickup"),
+        (order_id, "dropoff"),
+    ]
+    assert haversine_m(load["lat"], load["lon"], *DEPOT) < 100
     end = pushed["end"]
     assert haversine_m(end["lat"], end["lon"], *DEPOT) < 100  # on the road by the depot
     # Back after the drop-off's service (120 s) and the drive from it to the depot.
@@ -103,10 +108,13 @@ async def test_a_van_with_a_depot_plans_its_way_back_and_keeps_it_current(
     assert cleared.json()["depot"] is None
     httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()  # nothing else new
     assert httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()["end"] is None
-    httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[1])).raise_for_status()
+    second = httpx.post(f"{base}/orders", headers=AUTH, json=order(*DROPS[1]))
     httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
     route = httpx.get(f"{base}/dispatch/routes/van-1", headers=AUTH).json()
-    assert route["stops"]
+    # (and with no depot anywhere to load at, an order without a pickup leaves with the van)
+    assert [(s["order_id"], s["kind"]) for s in route["stops"]] == [
+        (second.json()["order"]["id"], "dropoff")
+    ]
     assert route["end"] is None
 
 

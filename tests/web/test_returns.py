@@ -175,6 +175,9 @@ def test_a_parcel_tried_again_stays_on_the_phone_until_its_last_attempt_sends_it
     answer = httpx.post(f"{base}/orders", headers=AUTH, json=order_body(*DROP))
     order_id = answer.json()["order"]["id"]
     httpx.post(f"{base}/dispatch/replan", headers=AUTH).raise_for_status()
+    phone.wait_for_selector(f"#next-title:text-is('Pick up {order_id}')")  # load at the depot
+    phone.click("#actions [data-event=picked_up]")
+    wait_for(lambda: order(base, order_id)["status"] == "picked_up", "the parcel loaded")
 
     def fail() -> None:
         phone.wait_for_selector(f"#next-title:text-is('Deliver {order_id}')")

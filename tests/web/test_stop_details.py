@@ -349,6 +349,9 @@ def test_a_parcel_going_back_is_closed_or_sent_out_again_from_the_console(
 
     # Loaded at the depot and refused: back to "your depot"; sent out again from its detail.
     second = create(base, parcel(shop=False))
+    phone.wait_for_selector(f"#next-title:text-is('Pick up {second}')")
+    wait_for(lambda: shown(phone)["address"] == "the depot", "the depot to load it at")
+    report(phone, "picked_up")
     phone.wait_for_selector(f"#next-title:text-is('Deliver {second}')")
     report(phone, "arrived")
     wait_for(lambda: order(base, second)["status"] == "arrived", "the arrival")

@@ -314,7 +314,8 @@ const telHref = (phone) => {
 };
 
 /** Under the next stop's title: where it is (the drop-off's address; a pickup's, or a return's
- * to the shop, the pickup address, else the depot), whom to ask for (a drop-off's customer,
+ * to the shop, the pickup address, else the depot: an order without a pickup place is loaded
+ * there), whom to ask for (a drop-off's customer,
  * with a phone link), the dispatcher's notes and, at a drop-off, the customer's instructions.
  * Nothing while they are not known. */
 function renderDetails(next) {
@@ -327,7 +328,7 @@ function renderDetails(next) {
     return;
   }
   let address;
-  if (next.kind === "pickup") address = info.pickup ? info.pickup.address : "";
+  if (next.kind === "pickup") address = info.pickup ? info.pickup.address : "the depot";
   else if (next.kind === "return") address = info.pickup ? info.pickup.address || "the pickup place" : "your depot";
   else address = info.dropoff ? info.dropoff.address : "";
   $("#next-address").textContent = address || "";
