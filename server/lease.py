@@ -37,11 +37,15 @@ async def run_leased(
     lease: Lease, job: Callable[[], Awaitable[Any]], *, interval_s: float, log: logging.Logger
 ) -> None:
     """Run ``job`` every ``interval_s`` while holding ``lease``, until cancelled; a Redis
-    failure is logged and the next round tries again."""
+    failure is logged and the next round tries again, and so is any other error (with its
+    traceback): a bug met in one round must not end the job for the process's life."""
+    name = getattr(job, "__qualname__", "a leased job")
     while True:
         try:
             if await lease.hold():
                 await job()
         except (RedisError, OSError) as exc:
-            log.warning("%s failed: %s", getattr(job, "__qualname__", "a leased job"), exc)
+            log.warning("%s failed: %s", name, exc)
+        except Exception:
+            log.exception("%s failed", name)
         await clock.sleep(interval_s)

@@ -5,10 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
+from dispatch.errors import ProblemError
+from geo.roads import Roads
 from server.background import stop_task
+from server.dispatching.planner import Planner, RoundSummary
+from server.lease import Lease, run_leased
+from server.orders.crypto import Sealer, load_or_create_key
+from server.orders.store import OrderStore
+from tests.conftest import scaled
 
 log = logging.getLogger("test.background")
 
@@ -68,3 +77,68 @@ async def test_a_task_that_failed_is_reported(caplog: pytest.LogCaptureFixture) 
     with caplog.at_level(logging.ERROR):
         await stop_task(task, log)
     assert "broken had failed: ValueError('bad state')" in caplog.text
+
+
+async def test_a_leased_job_that_fails_runs_again_at_its_next_round(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    rounds: list[int] = []
+    third = asyncio.Event()
+
+    async def sweep() -> None:  # a bug met once: the job goes on at its next round
+        rounds.append(len(rounds))
+        if len(rounds) == 1:
+            raise KeyError("o-1")
+        if len(rounds) == 3:
+            third.set()
+
+    job = asyncio.create_task(
+        run_leased(Lease(client, "test:lease", ttl_s=5), sweep, interval_s=0.01, log=log)
+    )
+    try:
+        await asyncio.wait_for(third.wait(), scaled(5))
+    finally:
+        await stop_task(job, log)
+        await client.aclose()
+    assert len(rounds) >= 3
+    [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.getMessage().endswith("sweep failed")
+    assert failure.exc_info is not None
+    assert failure.exc_info[0] is KeyError
+
+
+async def test_the_planner_plans_again_after_a_round_that_failed(
+    redis_url: str, andorra: Roads, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    first, second = asyncio.Event(), asyncio.Event()
+
+    class Failing(Planner):
+        """The real loop, with a round that meets a bug the first time."""
+
+        rounds_tried = 0
+
+        async def _plan_once(self, *, idle: bool, fresh: bool) -> RoundSummary:
+            self.rounds_tried += 1
+            if self.rounds_tried == 1:
+                first.set()
+                raise ProblemError("task o-1 is locked more often than it has stops")
+            second.set()
+            return RoundSummary(vehicles=0, orders=0, assigned=0, dropped={},
+                                changed_routes=[], seconds=0.0)  # fmt: skip
+
+    planner = Failing(client, OrderStore(client, Sealer(load_or_create_key(tmp_path))), andorra,
+                      debounce_s=0.01)  # fmt: skip
+    loop = asyncio.create_task(planner.run())
+    try:
+        planner.request()
+        await asyncio.wait_for(first.wait(), scaled(5))
+        planner.request()  # the next event: planned, though the last round failed
+        await asyncio.wait_for(second.wait(), scaled(5))
+    finally:
+        await stop_task(loop, log)
+        await client.aclose()
+    [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.exc_info is not None
+    assert failure.exc_info[0] is ProblemError

@@ -277,6 +277,9 @@ class Planner:
                     log.info("planned %s", summary)
             except (RedisError, OSError, GeoError) as exc:
                 log.warning("planning round failed: %s", exc)
+            except Exception:  # a bug met in one round must not end planning for good
+                log.exception("planning round failed")
+                self._stale_rounds += 1  # (no endless idle rounds into the same failure)
 
     async def plan_once(self, *, idle: bool = False, fresh: bool = False) -> RoundSummary:
         """One round: triggered by an event (the default), or an ``idle`` improvement round,

@@ -106,6 +106,8 @@ async def keep_traffic_current(redis: aioredis.Redis, roads: Roads, *, refresh_s
             await reload_traffic(redis, roads, clock.now())
         except (OSError, GeoError, RedisError) as exc:
             log.warning("traffic refresh failed: %s", exc)
+        except Exception:  # a bug met once must not freeze the traffic for good
+            log.exception("traffic refresh failed")
 
 
 async def _announce(redis: aioredis.Redis, event_id: str, action: str) -> None:
