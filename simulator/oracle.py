@@ -84,7 +84,7 @@ class Yardstick:
             clock = max(clock, r.service_start_s + self._service(r.kind))
         for order_id, kind, _ in s.shown.stops[: s.index + 1]:
             order = orders.get(order_id)
-            if order is None:
+            if order is None or kind == "transfer":  # (from a broken van: its place not known)
                 return None
             goal = order.dropoff if kind == "dropoff" else order.pickup  # (a return: the shop)
             if (order_id, kind) in started:

@@ -149,7 +149,7 @@ class SimVehicle:
             opens = order.window_start_s if order else t
             start, service = max(t, opens), self.scenario.dropoff_service_s
             self._event(stop["order_id"], "arrived")
-        else:  # a pickup, or a refused parcel handed back at the shop
+        else:  # a pickup (or a transfer), or a refused parcel handed back at the shop
             start, service = t, self.scenario.pickup_service_s
         self.serving = (stop["order_id"], kind)
         self.serve_until = start + service
@@ -160,7 +160,7 @@ class SimVehicle:
         assert self.serving is not None
         order_id, kind = self.serving
         order = self.orders.get(order_id)
-        if kind == "pickup":
+        if kind in ("pickup", "transfer"):  # (a transfer: from a van out of service)
             outcome = "picked_up"
             self._event(order_id, "picked_up")
         elif kind == "return":

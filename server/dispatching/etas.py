@@ -266,6 +266,7 @@ class EtaRefresher:
                 order.status in FINAL
                 or (stop["kind"] == "pickup" and order.status in ("picked_up", "arrived"))
                 or (stop["kind"] == "dropoff" and order.status == "returning")  # failed there
+                or (stop["kind"] == "transfer" and not order.transfer_from)  # collected
             )
             if not done:
                 ahead.append((stop, order))

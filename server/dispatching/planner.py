@@ -98,15 +98,22 @@ def _solve_in_worker(problem: Problem, **options: Any) -> Plan:
     return solve(problem, stop=_STOP.is_set if _STOP is not None else None, **options)
 
 
-def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
-    """The vehicle (among those planned) that has the order's goods on board: picked up, or
-    back with the planner after a failed delivery, which leaves them on the van that tried
-    (its new attempt is a drop-off from that van, not a second pickup at the shop)."""
+def _parcel_on(order: Order) -> str | None:
+    """The van that has the order's parcel: picked up (or going back to the sender), or back
+    with the planner after a failed delivery, which leaves it on the van that tried (its new
+    attempt is a drop-off from that van, not a second pickup at the shop); while a collection
+    is due, the van out of service it is collected from. None: the parcel is not on a van."""
     tried = "picked_up" in order.nodes or order.pickup is None  # (one without: it left with it)
     retried = order.status in PLANNABLE and "failed" in order.nodes and tried
-    if (order.status in ON_BOARD or retried) and order.vehicle_id in where:
-        return order.vehicle_id
+    if order.status in ON_BOARD or retried:
+        return order.transfer_from or order.vehicle_id
     return None
+
+
+def _carried_by(order: Order, where: dict[str, Any]) -> str | None:
+    """The vehicle among those planned that has the order's parcel on board, if one does."""
+    holder = _parcel_on(order)
+    return holder if holder in where else None
 
 
 def _pickup_place(
@@ -130,6 +137,21 @@ def _pickup_place(
     if not depots:
         return None
     return min(depots, key=lambda d: haversine_m(d[0], d[1], dropoff.lat, dropoff.lon))
+
+
+def _stop_kind(order_id: str, kind: str, returns: set[str], transfers: dict[str, str]) -> str:
+    """What a planned visit is to the driver: a ``pickup`` of a parcel on a van out of service
+    is a ``transfer`` from it; the ``dropoff`` of one going back to its sender, a ``return``.
+
+    >>> transfers = {"o-1": "van-7"}
+    >>> _stop_kind("o-1", "pickup", set(), transfers), _stop_kind("o-1", "dropoff", set(), {})
+    ('transfer', 'dropoff')
+    >>> _stop_kind("o-2", "dropoff", {"o-2"}, {}), _stop_kind("o-2", "pickup", {"o-2"}, {})
+    ('return', 'pickup')
+    """
+    if kind == "pickup":
+        return "transfer" if order_id in transfers else kind
+    return "return" if order_id in returns else kind
 
 
 def _return_place(order: Order, depots: dict[str, Depot | None]) -> tuple[float, float] | None:
@@ -316,10 +338,19 @@ class Planner:
         # the van, with no stop for it.)
         found = await self.orders.find(status=None, limit=5000, open_only=True)
         held = {o.id for o in found if o.held}
+        # A parcel on a van out of service (broken down, say) is collected by another from
+        # where that van last was: a ``transfer`` stop, then the parcel's drop-off.
+        stranded = {
+            o.id: holder for o in found
+            if o.id not in held and (holder := _parcel_on(o)) is not None and holder not in where
+        }  # fmt: skip
+        stuck_at = {p.id: p for p in await positions(self.redis, sorted(set(stranded.values())))}
+        stranded = {o: holder for o, holder in stranded.items() if holder in stuck_at}
         open_orders = [
             o for o in found
-            if o.id not in held
-            and (o.status in PLANNABLE or (o.status in ON_BOARD and o.vehicle_id in where))
+            if o.id not in held and (
+                o.status in PLANNABLE if (holder := _parcel_on(o)) is None
+                else holder in where or o.id in stranded)  # (else: it waits on its van)
         ]  # fmt: skip
         # Working hours: a vehicle between its shifts is not planned, unless it has goods on
         # board (it finishes those, late as the plan says); one on shift ends with it.
@@ -332,7 +363,7 @@ class Planner:
         places = [(where[v.id].lat, where[v.id].lon) for v in fleet]
         # A parcel going back to the sender is dropped off where it came from: the shop, or
         # the depot of the van that has it (none now: nowhere to plan, it waits on the van).
-        depots = {v.id: v.depot for v in fleet}
+        depots = {v.id: v.depot for v in registered}
         back_to = {o.id: _return_place(o, depots) for o in open_orders if o.status == "returning"}
         open_orders = [o for o in open_orders if o.id not in back_to or back_to[o.id] is not None]
         # An order without a pickup place is loaded at a depot (the fleet's, in or out of
@@ -340,11 +371,13 @@ class Planner:
         loads = sorted({(v.depot.lat, v.depot.lon) for v in registered if v.depot is not None})
         index: dict[tuple[str, str], int] = {}
         for o in open_orders:
-            start = (
-                None
-                if _carried_by(o, where) is not None
-                else _pickup_place(o.pickup, o.dropoff, loads)
-            )
+            holder = _parcel_on(o)
+            if holder is None:
+                start = _pickup_place(o.pickup, o.dropoff, loads)
+            elif o.id in stranded:
+                start = (stuck_at[holder].lat, stuck_at[holder].lon)
+            else:
+                start = None  # on board
             if start is not None:  # (none: on board, or leaving with the van)
                 index[(o.id, "pickup")] = len(places)
                 places.append(start)
@@ -393,7 +426,8 @@ class Planner:
                 id=o.id,
                 pickup=index.get((o.id, "pickup")),
                 dropoff=index[(o.id, "dropoff")],
-                pickup_window=_window(now, o.pickup_window, horizon),
+                pickup_window=(0, horizon) if o.id in stranded
+                else _window(now, o.pickup_window, horizon),
                 dropoff_window=(0, horizon) if o.id in back_to else _kept(
                     _window(now, o.window, horizon), promises.get(o.id), now,
                     self.promise_slack_s or 0.0),
@@ -480,7 +514,11 @@ class Planner:
         )):  # fmt: skip
             if not idle:
                 ahead = {(t.id, "return" if t.id in back_to else "dropoff") for t in tasks}
-                ahead |= {(t.id, "pickup") for t in tasks if t.pickup is not None}
+                ahead |= {
+                    (t.id, "transfer" if t.id in stranded else "pickup")
+                    for t in tasks
+                    if t.pickup is not None
+                }
                 await self._redraw(snapped, {v.id: v.start for v in vehicles}, ahead)
                 done("redraw")
             return RoundSummary(
@@ -499,7 +537,14 @@ class Planner:
             for o in open_orders
         }
         changed = await self._store(
-            plan, snapped, now, {v.id: v.start for v in vehicles}, ends, depot_at, set(back_to)
+            plan,
+            snapped,
+            now,
+            {v.id: v.start for v in vehicles},
+            ends,
+            depot_at,
+            set(back_to),
+            stranded,
         )
         self._ends.update(ends_now)
         self._returns = set(back_to)
@@ -508,11 +553,13 @@ class Planner:
         done("store")
         by_id = {o.id: o for o in open_orders}
 
-        async def confirm(order_id: str, vehicle_id: str, start_s: int) -> None:
+        async def confirm(order_id: str, vehicle_id: str, start_s: int, collect: str) -> None:
             with contextlib.suppress(Conflict):  # another process got there first
                 await self.orders.transition(
                     order_id, "processed", by="planner", vehicle_id=vehicle_id
                 )
+                if collect:
+                    await self.orders.hand_over(order_id, vehicle_id, transfer_from=collect)
                 # the ETA promised at confirmation, against which ETA accuracy is judged
                 promised = int((now + start_s) * 1000)
                 await self.redis.hsetnx(keys.order(order_id), "promised_eta", promised)
@@ -521,11 +568,17 @@ class Planner:
         for route in plan.routes:
             for visit in route.visits:
                 order = by_id[visit.task_id]
+                # (the van out of service its parcel is to be collected from, if any)
+                collect = holder if (holder := stranded.get(order.id)) else ""
                 if visit.kind == "dropoff" and order.status == "received":
-                    updates.append(confirm(order.id, route.vehicle_id, visit.start_s))
-                elif visit.kind == "dropoff" and order.vehicle_id != route.vehicle_id:
+                    updates.append(confirm(order.id, route.vehicle_id, visit.start_s, collect))
+                elif visit.kind == "dropoff" and (
+                    order.vehicle_id != route.vehicle_id or order.transfer_from != collect
+                ):
                     # customers follow their order to its new van
-                    updates.append(self.orders.hand_over(order.id, route.vehicle_id))
+                    updates.append(
+                        self.orders.hand_over(order.id, route.vehicle_id, transfer_from=collect)
+                    )
         await asyncio.gather(*updates)
         done("orders")
         return RoundSummary(
@@ -589,7 +642,7 @@ class Planner:
                     continue  # done, cancelled or not this vehicle's any more
                 if order.status == "received":
                     continue  # back with the planner (a failed attempt): promised no more
-                if stop["kind"] == "pickup" and order.id not in pickups:
+                if stop["kind"] in ("pickup", "transfer") and order.id not in pickups:
                     continue  # picked up already, or no depot left to load it at
                 if stop["kind"] == "dropoff" and order.status == "returning":
                     continue  # failed: the way back is planned afresh
@@ -707,6 +760,7 @@ class Planner:
         ends: dict[str, int],
         depots: dict[str, int],
         returns: set[str],
+        transfers: dict[str, str],
     ) -> list[str]:
         """Write each route; bump the version and publish only when its stops changed. The
         road geometry is drawn again then, or when the vehicle has left the one it has (it is
@@ -715,7 +769,8 @@ class Planner:
         ``late_s`` is told (the plan's own is against the promise when that comes first).
         ``depots``: where the routes of vehicles with a depot end (their way back is drawn and
         their return time given). ``returns``: the orders whose drop-off takes the parcel back to
-        the sender (a stop of kind ``return``)."""
+        the sender (a stop of kind ``return``); ``transfers``: order → the van out of service
+        its pickup collects the parcel from (a stop of kind ``transfer``)."""
         ids = [route.vehicle_id for route in plan.routes]
         if not ids:
             return []
@@ -724,10 +779,12 @@ class Planner:
         for route, raw in zip(plan.routes, raws, strict=True):
             stops = [
                 RouteStop(order_id=v.task_id, lat=snapped[v.location][0],
-                          kind="return" if v.task_id in returns and v.kind == "dropoff" else v.kind,
+                          kind=_stop_kind(v.task_id, v.kind, returns, transfers),
                           lon=snapped[v.location][1], eta=int((now + v.start_s) * 1000),
                           late_s=v.late_s if v.kind == "pickup"
-                          else max(0, v.start_s - ends[v.task_id]))
+                          else max(0, v.start_s - ends[v.task_id]),
+                          from_vehicle=transfers[v.task_id]
+                          if v.kind == "pickup" and v.task_id in transfers else msgspec.UNSET)
                 for v in route.visits
             ]  # fmt: skip
             old = json.loads(raw) if raw else None

@@ -101,6 +101,9 @@ class Order(msgspec.Struct):
     created: dt.datetime
     failures: int = 0  # failed drop-off attempts so far
     held: str = ""  # the failure reason it waits for a dispatcher after ('' = not held)
+    # the van out of service that still has the parcel, while ``vehicle_id`` is sent to
+    # collect it ('' = none: the parcel is where the status says)
+    transfer_from: str = ""
     notes: str = ""
     instructions: str = ""  # the customer's own, from the tracking page
     feedback: Feedback | None = None  # the customer's rating, once delivered

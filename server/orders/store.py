@@ -188,6 +188,8 @@ class OrderStore:
                     pipe.hset(key, mapping=update)
                     if target != "received":  # held only while back with the planner
                         pipe.hdel(key, "held")
+                    if target in FINAL:  # (a dispatcher closed it with a collection due)
+                        pipe.hdel(key, "transfer_from")
                     pipe.smove(keys.orders_in(current), keys.orders_in(target), order_id)
                     if target in OUTCOMES:  # a drop-off attempt: what the error rate counts
                         count_attempt(pipe, target, now)
@@ -239,16 +241,58 @@ class OrderStore:
         raw = cast("dict[bytes, bytes]", await self.redis.hgetall(keys.ORDER_PINS))
         return {k.decode(): v.decode() for k, v in raw.items()}
 
-    async def hand_over(self, order_id: str, vehicle_id: str) -> None:
-        """Record that a re-plan moved an order to another vehicle (status unchanged)."""
+    async def hand_over(self, order_id: str, vehicle_id: str, *, transfer_from: str = "") -> None:
+        """Record that a re-plan moved an order to another vehicle (status unchanged);
+        ``transfer_from``: the van out of service that has its parcel, for the new one to
+        collect it from (none: the new one has it, or it is not on a van)."""
+        key = keys.order(order_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.order(order_id), "vehicle_id", vehicle_id)
-            queue_event(
-                pipe,
-                {"type": "order", "order_id": order_id, "vehicle_id": vehicle_id,
-                 "action": "hand_over", "by": "planner"},
-            )  # fmt: skip
+            pipe.hset(key, "vehicle_id", vehicle_id)
+            if transfer_from:
+                pipe.hset(key, "transfer_from", transfer_from)
+            else:
+                pipe.hdel(key, "transfer_from")
+            event = {"type": "order", "order_id": order_id, "vehicle_id": vehicle_id,
+                     "action": "hand_over", "by": "planner"}  # fmt: skip
+            if transfer_from:
+                event["transfer_from"] = transfer_from
+            queue_event(pipe, event)
             await pipe.execute()
+
+    async def take_over(self, order_id: str, vehicle_id: str) -> Order:
+        """The driver of ``vehicle_id`` has collected the order's parcel from the van out of
+        service that had it (the order's ``transfer_from``); status unchanged, audited."""
+        key = keys.order(order_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    status, assigned, source = (
+                        None if v is None else v.decode()
+                        for v in cast(
+                            "list[bytes | None]",
+                            await pipe.hmget(key, ["status", "vehicle_id", "transfer_from"]),
+                        )
+                    )
+                    if status is None:
+                        raise NotFound(f"no order {order_id}", details={"field": "id"})
+                    if not source or assigned != vehicle_id:
+                        raise Conflict(
+                            f"{order_id} is not waiting for {vehicle_id} to collect it",
+                            details={"status": status},
+                        )
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hdel(key, "transfer_from")
+                    why = f"taken over from {source}"
+                    self._audit(pipe, order_id, status, status, vehicle_id, why, clock.now_ms())
+                    queue_event(pipe, {"type": "order", "order_id": order_id, "status": status,
+                                       "vehicle_id": vehicle_id, "transfer_from": source,
+                                       "action": "take_over", "by": vehicle_id})  # fmt: skip
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        return await self.get(order_id)
 
     async def update(self, order_id: str, patch: OrderPatch) -> Order:
         """Change what may still change: what the plan depends on (the drop-off place
@@ -467,6 +511,7 @@ class OrderStore:
             created=_when(int(raw[b"created"])),
             failures=int(raw.get(b"failures", b"0")),
             held=raw.get(b"held", b"").decode(),
+            transfer_from=raw.get(b"transfer_from", b"").decode(),
             notes=data.notes,
             instructions=pii.get("instructions", ""),
             feedback=Feedback(

@@ -9,6 +9,9 @@ routes the van that has the parcel to the order's pickup place, or to its depot 
 loaded there; with neither, there is no trip to plan and the order is ``returned`` at once),
 or, for a reason in ``FLEET_HOLD_ON`` (a wrong address), held for a dispatcher: ``received``
 but not planned, with a ``held`` alert, until the address is corrected or the order released.
+A parcel on a van out of service is collected by the van the planner sends (the order's
+``transfer_from`` names the first): that van's ``picked_up`` takes it over, status unchanged;
+nothing else is taken from it before.
 """
 
 from __future__ import annotations
@@ -44,6 +47,18 @@ class StopHandler:
             return error_frame(
                 "not_your_order", f"{event.order_id} is not assigned to you", event.seq
             )
+        if order.transfer_from:  # its parcel is on a van out of service: collected first
+            if event.event != "picked_up":
+                return error_frame(
+                    "invalid_transition",
+                    f"{order.id} is still on {order.transfer_from}: collect it first",
+                    event.seq,
+                )
+            try:
+                order = await self.orders.take_over(order.id, self.vehicle_id)
+            except ApiError as exc:
+                return error_frame("invalid_transition", exc.message, event.seq)
+            return encode(StopAck(seq=event.seq, order_id=order.id, status=order.status))
         if event.event == "returned" and order.status != "returning":
             return error_frame(
                 "invalid_transition",

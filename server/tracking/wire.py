@@ -74,12 +74,17 @@ class Ack(msgspec.Struct, tag="ack", tag_field="type"):
 
 
 class RouteStop(msgspec.Struct):
+    """A stop of a route. ``kind``: ``pickup``, ``dropoff``, ``return`` (the parcel back to
+    where it came from) or ``transfer`` (the parcel collected from ``from_vehicle``, a van out
+    of service that has it; only transfers carry ``from_vehicle``)."""
+
     order_id: str
-    kind: str  # pickup | dropoff | return (the parcel back to where it came from)
+    kind: str
     lat: float
     lon: float
     eta: int  # Unix ms
     late_s: int = 0
+    from_vehicle: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class RouteEnd(msgspec.Struct):
