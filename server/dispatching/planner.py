@@ -448,6 +448,7 @@ class Planner:
             locked=await self._promised(
                 fleet_ids, {o.id: o for o in open_orders}, pins, now,
                 pickups={o for o, kind in index if kind == "pickup"},
+                aboard={t.id: t.on_board for t in tasks if t.on_board is not None},
             ),
         )  # fmt: skip
         problem = dataclasses.replace(problem, locked=problem.keepable_locks())
@@ -624,13 +625,16 @@ class Planner:
         now: float,
         *,
         pickups: set[str],
+        aboard: dict[str, str],
     ) -> dict[str, tuple[str, ...]]:
         """Vehicle → the orders of the stops it keeps first, in order, from its current route:
         the stop it is driving to (a re-plan never turns a driver around) and the ones after it
         due within ``freeze_s`` (their customers were given those ETAs: a re-plan moves them
         neither to another van nor behind new orders). A stop done, or no longer this
         vehicle's, is skipped, as is a pickup no longer to be made (``pickups``: the orders
-        with one this round); the frozen run ends at an order a dispatcher pinned elsewhere."""
+        with one this round) and a stop of a parcel on board another van (``aboard``: order →
+        that van; a van back in service before its parcel was collected); the frozen run ends
+        at an order a dispatcher pinned elsewhere."""
         promised: dict[str, tuple[str, ...]] = {}
         taken: set[str] = set()
         for vehicle_id in vehicle_ids:
@@ -642,6 +646,8 @@ class Planner:
                     continue  # done, cancelled or not this vehicle's any more
                 if order.status == "received":
                     continue  # back with the planner (a failed attempt): promised no more
+                if aboard.get(order.id, vehicle_id) != vehicle_id:
+                    continue  # its parcel is on another van
                 if stop["kind"] in ("pickup", "transfer") and order.id not in pickups:
                     continue  # picked up already, or no depot left to load it at
                 if stop["kind"] == "dropoff" and order.status == "returning":

@@ -95,3 +95,37 @@ async def test_a_parcel_on_a_broken_down_van_is_collected_and_delivered_by_anoth
             ]
             done = {"type": "stop", "seq": 5, "order_id": order_id, "event": "delivered"}
             assert (await reply_to(van_2, done))["status"] == "delivered"
+
+
+async def test_a_van_back_in_service_before_the_collection_keeps_its_parcel(
+    server_factory: Callable[..., str], andorra: Roads
+) -> None:
+    base = server_factory(roads=andorra)
+    token_1 = new_van(base)
+    async with connect(ws_url(base, f"/ws/driver?token={token_1}")) as van_1:
+        body = {**order(*DROPS[0]), "pickup": {"lat": SHOP[0], "lon": SHOP[1]}}
+        order_id = (await planned(base, van_1, body))["order"]["id"]
+        frame = {"type": "stop", "seq": 2, "order_id": order_id, "event": "picked_up"}
+        assert (await reply_to(van_1, frame))["status"] == "picked_up"
+        token_2 = new_van(base, "van-2")
+        async with connect(ws_url(base, f"/ws/driver?token={token_2}")) as van_2:
+            lat, lon = VANS["van-2"]
+            ping = {"lat": lat, "lon": lon, "ts": int(time.time() * 1000)}
+            await send(van_2, {"type": "pings", "seq": 1, "pings": [ping]})
+            for status in ("broken_down", "available"):
+                changed = httpx.patch(
+                    f"{base}/vehicles/van-1", headers=AUTH, json={"status": status}
+                )
+                assert changed.status_code == 200, changed.text
+                replan(base)
+                if status == "broken_down":
+                    assert [s["kind"] for s in stops(base, "van-2")] == ["transfer", "dropoff"]
+            # Repaired before van-2 came: the parcel is van-1's again, and so is the order.
+            assert [(s["order_id"], s["kind"]) for s in stops(base, "van-1")] == [
+                (order_id, "dropoff")
+            ]
+            assert stops(base, "van-2") == []
+            record = the_order(base, order_id)
+            assert (record["vehicle_id"], record["transfer_from"]) == ("van-1", "")
+            done = {"type": "stop", "seq": 3, "order_id": order_id, "event": "delivered"}
+            assert (await reply_to(van_1, done))["status"] == "delivered"
