@@ -8,6 +8,7 @@ Exception tree of the server package::
         ├── NotFound                404 not_found
         ├── BadRequest              400 bad_request (and 422 validation_failed)
         ├── Conflict                409 conflict
+        ├── TooLarge                413 too_large (a request body over its limit)
         └── ServiceUnavailable      503 not_ready
 
 A Redis connection that fails or times out (redis-py's ``ConnectionError``/``TimeoutError``, which
@@ -66,6 +67,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, code = 409, "conflict"
+
+
+class TooLarge(ApiError):
+    status, code = 413, "too_large"
 
 
 class ServiceUnavailable(ApiError):

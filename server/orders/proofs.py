@@ -45,10 +45,6 @@ DRIVER_STATUSES = frozenset(
 )
 
 
-class TooLarge(ApiError):
-    status, code = 413, "too_large"
-
-
 class UnsupportedType(ApiError):
     status, code = 415, "unsupported_media_type"
 

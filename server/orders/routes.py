@@ -19,6 +19,7 @@ from geo.errors import OutsideServiceArea
 from geo.roads import Roads
 from server import clock, keys
 from server.auth import staff_only, staff_or_vehicle
+from server.bodies import read_body
 from server.errors import ApiError, BadRequest, Conflict, NotFound
 from server.orders import csvexport, csvimport
 from server.orders.alerts import recent_alerts
@@ -43,7 +44,6 @@ from server.orders.proofs import (
     Proof,
     ProofKind,
     ProofStore,
-    TooLarge,
     check_image,
 )
 from server.orders.store import OrderStore
@@ -380,19 +380,6 @@ class OrdersController(Controller):
         self, order_id: FromPath[str], orders: NamedDependency[OrderStore]
     ) -> list[AuditEntry]:
         return await orders.audit(order_id)
-
-
-async def read_body(request: Request[Any, Any, Any], limit: int) -> bytes:
-    """The request's body, or 413 as soon as it is known to pass ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the body is {declared} bytes; at most {limit} are taken")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise TooLarge(f"the body passes {limit} bytes, the most taken")
-    return bytes(body)
 
 
 IMAGE_HEADERS = {

@@ -12,10 +12,10 @@ from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 
 from server import clock, keys
 from server.auth import staff_only
+from server.bodies import read_body
 from server.errors import BadRequest, NotFound
 from server.events import queue_event
 from server.openapi import BBOX_SCHEMA
-from server.orders.routes import read_body
 from server.settings import Settings
 from server.tracking import queries
 from server.tracking.reports import MAX_RANGE_MS, VehicleReport, vehicle_report
