@@ -569,8 +569,7 @@ class Planner:
         for route in plan.routes:
             for visit in route.visits:
                 order = by_id[visit.task_id]
-                # (the van out of service its parcel is to be collected from, if any)
-                collect = holder if (holder := stranded.get(order.id)) else ""
+                collect = stranded.get(order.id, "")  # (the van out of service to collect from)
                 if visit.kind == "dropoff" and order.status == "received":
                     updates.append(confirm(order.id, route.vehicle_id, visit.start_s, collect))
                 elif visit.kind == "dropoff" and (
