@@ -782,13 +782,16 @@ async function selectVehicle(id, { pan = true, show = true } = {}) {
 }
 
 // A route's stops by kind: a return takes a parcel that could not be delivered back to its sender
-// (the order's pickup place, or the van's depot); it has no time window.
-const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return" };
+// (the order's pickup place, or the van's depot); it has no time window. A transfer collects a
+// parcel from a van out of service (the stop's from_vehicle), where that van last was.
+const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return", transfer: "Collect" };
 const stopVerb = (s) => STOP_VERB[s.kind] || "Deliver";
 
-/** What the console says of a stop under its title: its order's window, or where a return goes. */
+/** What the console says of a stop under its title: its order's window, where a return goes,
+ * or which van a transfer collects the parcel from. */
 function stopNote(s, o) {
   if (s.kind === "return") return o && o.pickup ? "back to the sender" : "back to the depot";
+  if (s.kind === "transfer") return `from ${s.from_vehicle || "a van"} (out of service)`;
   return o ? `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}` : "";
 }
 
@@ -799,7 +802,7 @@ function drawStops(stops) {
     const note = stopNote(s, orders.get(s.order_id));
     const icon = divIcon(`<div class="stop-pin ${s.kind}${late ? " late" : ""}">${i + 1}</div>`, "", [22, 22]);
     L.marker([s.lat, s.lon], { icon, pane: "markerPane", keyboard: false })
-      .bindPopup(`<b>${i + 1}. ${stopVerb(s)} ${escapeHtml(s.order_id)}</b><br>ETA ${clock(s.eta)}${note ? `<br>${note.charAt(0).toUpperCase()}${note.slice(1)}` : ""}${late ? '<br><span style="color:#dc2626">late risk</span>' : ""}`)
+      .bindPopup(`<b>${i + 1}. ${stopVerb(s)} ${escapeHtml(s.order_id)}</b><br>ETA ${clock(s.eta)}${note ? `<br>${escapeHtml(note.charAt(0).toUpperCase() + note.slice(1))}` : ""}${late ? '<br><span style="color:#dc2626">late risk</span>' : ""}`)
       .addTo(routeLayer);
   });
 }
@@ -1076,6 +1079,7 @@ function renderOrders() {
           el("span", { class: "row" }, s && s.late ? el("span", { class: "badge bad" }, "late risk") : null, el("span", { class: `badge ${ORDER_BADGE[o.status] || "idle"}` }, o.status.replace("_", " ")))),
         el("div", { class: "sub" },
           o.held ? heldBadge(o.held) : null,
+          o.transfer_from ? el("span", { class: "badge transfer", title: `Its parcel is on ${o.transfer_from}, out of service: ${o.vehicle_id || "another van"} collects it` }, `on ${o.transfer_from}`) : null,
           o.reference ? el("span", {}, o.reference) : null,
           el("span", {}, `window ${clock(Date.parse(o.window.start))}–${clock(Date.parse(o.window.end))}`),
           el("span", { class: "order-vehicle" }, s ? `${s.vehicle} · stop ${s.index}${s.kind === "return" ? " (return)" : ""} · ETA ${clock(s.eta)}` : o.vehicle_id ? `${o.held ? "parcel on " : ""}${o.vehicle_id}` : "unassigned"),
@@ -1377,6 +1381,7 @@ function renderOrderDetail() {
             o.priority === "express" ? el("span", { class: "badge violet" }, "express") : null)
         : null,
       o && o.held ? heldSection(open, o) : null,
+      o && o.transfer_from ? transferSection(o) : null,
       o ? el("dl", { class: "facts" },
             el("dt", {}, "Reference"), el("dd", {}, o.reference || "—"),
             el("dt", {}, "Customer"), el("dd", {}, [o.customer.name, o.customer.phone].filter(Boolean).join(" · ") || "—"),
@@ -1407,6 +1412,13 @@ function renderOrderDetail() {
           }))
         : el("div", { class: "faint", style: "font-size:12.5px" }, "None yet.")));
   if (focused && focused.isConnected) focused.focus(); // re-rendered while typing
+}
+
+/** An order whose parcel is on a van out of service (its transfer_from), which the order's van
+ * is sent to collect it from (a transfer stop on its route); gone once collected. */
+function transferSection(o) {
+  return el("div", { class: "transfer-box", id: "order-transfer", role: "status" },
+    `To be collected from ${o.transfer_from} (out of service)${o.vehicle_id ? ` by ${o.vehicle_id}` : ""}`);
 }
 
 /** The customer's rating of the delivery (stars, the number, when) and their comment. */

@@ -1,7 +1,8 @@
 // The driver's page: streams the phone's position over /ws/driver (buffered while offline),
 // shows the route the server pushes, and reports what happened at each stop (with a photo or the
-// customer's signature as proof). A stop is a pickup, a drop-off, or a return: a parcel that
-// could not be delivered, taken back to where it came from (the shop, or the van's depot).
+// customer's signature as proof). A stop is a pickup, a drop-off, a return: a parcel that
+// could not be delivered, taken back to where it came from (the shop, or the van's depot), or a
+// transfer: a parcel collected from another van, out of service (the stop's from_vehicle).
 // Routes carry no personal data: the next stop's address, customer and the dispatcher's notes
 // are read over HTTP (GET /orders/{id}/stop-details) and kept in memory only.
 /* global L */
@@ -20,10 +21,10 @@ const d = {
   inflight: null, // {seq, count}
   seq: 0,
   route: null,
-  done: new Set(), // "order_id:kind" reported done from this phone (kind: pickup, dropoff, return)
+  done: new Set(), // "order_id:kind" reported done from this phone (kind: pickup, dropoff, return, transfer)
   me: null,
   acked: 0,
-  pendingStops: new Map(), // seq → {order_id, event}
+  pendingStops: new Map(), // seq → {order_id, event, kind, from} (kind: the stop it was for)
 };
 window.fleetDriver = d;
 
@@ -157,7 +158,8 @@ function onMessage(msg) {
       // (only a stop the route still lists: one a newer route already left out is done)
       const listed = new Set((d.route ? d.route.stops : []).map((s) => `${s.order_id}:${s.kind}`));
       const done = (kind) => { if (listed.has(`${sent.order_id}:${kind}`)) d.done.add(`${sent.order_id}:${kind}`); };
-      if (sent.event === "picked_up") done("pickup");
+      // (picked up at a transfer: the parcel collected from the van out of service)
+      if (sent.event === "picked_up") done(sent.kind === "transfer" ? "transfer" : "pickup");
       if (sent.event === "returned") done("return");
       if (sent.event === "delivered" || sent.event === "failed") {
         // A failed drop-off the server tries again (the order back with the planner, the parcel
@@ -168,7 +170,9 @@ function onMessage(msg) {
         if (sent.order_id === proofs.orderId) resetProofs(null); // recorded: the proofs went with it
       }
     }
-    const said = msg.held ? `held for the dispatcher (${msg.held.replace("_", " ")}): keep the parcel` : msg.status.replace("_", " ");
+    const said = msg.held ? `held for the dispatcher (${msg.held.replace("_", " ")}): keep the parcel`
+      : sent && sent.kind === "transfer" && sent.event === "picked_up" ? `collected${sent.from ? ` from ${sent.from}` : ""}`
+      : msg.status.replace("_", " ");
     toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(said)}`);
     renderRoute();
   } else if (msg.type === "error") {
@@ -184,11 +188,15 @@ function onMessage(msg) {
 }
 
 // ---------- route and stop reports ----------
-const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return" };
-const stopTitle = (s) => `${STOP_VERB[s.kind] || "Deliver"} ${s.order_id}`;
+// A transfer: the parcel is on another van, out of service, where that van stands; this driver
+// collects it there (reported as picked_up), then delivers it (or takes it back) as usual.
+const STOP_VERB = { pickup: "Pick up", dropoff: "Deliver", return: "Return", transfer: "Collect" };
+const stopTitle = (s) => `${STOP_VERB[s.kind] || "Deliver"} ${s.order_id}${s.kind === "transfer" && s.from_vehicle ? ` from ${s.from_vehicle}` : ""}`;
 // The actions each kind of stop offers (#actions buttons by data-event): a return is only handed
-// back, with no proof and no failure.
-const STOP_ACTIONS = { return: ["returned"] };
+// back, with no proof and no failure; a transfer only collected.
+const STOP_ACTIONS = { return: ["returned"], transfer: ["picked_up"] };
+// A button's label at a kind of stop, where it differs from the page's.
+const ACTION_LABEL = { transfer: { picked_up: "Collected" } };
 const DEFAULT_ACTIONS = ["arrived", "picked_up", "delivered", "failed"];
 
 function remaining() {
@@ -204,6 +212,9 @@ function renderRoute() {
   for (const b of $$("#actions button")) {
     b.disabled = !next;
     b.classList.toggle("hidden", !actions.includes(b.dataset.event));
+    b.dataset.label ??= b.textContent; // the page's own label
+    b.textContent = (next && ACTION_LABEL[next.kind] && ACTION_LABEL[next.kind][b.dataset.event]) || b.dataset.label;
+    if (b.dataset.event !== "returned") b.classList.toggle("wide", actions.length === 1); // alone: the whole row
   }
   if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
   forgetDetails(stops);
@@ -221,7 +232,8 @@ function renderRoute() {
   $("#stops").replaceChildren(...stops.map((s, i) =>
     el("li", { class: `stop ${s.kind}${s.late_risk || s.late_s > 0 ? " late" : ""}` },
       el("span", { class: "n" }, String(i + 1)),
-      el("div", {}, el("div", { style: "font-weight:600" }, stopTitle(s))),
+      el("div", {}, el("div", { style: "font-weight:600" }, stopTitle(s)),
+        s.kind === "transfer" ? el("div", { class: "muted stop-note" }, transferText(s)) : null),
       el("div", { class: "eta" }, clock(s.eta)))),
     ...(end ? [el("li", { class: "stop depot", id: "route-end" },
       el("span", { class: "n" }, "⌂"),
@@ -313,22 +325,29 @@ const telHref = (phone) => {
   return digits ? `tel:${digits}` : null;
 };
 
+/** Where a transfer's parcel is: on the van out of service the stop names. */
+const transferText = (s) => `from van ${s.from_vehicle || "?"} (out of service)`;
+
 /** Under the next stop's title: where it is (the drop-off's address; a pickup's, or a return's
  * to the shop, the pickup address, else the depot: an order without a pickup place is loaded
- * there), whom to ask for (a drop-off's customer,
+ * there; a transfer's, the van out of service it is on, which the route itself tells: shown
+ * before the details are read, and when they cannot be, as before the order is this van's),
+ * whom to ask for (a drop-off's customer,
  * with a phone link), the dispatcher's notes and, at a drop-off, the customer's instructions.
  * Nothing while they are not known. */
 function renderDetails(next) {
   const box = $("#next-details");
   const c = next && details.get(next.order_id);
-  const info = c && c.data;
+  const transfer = !!next && next.kind === "transfer";
+  const info = (c && c.data) || (transfer ? {} : null);
   box.classList.toggle("hidden", !info);
   if (!info) {
     for (const id of ["#next-address", "#next-customer", "#next-notes", "#next-instructions"]) $(id).replaceChildren();
     return;
   }
   let address;
-  if (next.kind === "pickup") address = info.pickup ? info.pickup.address : "the depot";
+  if (transfer) address = transferText(next);
+  else if (next.kind === "pickup") address = info.pickup ? info.pickup.address : "the depot";
   else if (next.kind === "return") address = info.pickup ? info.pickup.address || "the pickup place" : "your depot";
   else address = info.dropoff ? info.dropoff.address : "";
   $("#next-address").textContent = address || "";
@@ -363,7 +382,7 @@ function report(event, { reason, proof, orderId } = {}) {
   const msg = { type: "stop", seq: d.seq, order_id: next.order_id, event };
   if (reason) msg.reason = reason;
   if (proof) msg.proof = proof;
-  d.pendingStops.set(d.seq, { order_id: next.order_id, event });
+  d.pendingStops.set(d.seq, { order_id: next.order_id, event, kind: next.kind, from: next.from_vehicle });
   d.socket.send(JSON.stringify(msg));
   return true;
 }
