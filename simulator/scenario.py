@@ -34,6 +34,9 @@ class Scenario:
     incidents: int = 0
     reported: int = 0  # how many of the incidents are reported to the server
     breakdowns: int = 0
+    # a van due to break down does so only once it has a parcel on board (which another van
+    # then collects from it); otherwise at its time, whatever it carries
+    breakdown_with_parcel: bool = False
     hubs: int = 4
     express_share: float = 0.2
     cold_share: float = 0.1

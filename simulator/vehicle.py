@@ -97,6 +97,11 @@ class SimVehicle:
 
     # --- the van ------------------------------------------------------------------------------
 
+    def carrying(self) -> bool:
+        """Whether a parcel is on board: picked up (or collected), not yet dropped off."""
+        taken = {o for o, kind in self.done if kind in ("pickup", "transfer")}
+        return bool(taken - {o for o, kind in self.done if kind in ("dropoff", "return")})
+
     def _next_stop(self) -> dict[str, Any] | None:
         for stop in self.stops:
             if (stop["order_id"], stop["kind"]) not in self.done:

@@ -223,7 +223,12 @@ class World:
                 navigated.remove((end_s, incident_id))
                 self._reroute()
             while breakdowns and breakdowns[0][0] <= t:
-                _, vehicle_id = breakdowns.pop(0)
+                _, vehicle_id = breakdowns[0]
+                if self.events.scenario.breakdown_with_parcel and not any(
+                    van.carrying() for van in self.vans if van.plan.id == vehicle_id
+                ):
+                    break  # (not yet: it breaks down once it has a parcel on board)
+                breakdowns.pop(0)
                 with contextlib.suppress(httpx.HTTPError):
                     await api.patch(f"/vehicles/{vehicle_id}", json={"status": "broken_down"})
                 for van in self.vans:

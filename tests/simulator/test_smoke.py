@@ -120,3 +120,36 @@ def test_a_wrong_address_waits_for_the_dispatcher_then_is_delivered(
         tried = [s["outcome"] for s in traced["stops"]
                  if s["kind"] == "dropoff" and s["order_id"] == order_id]  # fmt: skip
         assert sorted(tried) == ["delivered", "failed"], (order_id, traced["stops"])
+
+
+def test_a_parcel_on_a_broken_down_van_is_collected_by_another(
+    helsinki_pbf: Path, helsinki_cache: Path, tmp_path: Path
+) -> None:
+    """A van breaks down with a parcel on board: the other van is sent to it, collects the
+    parcel (a ``transfer`` stop, reported picked up) and delivers it."""
+    scenario = dataclasses.replace(
+        SCENARIOS["smoke"],
+        duration_s=360,
+        vehicles=2,
+        orders=3,
+        arrivals_until=0.3,
+        breakdowns=1,
+        breakdown_with_parcel=True,
+        failure_rate=0.0,
+        cold_share=0.0,
+    )  # fmt: skip  (no cold chain: the other van can carry any parcel)
+    document = simulate(
+        scenario, osm_file=helsinki_pbf, roads_cache=helsinki_cache,
+        report_path=tmp_path / "breakdown.json", baseline=False, speed=12.0, say=lambda _: None,
+    )  # fmt: skip
+    [run] = document["runs"]
+    assert run["orders"]["consistent"]
+    [broken] = run["broken_down"]
+    trace = json.loads((tmp_path / "breakdown-trace.json").read_text())
+    [traced] = trace["runs"]
+    collected = [s for s in traced["stops"] if s["kind"] == "transfer"]
+    assert collected, traced["stops"]
+    for stop in collected:
+        assert stop["vehicle_id"] != broken
+        assert stop["outcome"] == "picked_up"
+        assert traced["orders"][stop["order_id"]]["final_status"] == "delivered"
