@@ -127,17 +127,11 @@ def test_a_parcel_on_a_broken_down_van_is_collected_by_another(
 ) -> None:
     """A van breaks down with a parcel on board: the other van is sent to it, collects the
     parcel (a ``transfer`` stop, reported picked up) and delivers it."""
+    # (no cold chain: the other van can carry any parcel)
     scenario = dataclasses.replace(
-        SCENARIOS["smoke"],
-        duration_s=360,
-        vehicles=2,
-        orders=3,
-        arrivals_until=0.3,
-        breakdowns=1,
-        breakdown_with_parcel=True,
-        failure_rate=0.0,
-        cold_share=0.0,
-    )  # fmt: skip  (no cold chain: the other van can carry any parcel)
+        SCENARIOS["smoke"], duration_s=360, vehicles=2, orders=3, arrivals_until=0.3,
+        breakdowns=1, breakdown_with_parcel=True, failure_rate=0.0, cold_share=0.0,
+    )  # fmt: skip
     document = simulate(
         scenario, osm_file=helsinki_pbf, roads_cache=helsinki_cache,
         report_path=tmp_path / "breakdown.json", baseline=False, speed=12.0, say=lambda _: None,
