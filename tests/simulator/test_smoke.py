@@ -102,8 +102,9 @@ def test_a_wrong_address_waits_for_the_dispatcher_then_is_delivered(
     """Every first attempt fails on a "wrong address": the server holds each order (no second
     trip to the same door), the simulated dispatcher sends it out again after its call, and the
     second attempt delivers it."""
+    # (420 s: the second attempt of the later order comes about 295 s in)
     scenario = dataclasses.replace(
-        SCENARIOS["smoke"], duration_s=300, orders=2,
+        SCENARIOS["smoke"], duration_s=420, orders=2,
         failure_reasons=(("address_wrong", 1.0),), dispatcher_call_s=30.0,
     )  # fmt: skip
     document = simulate(
