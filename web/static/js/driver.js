@@ -24,7 +24,8 @@ const d = {
   done: new Set(), // "order_id:kind" reported done from this phone (kind: pickup, dropoff, return, transfer)
   me: null,
   acked: 0,
-  pendingStops: new Map(), // seq → {order_id, event, kind, from} (kind: the stop it was for)
+  pendingStops: new Map(), // seq → {order_id, event, kind, from, run} (kind: the stop it was for; run: its "all here" tap)
+  run: null, // the last "all here" tap: {kind, waiting: "order_id:kind" not answered yet, acked, at}
 };
 window.fleetDriver = d;
 
@@ -101,6 +102,7 @@ function connect() {
   socket.onopen = () => { conn.textContent = "online"; conn.className = "badge ok"; d.retry = 0; flush(); };
   socket.onclose = (e) => {
     d.inflight = null; // not acked: it stays queued and is sent again (the server drops duplicates)
+    if (d.run) { d.run = null; renderRoute(); } // its answers will not come: the button is offered again
     if (e.code === 4001) {
       conn.textContent = "token refused";
       conn.className = "badge bad";
@@ -173,12 +175,15 @@ function onMessage(msg) {
     const said = msg.held ? `held for the dispatcher (${msg.held.replace("_", " ")}): keep the parcel`
       : sent && sent.kind === "transfer" && sent.event === "picked_up" ? `collected${sent.from ? ` from ${sent.from}` : ""}`
       : msg.status.replace("_", " ");
-    toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(said)}`);
+    if (sent && sent.run) runAnswered(sent, true); // (one toast for the whole tap)
+    else toast(`${escapeHtml(msg.order_id)}: ${escapeHtml(said)}`);
     renderRoute();
   } else if (msg.type === "error") {
     if (d.pendingStops.has(msg.seq)) {
+      const sent = d.pendingStops.get(msg.seq);
       d.pendingStops.delete(msg.seq);
-      toast(`Not recorded: ${escapeHtml(msg.message)}`, { bad: true });
+      toast(`Not recorded: ${escapeHtml(msg.message)}`, { bad: true }); // (the stop stays on the list)
+      if (sent.run) { runAnswered(sent, false); renderRoute(); }
     } else if (d.inflight && msg.seq === d.inflight.seq) {
       if (msg.code === "invalid_message" || msg.code === "batch_too_large" || msg.code === "empty_batch") d.queue.splice(0, d.inflight.count);
       d.inflight = null;
@@ -216,6 +221,7 @@ function renderRoute() {
     b.textContent = (next && ACTION_LABEL[next.kind] && ACTION_LABEL[next.kind][b.dataset.event]) || b.dataset.label;
     if (b.dataset.event !== "returned") b.classList.toggle("wide", actions.length === 1); // alone: the whole row
   }
+  renderRun(stops);
   if (!next || next.order_id !== proofs.orderId) closeSheets(); // the forms were for another stop
   forgetDetails(stops);
   if (next && detailsDue(next.order_id)) loadDetails(next.order_id);
@@ -385,6 +391,99 @@ function report(event, { reason, proof, orderId } = {}) {
   d.pendingStops.set(d.seq, { order_id: next.order_id, event, kind: next.kind, from: next.from_vehicle });
   d.socket.send(JSON.stringify(msg));
   return true;
+}
+
+// ---------- several parcels at one place: "Picked up all N here" ----------
+// A van at its depot in the morning has a pickup stop for each parcel loaded there, all at the
+// same place; so has a shop with several parcels, and a van out of service with several to
+// collect (transfers). When the next stop is a pickup (or a transfer) and the stops right after
+// it are of the same kind and within RUN_RADIUS_M of it, one tap reports them all: one ordinary
+// stop event (picked_up) each, with its own seq; each stop leaves the list with its own ack, and
+// one refused (an error) stays there, said as for a single report.
+const RUN_LABEL = { pickup: "Picked up", transfer: "Collected" }; // the kinds reported with picked_up
+const RUN_RADIUS_M = 30;
+const RUN_BURST = 15; // stop events sent at once, then as many a second (the socket takes 20 a second)
+const RUN_WAIT_MS = 15000; // answers missing by then: the button is offered again
+const stopKey = (s) => `${s.order_id}:${s.kind}`;
+
+/** Straight-line distance in metres between two {lat, lon}. */
+function metres(a, b) {
+  const rad = Math.PI / 180;
+  const dLat = (b.lat - a.lat) * rad;
+  const dLon = (b.lon - a.lon) * rad;
+  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
+  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(h)));
+}
+
+/** The next stop, if a pickup or a transfer, and the stops right after it of the same kind
+ * within RUN_RADIUS_M of it (consecutive ones only); none for another kind. */
+function runAhead(stops) {
+  const next = stops[0];
+  if (!next || !RUN_LABEL[next.kind]) return [];
+  const run = [next];
+  for (const s of stops.slice(1)) {
+    if (s.kind !== next.kind || !(metres(next, s) <= RUN_RADIUS_M)) break;
+    run.push(s);
+  }
+  return run;
+}
+
+const runBusy = () => !!d.run && d.run.waiting.size > 0 && Date.now() - d.run.at < RUN_WAIT_MS;
+
+function renderRun(stops) {
+  const run = runAhead(stops);
+  const shown = run.length >= 2;
+  const button = $("#run-all");
+  $("#run-actions").classList.toggle("hidden", !shown);
+  button.classList.toggle("transfer", shown && run[0].kind === "transfer");
+  button.textContent = shown ? `${RUN_LABEL[run[0].kind]} all ${run.length} here` : "";
+  button.disabled = !shown || runBusy();
+}
+
+$("#run-all").addEventListener("click", () => {
+  const run = runAhead(remaining());
+  if (run.length < 2 || runBusy()) return;
+  d.run = { kind: run[0].kind, waiting: new Set(run.map(stopKey)), acked: 0, at: Date.now() };
+  sendRun(d.run, run);
+});
+
+/** Send the stop events of ``stops`` for the tap ``batch``, RUN_BURST at a time. */
+function sendRun(batch, stops) {
+  if (d.run !== batch) return; // (the socket closed meanwhile: the tap is over)
+  if (!online()) { // (as for a single report: nothing sent, said)
+    for (const s of stops) batch.waiting.delete(stopKey(s));
+    toast("Offline: try again when the connection is back.", { bad: true });
+    runSettled(batch);
+    renderRoute();
+    return;
+  }
+  const ahead = new Set(remaining().map(stopKey));
+  for (const s of stops.slice(0, RUN_BURST)) {
+    if (!ahead.has(stopKey(s))) { batch.waiting.delete(stopKey(s)); continue; } // done meanwhile
+    d.seq += 1;
+    d.pendingStops.set(d.seq, { order_id: s.order_id, event: "picked_up", kind: s.kind, from: s.from_vehicle, run: batch });
+    d.socket.send(JSON.stringify({ type: "stop", seq: d.seq, order_id: s.order_id, event: "picked_up" }));
+  }
+  batch.at = Date.now();
+  runSettled(batch); // (all done meanwhile)
+  const later = stops.slice(RUN_BURST);
+  if (later.length) setTimeout(() => sendRun(batch, later), 1000);
+  else setTimeout(() => d.run === batch && renderRoute(), RUN_WAIT_MS + 100); // (answers missing: offered again)
+  renderRoute();
+}
+
+/** One answer to a tap's stop event. */
+function runAnswered(sent, acked) {
+  sent.run.waiting.delete(stopKey(sent));
+  if (acked) sent.run.acked += 1;
+  runSettled(sent.run);
+}
+
+/** The tap is over once every stop event of it is answered (or not sent): one toast for the acks. */
+function runSettled(batch) {
+  if (batch.waiting.size || d.run !== batch) return;
+  d.run = null;
+  if (batch.acked) toast(`${batch.acked} ${batch.acked === 1 ? "parcel" : "parcels"} ${batch.kind === "transfer" ? "collected" : "picked up"}`);
 }
 
 for (const b of $$("#actions button")) {
