@@ -514,11 +514,11 @@ class Planner:
             plan, {t.id for t in tasks} - waiting, set(fleet_ids), pins
         )):  # fmt: skip
             if not idle:
-                ahead = {(t.id, "return" if t.id in back_to else "dropoff") for t in tasks}
-                ahead |= {
-                    (t.id, "transfer" if t.id in stranded else "pickup")
+                returns = set(back_to)
+                ahead = {
+                    (t.id, _stop_kind(t.id, kind, returns, stranded))
                     for t in tasks
-                    if t.pickup is not None
+                    for kind in (("dropoff",) if t.pickup is None else ("pickup", "dropoff"))
                 }
                 await self._redraw(snapped, {v.id: v.start for v in vehicles}, ahead)
                 done("redraw")

@@ -406,14 +406,8 @@ const RUN_BURST = 15; // stop events sent at once, then as many a second (the so
 const RUN_WAIT_MS = 15000; // answers missing by then: the button is offered again
 const stopKey = (s) => `${s.order_id}:${s.kind}`;
 
-/** Straight-line distance in metres between two {lat, lon}. */
-function metres(a, b) {
-  const rad = Math.PI / 180;
-  const dLat = (b.lat - a.lat) * rad;
-  const dLon = (b.lon - a.lon) * rad;
-  const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * rad) * Math.cos(b.lat * rad) * Math.sin(dLon / 2) ** 2;
-  return 2 * 6371008.8 * Math.asin(Math.min(1, Math.sqrt(h)));
-}
+/** Straight-line distance in metres between two {lat, lon} (Leaflet's great-circle one). */
+const metres = (a, b) => L.latLng(a.lat, a.lon).distanceTo(L.latLng(b.lat, b.lon));
 
 /** The next stop, if a pickup or a transfer, and the stops right after it of the same kind
  * within RUN_RADIUS_M of it (consecutive ones only); none for another kind. */
